@@ -1,0 +1,24 @@
+#pragma once
+// Linear layer: y = x W^T + b, W [out, in] (PyTorch's layout and default initialisation).
+#include <cmath>
+
+#include "../ops/creation.hpp"
+#include "../ops/matmul.hpp"
+#include "module.hpp"
+
+namespace blip2::nn {
+
+template <class T, class D = cpu>
+class Linear : public Module<T, D> {
+ public:
+  Linear(index_t in, index_t out, Generator& gen, bool bias = true) {
+    const double bound = 1.0 / std::sqrt(double(std::max<index_t>(in, 1)));
+    weight = this->register_parameter("weight", rand<T, D>({out, in}, gen, -bound, bound).requires_grad_());
+    if (bias) this->bias = this->register_parameter("bias", rand<T, D>({out}, gen, -bound, bound).requires_grad_());
+  }
+  Tensor<T, D> operator()(const Tensor<T, D>& x) const { return linear(x, weight, bias); }
+
+  Tensor<T, D> weight, bias;
+};
+
+}  // namespace blip2::nn

@@ -1,0 +1,147 @@
+// Every op's backward against central finite differences in float64, and the autograd semantics.
+#include "support.hpp"
+
+#include <limits>
+
+using namespace blip2;
+using blip2::testing::gradcheck;
+using blip2::testing::tensor;
+using V = std::vector<Tensor<double>>;
+
+namespace {
+Tensor<double> rnd(const Shape& s, std::uint64_t seed) {
+  Generator g(seed);
+  return randn<double>(s, g);
+}
+}  // namespace
+
+TEST_CASE("gradients: elementwise with broadcasting") {
+  gradcheck("add", {rnd({2, 3}, 1), rnd({3}, 2)}, [](const V& x) { return x[0] + x[1]; });
+  gradcheck("sub", {rnd({2, 1}, 1), rnd({1, 3}, 2)}, [](const V& x) { return x[0] - x[1]; });
+  gradcheck("mul", {rnd({2, 3, 4}, 1), rnd({3, 1}, 2)}, [](const V& x) { return x[0] * x[1]; });
+  gradcheck("div", {rnd({2, 3}, 1), rnd({2, 3}, 2) * 0.1 + 2.0},
+            [](const V& x) { return x[0] / x[1]; });
+  gradcheck("scalar ops", {rnd({4}, 3)}, [](const V& x) { return (x[0] * 3.0 + 1.0) / 2.0 - 0.5; });
+  const Tensor<double> positive = abs(rnd({5}, 4)) + 0.5;
+  for (auto [name, op] : std::vector<std::pair<const char*, UnaryOp>>{
+           {"neg", UnaryOp::neg}, {"exp", UnaryOp::exp}, {"tanh", UnaryOp::tanh}, {"gelu", UnaryOp::gelu_erf},
+           {"gelu_tanh", UnaryOp::gelu_tanh}, {"silu", UnaryOp::silu}, {"sigmoid", UnaryOp::sigmoid},
+           {"square", UnaryOp::square}, {"relu", UnaryOp::relu}, {"abs", UnaryOp::abs}}) {
+    gradcheck(name, {rnd({6}, 5) + 0.01}, [op = op](const V& x) { return unary(op, x[0]); });
+  }
+  gradcheck("log", {positive.clone()}, [](const V& x) { return log(x[0]); });
+  gradcheck("sqrt", {positive.clone()}, [](const V& x) { return sqrt(x[0]); });
+  gradcheck("rsqrt", {positive.clone()}, [](const V& x) { return rsqrt(x[0]); });
+  gradcheck("pow", {positive.clone()}, [](const V& x) { return pow(x[0], 1.7); });
+  gradcheck("clamp_min", {rnd({6}, 6)}, [](const V& x) { return clamp_min(x[0], 0.1); });
+}
+
+TEST_CASE("gradients: views on non-contiguous tensors") {
+  gradcheck("transpose+reshape", {rnd({2, 3, 4}, 1)},
+            [](const V& x) { return x[0].transpose(0, 2).reshape({4, 6}) * rnd({4, 6}, 9); });
+  gradcheck("permute", {rnd({2, 3, 4}, 1)}, [](const V& x) { return x[0].permute({1, 2, 0}) * rnd({3, 4, 2}, 8); });
+  gradcheck("slice with step", {rnd({5, 4}, 2)}, [](const V& x) { return x[0].slice(0, 1, 5, 2).slice(1, 1, 3); });
+  gradcheck("expand", {rnd({3, 1}, 3)}, [](const V& x) { return x[0].expand({2, 3, 4}) * rnd({2, 3, 4}, 7); });
+  gradcheck("concat/split", {rnd({2, 2}, 4), rnd({2, 3}, 5)}, [](const V& x) {
+    auto c = concat<double, cpu>({x[0], x[1], x[0]}, 1);
+    return split(c, {3, 4}, 1)[1] * 2.0;
+  });
+  gradcheck("unsqueeze/squeeze/contiguous", {rnd({3, 2}, 6)},
+            [](const V& x) { return x[0].unsqueeze(1).transpose(0, 2).contiguous().squeeze(1); });
+}
+
+TEST_CASE("gradients: reductions") {
+  gradcheck("sum all", {rnd({3, 4}, 1)}, [](const V& x) { return sum(x[0]); });
+  gradcheck("sum axes", {rnd({2, 3, 4}, 2)}, [](const V& x) { return sum(x[0], {0, 2}, true); });
+  gradcheck("mean", {rnd({2, 3, 4}, 3)}, [](const V& x) { return mean(x[0], {-1}); });
+  gradcheck("max", {rnd({3, 5}, 4)}, [](const V& x) { return max(x[0], {1}); });
+  gradcheck("max of transposed", {rnd({3, 5}, 5)}, [](const V& x) { return max(x[0].transpose(0, 1), {0}); });
+}
+
+TEST_CASE("gradients: products") {
+  gradcheck("matmul batched", {rnd({2, 3, 4}, 1), rnd({2, 4, 5}, 2)}, [](const V& x) { return matmul(x[0], x[1]); });
+  gradcheck("matmul broadcast", {rnd({2, 3, 4}, 1), rnd({4, 2}, 2)}, [](const V& x) { return matmul(x[0], x[1]); });
+  gradcheck("matmul transposed views", {rnd({4, 3}, 1), rnd({5, 4}, 2)},
+            [](const V& x) { return matmul(x[0].transpose(0, 1), x[1].transpose(0, 1)); });
+  gradcheck("linear", {rnd({2, 3, 4}, 3), rnd({5, 4}, 4), rnd({5}, 5)},
+            [](const V& x) { return linear(x[0], x[1], x[2]); });
+  gradcheck("patch_embed", {rnd({2, 2, 5, 4}, 6), rnd({3, 2, 2, 2}, 7), rnd({3}, 8)},
+            [](const V& x) { return patch_embed(x[0], x[1], x[2]); });
+}
+
+TEST_CASE("gradients: softmax, norms, attention, losses") {
+  const double inf = std::numeric_limits<double>::infinity();
+  const auto mask = tensor<double>({3, 1, 4}, {0, 0, -inf, 0, 0, -inf, -inf, -inf, -inf, -inf, -inf, 0});
+  gradcheck("softmax", {rnd({3, 5}, 1)}, [](const V& x) { return softmax(x[0]); });
+  gradcheck("masked softmax incl. a fully masked row", {rnd({3, 2, 4}, 2)},
+            [&](const V& x) { return softmax(x[0], mask); });
+  // log-softmax is -inf at masked entries, so only whole rows are masked here (they give zeros)
+  const auto row_mask = tensor<double>({2, 1}, {0, -inf});
+  gradcheck("log_softmax with a fully masked row", {rnd({2, 4}, 3)}, [&](const V& x) { return log_softmax(x[0], row_mask); });
+  gradcheck("layer_norm", {rnd({3, 6}, 4), rnd({6}, 5), rnd({6}, 6)},
+            [](const V& x) { return layer_norm(x[0], x[1], x[2], 1e-5); });
+  gradcheck("layer_norm no affine, transposed input", {rnd({6, 3}, 7)},
+            [](const V& x) { return layer_norm(x[0].transpose(0, 1), Tensor<double>(), Tensor<double>(), 1e-5); });
+  gradcheck("rms_norm", {rnd({4, 5}, 8), rnd({5}, 9)}, [](const V& x) { return rms_norm(x[0], x[1], 1e-6); });
+  gradcheck("l2_normalize", {rnd({3, 4}, 10)}, [](const V& x) { return l2_normalize(x[0]); });
+  gradcheck("attention causal + padding mask", {rnd({2, 2, 3, 4}, 11), rnd({2, 2, 3, 4}, 12), rnd({2, 2, 3, 2}, 13)},
+            [](const V& x) {
+              auto pad = Tensor<double>::zeros({2, 1, 1, 3});
+              pad.data()[4] = -std::numeric_limits<double>::infinity();
+              AttentionOptions opt;
+              opt.causal = true;
+              return scaled_dot_product_attention(x[0], x[1], x[2], pad, opt);
+            });
+  gradcheck("attention unscaled (T5)", {rnd({2, 3, 4}, 14), rnd({2, 5, 4}, 15), rnd({2, 5, 3}, 16)}, [](const V& x) {
+    AttentionOptions opt;
+    opt.scale = 1.0;
+    return scaled_dot_product_attention(x[0], x[1], x[2], Tensor<double>(), opt);
+  });
+  const auto targets = Tensor<std::int64_t>::from_vector({2, 3}, {1, -100, 4, 0, 2, 2});
+  gradcheck("cross_entropy ignore_index + smoothing", {rnd({2, 3, 5}, 17)},
+            [&](const V& x) { return cross_entropy(x[0], targets, {-100, 0.1}); });
+  const auto ids = Tensor<std::int64_t>::from_vector({2, 3}, {1, 3, 1, 0, 1, 2});
+  gradcheck("embedding with repeated ids", {rnd({4, 3}, 18)}, [&](const V& x) { return embedding(x[0], ids); });
+  gradcheck("index_select axis 1", {rnd({3, 4, 2}, 19)}, [](const V& x) {
+    return index_select(x[0], 1, Tensor<std::int64_t>::from_vector({3}, {3, 0, 3}));
+  });
+  gradcheck("dropout", {rnd({20}, 20)}, [](const V& x) {
+    Generator g(5);
+    return dropout(x[0], 0.3, g);
+  });
+}
+
+TEST_CASE("autograd semantics") {
+  auto w = Tensor<double>::from_vector({2}, {1, 2}).requires_grad_();
+  auto frozen = Tensor<double>::from_vector({2}, {3, 4});
+  sum(w * frozen).backward();
+  CHECK(w.grad().to_vector() == std::vector<double>{3, 4});
+  CHECK(!frozen.grad().defined());
+  sum(w * frozen).backward();  // gradients accumulate
+  CHECK(w.grad().to_vector() == std::vector<double>{6, 8});
+  w.zero_grad();
+  CHECK(!w.grad().defined());
+  {
+    NoGrad no_grad;
+    auto y = w * frozen;
+    CHECK(!y.requires_grad());
+    CHECK(!y.grad_fn());
+  }
+  // the same tensor used twice: gradients from both uses add up
+  auto y = w * w + w;
+  sum(y).backward();
+  CHECK(w.grad().to_vector() == std::vector<double>{3, 5});
+  CHECK_THROWS_AS((w * frozen).backward(), AutogradError);     // not a scalar
+  CHECK_THROWS_AS(sum(frozen).backward(), AutogradError);      // no graph
+  CHECK_THROWS_AS((w * frozen).requires_grad_(), AutogradError);  // not a leaf
+  CHECK_THROWS_AS(w.to<float>(), AutogradError);               // not differentiable
+  // frozen inputs record no graph at all
+  auto f = linear(frozen.unsqueeze(0), Tensor<double>::ones({3, 2}));
+  CHECK(!f.grad_fn());
+  // gradients reach inputs through a frozen linear without touching the weight
+  auto x = Tensor<double>::from_vector({1, 2}, {1, 1}).requires_grad_();
+  auto wf = Tensor<double>::from_vector({1, 2}, {5, 7});
+  sum(linear(x, wf)).backward();
+  CHECK(x.grad().to_vector() == std::vector<double>{5, 7});
+  CHECK(!wf.grad().defined());
+}
