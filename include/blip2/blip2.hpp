@@ -36,3 +36,4 @@
 #include "train/sgd.hpp"
 #include "train/schedule.hpp"
 #include "train/clip.hpp"
+#include "io/safetensors.hpp"
