@@ -894,15 +894,612 @@ void binary(BinaryOp op, const T* a, const Strides& sa, const T* b, const Stride
 // ---- begin blip2/backend/cpu/gemm.hpp ----
 // Dense matrix products on the CPU, row-major: C = alpha * op(A) op(B) + beta * C, where op(A) is
 // M x K and op(B) is K x N; a transposed operand is read in place (the HF weight layout [out, in]
-// is used as B with trans_b). Eigen does the work.
+// is used as B with trans_b). beta == 0 never reads C.
+//
+// float: few rows or few columns (decode, M = 1) -> gemm_small.hpp, bandwidth-bound, no packing;
+//        everything else -> gemm_packed.hpp, the cache-blocked, packed, register-blocked GEMM.
+// double (and any other type): Eigen.
 #include <Eigen/Core>
 
+// ---- begin blip2/backend/cpu/gemm_packed.hpp ----
+// Cache-blocked float32 GEMM in the BLIS / GotoBLAS style, row-major:
+//   C[M, N] = alpha * op(A)[M, K] op(B)[K, N] + beta * C.
+//
+// Loops, outside in (per thread, over that thread's rectangle of C):
+//   pc over K in steps of kc        one pass per K block; beta applies on the first only
+//     ic over M in steps of MC      pack A[ic.., pc..] into MR-row micro-panels (once per pc)
+//       jc over N in steps of nc    pack B[pc.., jc..] into NR-column micro-panels: kc x nc floats,
+//                                   sized to stay in L2 (about 1 MiB)
+//         ir over the A panels      the A micro-panel (MR x kc, ~14 KiB) stays in L1 ...
+//           jr over the B panels    ... while the kernel streams B micro-panels from L2
+// Threads split C by columns (each reads half of the weights; A is small and packed by both) or, when
+// N is narrow, by rows. Inside an OpenMP parallel region (gemm_batched across heads) everything runs
+// on the calling thread.
+#include <new>
+
+// ---- begin blip2/backend/cpu/gemm_kernel.hpp ----
+// Register-blocked float32 micro-kernels for the packed GEMM (gemm_packed.hpp).
+//
+// A kernel computes an MRU x NR tile of C from a packed A micro-panel (kc steps of MR floats: one
+// value per row, broadcast) and a packed B micro-panel (kc steps of NR floats: the vector direction,
+// along the rows of C, so C is written with contiguous stores). Only the first MRU <= MR rows are
+// computed, so edge tiles in M cost no wasted flops; columns past `nvalid` are computed but never
+// stored. The update is C = alpha * acc + beta * C, and beta == 0 never reads C (it may hold NaN).
+//
+// Two policies with the same interface: Avx512Kernel (intrinsics, 14 x 32: 28 accumulators of the 32
+// zmm registers), compiled only with __AVX512F__, and XsimdKernel (any xsimd architecture, 6 x 2W).
+
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace blip2::cpu_kernel::gemm_detail {
+
+using KernelFn = void (*)(index_t kc, const float* a, const float* b, float* c, index_t ldc, index_t nvalid,
+                          float alpha, float beta);
+
+// Table of the MRU = 1..MR instantiations, indexed by MRU - 1.
+template <class K, std::size_t... I>
+constexpr std::array<KernelFn, sizeof...(I)> kernel_table(std::index_sequence<I...>) {
+  return {{&K::template run<int(I) + 1>...}};
+}
+
+#if defined(__AVX512F__)
+struct Avx512Kernel {
+  static constexpr int MR = 14, NR = 32;
+
+  template <int MRU>
+  static void run(index_t kc, const float* a, const float* b, float* c, index_t ldc, index_t nvalid, float alpha,
+                  float beta) {
+    __m512 acc0[MRU], acc1[MRU];
+#pragma GCC unroll 16
+    for (int i = 0; i < MRU; ++i) acc0[i] = acc1[i] = _mm512_setzero_ps();
+    for (index_t k = 0; k < kc; ++k) {
+      const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+#pragma GCC unroll 16
+      for (int i = 0; i < MRU; ++i) {
+        const __m512 ai = _mm512_set1_ps(a[i]);  // folds into the FMA as an embedded broadcast
+        acc0[i] = _mm512_fmadd_ps(ai, b0, acc0[i]);
+        acc1[i] = _mm512_fmadd_ps(ai, b1, acc1[i]);
+      }
+      a += MR;
+      b += NR;
+    }
+    const __mmask16 m0 = nvalid >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << nvalid) - 1);
+    const __mmask16 m1 = nvalid >= 32 ? __mmask16(0xFFFF) : nvalid <= 16 ? __mmask16(0) : __mmask16((1u << (nvalid - 16)) - 1);
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 16
+    for (int i = 0; i < MRU; ++i) {
+      float* row = c + i * ldc;
+      __m512 r0 = _mm512_mul_ps(va, acc0[i]), r1 = _mm512_mul_ps(va, acc1[i]);
+      if (beta != 0.0f) {  // masked loads never touch (or fault on) the columns past nvalid
+        r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, row), r0);
+        r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, row + 16), r1);
+      }
+      _mm512_mask_storeu_ps(row, m0, r0);
+      _mm512_mask_storeu_ps(row + 16, m1, r1);
+    }
+  }
+
+  static KernelFn get(int mru) {
+    static constexpr auto table = kernel_table<Avx512Kernel>(std::make_index_sequence<MR>{});
+    return table[std::size_t(mru - 1)];
+  }
+};
+#endif
+
+// Portable kernel over xsimd batches: MR = 6 rows, two vectors per row (12 accumulators fit the 16
+// registers of AVX2; with wider registers it is simply smaller than the best tile).
+struct XsimdKernel {
+  using V = simd<float>;
+  static constexpr int W = int(V::size);
+  static constexpr int MR = 6, NR = 2 * W;
+
+  template <int MRU>
+  static void run(index_t kc, const float* a, const float* b, float* c, index_t ldc, index_t nvalid, float alpha,
+                  float beta) {
+    V acc0[MRU], acc1[MRU];
+    for (int i = 0; i < MRU; ++i) acc0[i] = acc1[i] = V(0.0f);
+    for (index_t k = 0; k < kc; ++k) {
+      const V b0 = V::load_aligned(b), b1 = V::load_aligned(b + W);
+      for (int i = 0; i < MRU; ++i) {
+        const V ai(a[i]);
+        acc0[i] = xsimd::fma(ai, b0, acc0[i]);
+        acc1[i] = xsimd::fma(ai, b1, acc1[i]);
+      }
+      a += MR;
+      b += NR;
+    }
+    for (int i = 0; i < MRU; ++i) {
+      float* row = c + i * ldc;
+      if (nvalid >= NR) {
+        V r0 = V(alpha) * acc0[i], r1 = V(alpha) * acc1[i];
+        if (beta != 0.0f) {
+          r0 = xsimd::fma(V(beta), V::load_unaligned(row), r0);
+          r1 = xsimd::fma(V(beta), V::load_unaligned(row + W), r1);
+        }
+        r0.store_unaligned(row);
+        r1.store_unaligned(row + W);
+      } else {  // edge tile: spill the accumulators and copy the valid columns
+        alignas(64) float tmp[NR];
+        acc0[i].store_aligned(tmp);
+        acc1[i].store_aligned(tmp + W);
+        for (index_t j = 0; j < nvalid; ++j) row[j] = beta != 0.0f ? alpha * tmp[j] + beta * row[j] : alpha * tmp[j];
+      }
+    }
+  }
+
+  static KernelFn get(int mru) {
+    static constexpr auto table = kernel_table<XsimdKernel>(std::make_index_sequence<MR>{});
+    return table[std::size_t(mru - 1)];
+  }
+};
+
+#if defined(__AVX512F__)
+using DefaultKernel = Avx512Kernel;
+#else
+using DefaultKernel = XsimdKernel;
+#endif
+
+}  // namespace blip2::cpu_kernel::gemm_detail
+// ---- end blip2/backend/cpu/gemm_kernel.hpp ----
+// ---- begin blip2/backend/cpu/gemm_pack.hpp ----
+// Packing for the float32 GEMM: copies a block of op(A) or op(B) into the order the micro-kernel
+// reads it, so the kernel streams contiguous, aligned memory whatever the transposes and strides.
+//
+//   A block (mc x kc) -> micro-panels of MR rows: panel p holds, for k = 0..kc-1, the MR values
+//                        A(p*MR + i, k); rows past mc are left unset (the kernel never reads them).
+//   B block (kc x nc) -> micro-panels of NR columns: panel q holds, for k = 0..kc-1, the NR values
+//                        B(k, q*NR + j); columns past nc are zero.
+// The weight layout [N, K] used as op(B) = W^T (trans_b) needs a transpose while packing; with
+// AVX-512 it is done 16 x 16 in registers, which keeps the packing cost well under the product's.
+
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace blip2::cpu_kernel::gemm_detail {
+
+// Element (i, k) of op(A) is a[i*lda + k] (no transpose) or a[k*lda + i] (transposed); the same
+// accessor serves op(B)(k, j) with the roles swapped.
+template <int MR>
+void pack_a(bool trans, const float* a, index_t lda, index_t mc, index_t kc, float* out) {
+  for (index_t p = 0; p < mc; p += MR) {
+    const index_t mr = std::min<index_t>(MR, mc - p);
+    float* dst = out + p * kc;
+    if (trans) {  // op(A)(i, k) = a[k*lda + i]: MR contiguous values per k
+      for (index_t k = 0; k < kc; ++k) {
+        const float* src = a + k * lda + p;
+        for (index_t i = 0; i < mr; ++i) dst[k * MR + i] = src[i];
+      }
+    } else {  // rows are contiguous in k: write them interleaved
+      for (index_t i = 0; i < mr; ++i) {
+        const float* src = a + (p + i) * lda;
+        for (index_t k = 0; k < kc; ++k) dst[k * MR + i] = src[k];
+      }
+    }
+  }
+}
+
+#if defined(__AVX512F__)
+// Transposes the 16 x 16 block r[0..15] in place (row i becomes column i).
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
+    t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
+  }
+  for (int i = 0; i < 8; ++i) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+  }
+}
+
+// dst[k*NR + j] = w[j*ldw + k] for j < rows (<= 16), k < kc; lanes j >= rows are zero.
+template <int NR>
+void pack_transposed16(const float* w, index_t ldw, index_t rows, index_t kc, float* dst) {
+  __m512 r[16];
+  for (index_t k = 0; k < kc; k += 16) {
+    const index_t kr = std::min<index_t>(16, kc - k);
+    const __mmask16 m = kr == 16 ? __mmask16(0xFFFF) : __mmask16((1u << kr) - 1);
+    for (index_t j = 0; j < 16; ++j) r[j] = j < rows ? _mm512_maskz_loadu_ps(m, w + j * ldw + k) : _mm512_setzero_ps();
+    transpose16(r);
+    for (index_t i = 0; i < kr; ++i) _mm512_store_ps(dst + (k + i) * NR, r[i]);
+  }
+}
+#endif
+
+template <int NR>
+void pack_b(bool trans, const float* b, index_t ldb, index_t kc, index_t nc, float* out) {
+  for (index_t q = 0; q < nc; q += NR) {
+    const index_t nr = std::min<index_t>(NR, nc - q);
+    float* dst = out + q * kc;
+    if (!trans) {  // op(B)(k, j) = b[k*ldb + j]: NR contiguous values per k
+      for (index_t k = 0; k < kc; ++k) {
+        const float* src = b + k * ldb + q;
+        float* d = dst + k * NR;
+        index_t j = 0;
+        for (; j < nr; ++j) d[j] = src[j];
+        for (; j < NR; ++j) d[j] = 0.0f;
+      }
+      continue;
+    }
+#if defined(__AVX512F__)
+    if constexpr (NR % 16 == 0) {
+      for (index_t h = 0; h < NR; h += 16)
+        pack_transposed16<NR>(b + (q + h) * ldb, ldb, std::max<index_t>(0, std::min<index_t>(16, nr - h)), kc, dst + h);
+      continue;
+    }
+#endif
+    // op(B)(k, j) = b[j*ldb + k]: read the rows of W along k, write them interleaved
+    for (index_t j = 0; j < NR; ++j) {
+      float* d = dst + j;
+      if (j < nr) {
+        const float* src = b + (q + j) * ldb;
+        for (index_t k = 0; k < kc; ++k) d[k * NR] = src[k];
+      } else {
+        for (index_t k = 0; k < kc; ++k) d[k * NR] = 0.0f;
+      }
+    }
+  }
+}
+
+}  // namespace blip2::cpu_kernel::gemm_detail
+// ---- end blip2/backend/cpu/gemm_pack.hpp ----
+
+namespace blip2::cpu_kernel::gemm_detail {
+
+struct GemmArgs {
+  bool trans_a, trans_b;
+  index_t M, N, K;
+  float alpha;
+  const float* A;
+  index_t lda;
+  const float* B;
+  index_t ldb;
+  float beta;
+  float* C;
+  index_t ldc;
+
+  // op(A) starting at row i, column k; op(B) starting at row k, column j.
+  const float* a_at(index_t i, index_t k) const { return trans_a ? A + k * lda + i : A + i * lda + k; }
+  const float* b_at(index_t k, index_t j) const { return trans_b ? B + j * ldb + k : B + k * ldb + j; }
+};
+
+// Per-thread packing buffers, 64-byte aligned, kept for the thread's lifetime and grown on demand.
+class PackBuffer {
+ public:
+  PackBuffer() = default;
+  PackBuffer(const PackBuffer&) = delete;
+  PackBuffer& operator=(const PackBuffer&) = delete;
+  ~PackBuffer() { release(); }
+  float* get(std::size_t n) {
+    if (n > cap_) {
+      release();
+      p_ = static_cast<float*>(::operator new(n * sizeof(float), std::align_val_t(64)));
+      cap_ = n;
+    }
+    return p_;
+  }
+
+ private:
+  void release() {
+    if (p_) ::operator delete(p_, std::align_val_t(64));
+    p_ = nullptr;
+    cap_ = 0;
+  }
+  float* p_ = nullptr;
+  std::size_t cap_ = 0;
+};
+
+inline PackBuffer& pack_buffer_a() {
+  static thread_local PackBuffer buf;
+  return buf;
+}
+inline PackBuffer& pack_buffer_b() {
+  static thread_local PackBuffer buf;
+  return buf;
+}
+
+// Block sizes for the kernel K (floats). KC: depth of one pass; NC: B block width (kc * NC * 4 bytes
+// of L2); MC: rows of A packed at once (only its MR-row micro-panel needs to stay in L1).
+template <class K>
+struct Blocking {
+  static constexpr index_t KC = 256, NC = 1024, MC = 1008;  // 1008 = 72 * 14
+};
+
+// Splits n into equal steps no larger than max_step, each a multiple of `unit` (fewer ragged blocks).
+inline index_t balanced_step(index_t n, index_t max_step, index_t unit) {
+  const index_t blocks = (n + max_step - 1) / max_step;
+  const index_t step = (n + blocks - 1) / blocks;
+  return (step + unit - 1) / unit * unit;
+}
+
+// One thread's share: rows [m0, m1) and columns [n0, n1) of C.
+template <class Kern>
+void packed_block(const GemmArgs& g, index_t m0, index_t m1, index_t n0, index_t n1) {
+  constexpr index_t MR = Kern::MR, NR = Kern::NR;
+  using Blk = Blocking<Kern>;
+  const index_t kc_step = balanced_step(g.K, Blk::KC, 8);
+  const index_t nc_step = balanced_step(n1 - n0, Blk::NC, NR);
+  const index_t mc_step = balanced_step(m1 - m0, Blk::MC, MR);
+  float* pa = pack_buffer_a().get(std::size_t((mc_step + MR) * kc_step));
+  float* pb = pack_buffer_b().get(std::size_t((nc_step + NR) * kc_step));
+  for (index_t pc = 0; pc < g.K; pc += kc_step) {
+    const index_t kc = std::min(kc_step, g.K - pc);
+    const float beta = pc == 0 ? g.beta : 1.0f;
+    for (index_t ic = m0; ic < m1; ic += mc_step) {
+      const index_t mc = std::min(mc_step, m1 - ic);
+      pack_a<int(MR)>(g.trans_a, g.a_at(ic, pc), g.lda, mc, kc, pa);
+      for (index_t jc = n0; jc < n1; jc += nc_step) {
+        const index_t nc = std::min(nc_step, n1 - jc);
+        pack_b<int(NR)>(g.trans_b, g.b_at(pc, jc), g.ldb, kc, nc, pb);
+        for (index_t ir = 0; ir < mc; ir += MR) {
+          const index_t mr = std::min(MR, mc - ir);
+          const KernelFn kern = Kern::get(int(mr));
+          float* crow = g.C + (ic + ir) * g.ldc + jc;
+          for (index_t jr = 0; jr < nc; jr += NR)
+            kern(kc, pa + ir * kc, pb + jr * kc, crow + jr, g.ldc, std::min(NR, nc - jr), g.alpha, beta);
+        }
+      }
+    }
+  }
+}
+
+// Splits C over the threads (columns when there are enough of them, else rows) and runs the blocks.
+// Products under about 2^18 multiply-adds per thread stay on one thread.
+template <class Kern = DefaultKernel>
+void gemm_packed(const GemmArgs& g) {
+  constexpr index_t MR = Kern::MR, NR = Kern::NR;
+  const index_t col_panels = (g.N + NR - 1) / NR, row_panels = (g.M + MR - 1) / MR;
+  const index_t min_macs = index_t(1) << 18;
+  const index_t nt = num_threads();
+  if (col_panels >= 2 * nt || col_panels >= row_panels) {
+    const index_t grain = std::max<index_t>(1, min_macs / std::max<index_t>(1, g.M * NR * g.K));
+    parallel_for(col_panels, grain, [&](index_t lo, index_t hi) {
+      packed_block<Kern>(g, 0, g.M, lo * NR, std::min(g.N, hi * NR));
+    });
+  } else {
+    const index_t grain = std::max<index_t>(1, min_macs / std::max<index_t>(1, g.N * MR * g.K));
+    parallel_for(row_panels, grain, [&](index_t lo, index_t hi) {
+      packed_block<Kern>(g, lo * MR, std::min(g.M, hi * MR), 0, g.N);
+    });
+  }
+}
+
+}  // namespace blip2::cpu_kernel::gemm_detail
+// ---- end blip2/backend/cpu/gemm_packed.hpp ----
+// ---- begin blip2/backend/cpu/gemm_small.hpp ----
+// Float32 products with few rows (decode: x W^T with M = 1) or few columns. They are bound by
+// reading the large operand once, so there is no packing: each thread takes a block of the output
+// columns and streams its part of the weights straight from memory.
+//
+//   C(m, n) = alpha * sum_k X(m, k) W(n, k) + beta * C(m, n),   m < M (small), n < N
+// X has contiguous rows (x[m*ldx + k]). W is either row-major [N, K] (the HF weight layout: dot
+// products along k, four rows of W at a time) or given as [K, N] (w[k*ldw + n]: scaled row sums,
+// four rows of it at a time, accumulating a block of columns). C(m, n) is at c[m*rs + n*cs], so the
+// same code serves the transposed problem (few columns) too.
+
+
+namespace blip2::cpu_kernel::gemm_detail {
+
+inline constexpr index_t kSmallRows = 4;  // M (or N) at most this goes here, not to the packed GEMM
+
+struct SmallArgs {
+  index_t M, N, K;
+  float alpha;
+  const float* x;
+  index_t ldx;
+  const float* w;
+  index_t ldw;
+  bool w_kn;  // false: W(n, k) = w[n*ldw + k]; true: W(n, k) = w[k*ldw + n]
+  float beta;
+  float* c;
+  index_t rs, cs;
+};
+
+inline void small_store(const SmallArgs& s, float* c, float v) {
+  *c = s.beta == 0.0f ? s.alpha * v : s.alpha * v + s.beta * *c;  // beta == 0: C is never read
+}
+
+// Rows n in [n0, n1) of W against MB rows of X (W row-major [N, K]).
+template <int MB>
+void small_dot(const SmallArgs& s, const float* x, float* c, index_t n0, index_t n1) {
+  using V = simd<float>;
+  constexpr index_t W = simd_width<float>;
+  const index_t K = s.K, kv = K / W * W;
+  index_t n = n0;
+  for (; n + 4 <= n1; n += 4) {
+    const float* w0 = s.w + n * s.ldw;
+    const float* w1 = w0 + s.ldw;
+    const float* w2 = w1 + s.ldw;
+    const float* w3 = w2 + s.ldw;
+    V acc[MB][4];
+    for (int m = 0; m < MB; ++m) acc[m][0] = acc[m][1] = acc[m][2] = acc[m][3] = V(0.0f);
+    for (index_t k = 0; k < kv; k += W) {
+      const V a0 = V::load_unaligned(w0 + k), a1 = V::load_unaligned(w1 + k), a2 = V::load_unaligned(w2 + k),
+              a3 = V::load_unaligned(w3 + k);
+      for (int m = 0; m < MB; ++m) {
+        const V xv = V::load_unaligned(x + m * s.ldx + k);
+        acc[m][0] = xsimd::fma(xv, a0, acc[m][0]);
+        acc[m][1] = xsimd::fma(xv, a1, acc[m][1]);
+        acc[m][2] = xsimd::fma(xv, a2, acc[m][2]);
+        acc[m][3] = xsimd::fma(xv, a3, acc[m][3]);
+      }
+    }
+    for (int m = 0; m < MB; ++m) {
+      const float* xm = x + m * s.ldx;
+      float r[4] = {xsimd::hadd(acc[m][0]), xsimd::hadd(acc[m][1]), xsimd::hadd(acc[m][2]), xsimd::hadd(acc[m][3])};
+      for (index_t k = kv; k < K; ++k) {
+        r[0] += xm[k] * w0[k];
+        r[1] += xm[k] * w1[k];
+        r[2] += xm[k] * w2[k];
+        r[3] += xm[k] * w3[k];
+      }
+      for (int j = 0; j < 4; ++j) small_store(s, c + m * s.rs + (n + j) * s.cs, r[j]);
+    }
+  }
+  for (; n < n1; ++n) {
+    const float* w0 = s.w + n * s.ldw;
+    V acc[MB];
+    for (int m = 0; m < MB; ++m) acc[m] = V(0.0f);
+    for (index_t k = 0; k < kv; k += W) {
+      const V a0 = V::load_unaligned(w0 + k);
+      for (int m = 0; m < MB; ++m) acc[m] = xsimd::fma(V::load_unaligned(x + m * s.ldx + k), a0, acc[m]);
+    }
+    for (int m = 0; m < MB; ++m) {
+      float r = xsimd::hadd(acc[m]);
+      for (index_t k = kv; k < K; ++k) r += x[m * s.ldx + k] * w0[k];
+      small_store(s, c + m * s.rs + n * s.cs, r);
+    }
+  }
+}
+
+// Columns n in [n0, n1) for MB rows of X with W given as [K, N]: a block of CB columns accumulates
+// in L1 while four rows of w stream past it.
+template <int MB>
+void small_axpy(const SmallArgs& s, const float* x, float* c, index_t n0, index_t n1) {
+  using V = simd<float>;
+  constexpr index_t W = simd_width<float>, CB = 256;
+  alignas(64) float acc[MB][CB];
+  for (index_t j0 = n0; j0 < n1; j0 += CB) {
+    const index_t cb = std::min(CB, n1 - j0), cv = cb / W * W;
+    for (int m = 0; m < MB; ++m) std::fill(acc[m], acc[m] + cb, 0.0f);
+    index_t k = 0;
+    for (; k + 4 <= s.K; k += 4) {
+      const float* b0 = s.w + k * s.ldw + j0;
+      const float* b1 = b0 + s.ldw;
+      const float* b2 = b1 + s.ldw;
+      const float* b3 = b2 + s.ldw;
+      for (int m = 0; m < MB; ++m) {
+        const float* xm = x + m * s.ldx + k;
+        const V x0(xm[0]), x1(xm[1]), x2(xm[2]), x3(xm[3]);
+        index_t j = 0;
+        for (; j < cv; j += W) {
+          V a = V::load_aligned(acc[m] + j);
+          a = xsimd::fma(x0, V::load_unaligned(b0 + j), a);
+          a = xsimd::fma(x1, V::load_unaligned(b1 + j), a);
+          a = xsimd::fma(x2, V::load_unaligned(b2 + j), a);
+          a = xsimd::fma(x3, V::load_unaligned(b3 + j), a);
+          a.store_aligned(acc[m] + j);
+        }
+        for (; j < cb; ++j) acc[m][j] += xm[0] * b0[j] + xm[1] * b1[j] + xm[2] * b2[j] + xm[3] * b3[j];
+      }
+    }
+    for (; k < s.K; ++k) {
+      const float* b0 = s.w + k * s.ldw + j0;
+      for (int m = 0; m < MB; ++m) {
+        const float xk = x[m * s.ldx + k];
+        for (index_t j = 0; j < cb; ++j) acc[m][j] += xk * b0[j];
+      }
+    }
+    for (int m = 0; m < MB; ++m) {
+      float* cm = c + m * s.rs + j0 * s.cs;
+      for (index_t j = 0; j < cb; ++j) small_store(s, cm + j * s.cs, acc[m][j]);
+    }
+  }
+}
+
+template <int MB>
+void small_rows(const SmallArgs& s, const float* x, float* c, index_t n0, index_t n1) {
+  if (s.w_kn) small_axpy<MB>(s, x, c, n0, n1);
+  else small_dot<MB>(s, x, c, n0, n1);
+}
+
+// Threads split the N columns (units of 16 so that blocks start on vector boundaries); each
+// thread runs every row of X over its columns, four rows of X at a time.
+inline void gemm_small(const SmallArgs& s) {
+  constexpr index_t unit = 16;
+  const index_t units = (s.N + unit - 1) / unit;
+  const index_t grain = std::max<index_t>(1, (index_t(1) << 16) / std::max<index_t>(1, s.M * s.K * unit));
+  parallel_for(units, grain, [&](index_t lo, index_t hi) {
+    const index_t n0 = lo * unit, n1 = std::min(s.N, hi * unit);
+    for (index_t m = 0; m < s.M; m += 4) {
+      const float* x = s.x + m * s.ldx;
+      float* c = s.c + m * s.rs;
+      switch (std::min<index_t>(4, s.M - m)) {
+        case 1: small_rows<1>(s, x, c, n0, n1); break;
+        case 2: small_rows<2>(s, x, c, n0, n1); break;
+        case 3: small_rows<3>(s, x, c, n0, n1); break;
+        default: small_rows<4>(s, x, c, n0, n1); break;
+      }
+    }
+  });
+}
+
+}  // namespace blip2::cpu_kernel::gemm_detail
+// ---- end blip2/backend/cpu/gemm_small.hpp ----
 
 namespace blip2::cpu_kernel {
 
+namespace gemm_detail {
+
+inline void scale_rows(index_t M, index_t N, float beta, float* C, index_t ldc) {
+  for (index_t i = 0; i < M; ++i) {
+    float* c = C + i * ldc;
+    if (beta == 0.0f) std::fill(c, c + N, 0.0f);
+    else
+      for (index_t j = 0; j < N; ++j) c[j] *= beta;
+  }
+}
+
+// The rows of a strided operand copied contiguous: out(r, k) = p[r*rs + k*ks], r < rows, k < K.
+inline std::vector<float> gather_rows(const float* p, index_t rows, index_t K, index_t rs, index_t ks) {
+  std::vector<float> out(std::size_t(rows * K));
+  for (index_t r = 0; r < rows; ++r)
+    for (index_t k = 0; k < K; ++k) out[std::size_t(r * K + k)] = p[r * rs + k * ks];
+  return out;
+}
+
+inline void gemm_f32(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, float alpha, const float* A,
+                     index_t lda, const float* B, index_t ldb, float beta, float* C, index_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0.0f) return scale_rows(M, N, beta, C, ldc);
+  if (M <= kSmallRows) {
+    // X = op(A) (M rows of K), W(n, k) = op(B)(k, n)
+    std::vector<float> xa;
+    const float* x = A;
+    index_t ldx = lda;
+    if (trans_a) {
+      xa = gather_rows(A, M, K, 1, lda);
+      x = xa.data(), ldx = K;
+    }
+    return gemm_small({M, N, K, alpha, x, ldx, B, ldb, !trans_b, beta, C, ldc, 1});
+  }
+  if (N <= kSmallRows) {
+    // The transposed problem C^T = op(B)^T op(A)^T: X(n, k) = op(B)(k, n), W(m, k) = op(A)(m, k)
+    std::vector<float> xb;
+    const float* x = B;
+    index_t ldx = ldb;
+    if (!trans_b) {
+      xb = gather_rows(B, N, K, 1, ldb);
+      x = xb.data(), ldx = K;
+    }
+    return gemm_small({N, M, K, alpha, x, ldx, A, lda, trans_a, beta, C, 1, ldc});
+  }
+  gemm_packed({trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc});
+}
+
+}  // namespace gemm_detail
+
+// The Eigen product (any element type; Eigen threads it itself outside parallel regions).
 template <class T>
-void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A, index_t lda,
-          const T* B, index_t ldb, T beta, T* C, index_t ldc) {
+void gemm_eigen(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A, index_t lda,
+                const T* B, index_t ldb, T beta, T* C, index_t ldc) {
   using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   using CMap = Eigen::Map<const Mat, 0, Eigen::OuterStride<>>;
   using MMap = Eigen::Map<Mat, 0, Eigen::OuterStride<>>;
@@ -925,6 +1522,15 @@ void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, 
   else if (trans_a) product(a.transpose(), b);
   else if (trans_b) product(a, b.transpose());
   else product(a, b);
+}
+
+template <class T>
+void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A, index_t lda,
+          const T* B, index_t ldb, T beta, T* C, index_t ldc) {
+  if constexpr (std::is_same_v<T, float>)
+    gemm_detail::gemm_f32(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  else
+    gemm_eigen(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 // `batch` independent products; operand i starts at A + i*stride_a (a stride of 0 reuses the operand).
@@ -991,7 +1597,6 @@ inline index_t find_out_of_range(const std::int64_t* idx, index_t n, index_t len
 // ---- end blip2/backend/cpu/index.hpp ----
 // ---- begin blip2/backend/cpu/memory.hpp ----
 // Host memory: 64-byte aligned buffers (one cache line, one AVX-512 register).
-#include <new>
 
 
 namespace blip2::cpu_kernel {

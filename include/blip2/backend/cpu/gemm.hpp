@@ -1,17 +1,77 @@
 #pragma once
 // Dense matrix products on the CPU, row-major: C = alpha * op(A) op(B) + beta * C, where op(A) is
 // M x K and op(B) is K x N; a transposed operand is read in place (the HF weight layout [out, in]
-// is used as B with trans_b). Eigen does the work.
+// is used as B with trans_b). beta == 0 never reads C.
+//
+// float: few rows or few columns (decode, M = 1) -> gemm_small.hpp, bandwidth-bound, no packing;
+//        everything else -> gemm_packed.hpp, the cache-blocked, packed, register-blocked GEMM.
+// double (and any other type): Eigen.
 #include <Eigen/Core>
+#include <algorithm>
+#include <type_traits>
+#include <vector>
 
 #include "../../core/shape.hpp"
+#include "gemm_packed.hpp"
+#include "gemm_small.hpp"
 #include "parallel.hpp"
 
 namespace blip2::cpu_kernel {
 
+namespace gemm_detail {
+
+inline void scale_rows(index_t M, index_t N, float beta, float* C, index_t ldc) {
+  for (index_t i = 0; i < M; ++i) {
+    float* c = C + i * ldc;
+    if (beta == 0.0f) std::fill(c, c + N, 0.0f);
+    else
+      for (index_t j = 0; j < N; ++j) c[j] *= beta;
+  }
+}
+
+// The rows of a strided operand copied contiguous: out(r, k) = p[r*rs + k*ks], r < rows, k < K.
+inline std::vector<float> gather_rows(const float* p, index_t rows, index_t K, index_t rs, index_t ks) {
+  std::vector<float> out(std::size_t(rows * K));
+  for (index_t r = 0; r < rows; ++r)
+    for (index_t k = 0; k < K; ++k) out[std::size_t(r * K + k)] = p[r * rs + k * ks];
+  return out;
+}
+
+inline void gemm_f32(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, float alpha, const float* A,
+                     index_t lda, const float* B, index_t ldb, float beta, float* C, index_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0.0f) return scale_rows(M, N, beta, C, ldc);
+  if (M <= kSmallRows) {
+    // X = op(A) (M rows of K), W(n, k) = op(B)(k, n)
+    std::vector<float> xa;
+    const float* x = A;
+    index_t ldx = lda;
+    if (trans_a) {
+      xa = gather_rows(A, M, K, 1, lda);
+      x = xa.data(), ldx = K;
+    }
+    return gemm_small({M, N, K, alpha, x, ldx, B, ldb, !trans_b, beta, C, ldc, 1});
+  }
+  if (N <= kSmallRows) {
+    // The transposed problem C^T = op(B)^T op(A)^T: X(n, k) = op(B)(k, n), W(m, k) = op(A)(m, k)
+    std::vector<float> xb;
+    const float* x = B;
+    index_t ldx = ldb;
+    if (!trans_b) {
+      xb = gather_rows(B, N, K, 1, ldb);
+      x = xb.data(), ldx = K;
+    }
+    return gemm_small({N, M, K, alpha, x, ldx, A, lda, trans_a, beta, C, 1, ldc});
+  }
+  gemm_packed({trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc});
+}
+
+}  // namespace gemm_detail
+
+// The Eigen product (any element type; Eigen threads it itself outside parallel regions).
 template <class T>
-void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A, index_t lda,
-          const T* B, index_t ldb, T beta, T* C, index_t ldc) {
+void gemm_eigen(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A, index_t lda,
+                const T* B, index_t ldb, T beta, T* C, index_t ldc) {
   using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   using CMap = Eigen::Map<const Mat, 0, Eigen::OuterStride<>>;
   using MMap = Eigen::Map<Mat, 0, Eigen::OuterStride<>>;
@@ -34,6 +94,15 @@ void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, 
   else if (trans_a) product(a.transpose(), b);
   else if (trans_b) product(a, b.transpose());
   else product(a, b);
+}
+
+template <class T>
+void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A, index_t lda,
+          const T* B, index_t ldb, T beta, T* C, index_t ldc) {
+  if constexpr (std::is_same_v<T, float>)
+    gemm_detail::gemm_f32(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  else
+    gemm_eigen(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 // `batch` independent products; operand i starts at A + i*stride_a (a stride of 0 reuses the operand).
