@@ -37,3 +37,7 @@
 #include "train/schedule.hpp"
 #include "train/clip.hpp"
 #include "io/safetensors.hpp"
+#include "io/checkpoint.hpp"
+#include "models/config.hpp"
+#include "models/blip2_opt.hpp"
+#include "nn/init.hpp"

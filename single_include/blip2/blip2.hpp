@@ -2543,6 +2543,8 @@ void copy_(const Tensor<T, D>& dst, const Tensor<T, D>& src) {
 }
 
 }  // namespace blip2
+
+// Tensor::backward() is defined by the engine, which needs add(); every op header reaches it here.
 // ---- end blip2/ops/elementwise.hpp ----
 
 namespace blip2 {
@@ -2955,14 +2957,16 @@ void check_indices(const Tensor<std::int64_t, D>& idx, index_t len, const char* 
 }
 }  // namespace detail
 
-// out = x.index_select(axis, idx): out.shape[axis] = idx.numel().
+namespace detail {
+// index_select whose backward ignores positions holding `skip` (an embedding's padding_idx).
 template <class T, class D>
-Tensor<T, D> index_select(const Tensor<T, D>& x, index_t axis_in, const Tensor<std::int64_t, D>& idx) {
+Tensor<T, D> index_select_impl(const Tensor<T, D>& x, index_t axis_in, const Tensor<std::int64_t, D>& idx,
+                               std::int64_t skip) {
   const std::size_t axis = normalize_axis(axis_in, x.shape().size(), "index_select");
   BLIP2_CHECK(idx.dim() <= 1, ShapeError, "index_select: indices must be 1-d, got ", to_string(idx.shape()));
   const Tensor<std::int64_t, D> ic = idx.contiguous();
   const Shape& s = x.shape();
-  detail::check_indices(ic, s[axis], "index_select", "index");
+  check_indices(ic, s[axis], "index_select", "index");
   index_t outer = 1, inner = 1;
   for (std::size_t i = 0; i < axis; ++i) outer *= s[i];
   for (std::size_t i = axis + 1; i < s.size(); ++i) inner *= s[i];
@@ -2972,24 +2976,40 @@ Tensor<T, D> index_select(const Tensor<T, D>& x, index_t axis_in, const Tensor<s
   auto out = Tensor<T, D>::empty(out_shape);
   Backend<D>::index_select(xc.data(), ic.data(), ic.numel(), out.data(), outer, s[axis], inner);
   if (!autograd::needs_grad<T, D>({&x})) return out;
-  return autograd::record<T, D>("index_select", out, {x}, [s, ic, outer, inner, axis](const Tensor<T, D>& g) {
-    const Tensor<T, D> gc = g.contiguous();
+  Tensor<T, D> keep;  // [1, n, 1]: 0 where the index is `skip`
+  if (skip >= 0) {
+    const auto iv = ic.template to<cpu>().to_vector();
+    std::vector<T> k(iv.size());
+    for (std::size_t j = 0; j < iv.size(); ++j) k[j] = iv[j] == skip ? T(0) : T(1);
+    keep = Tensor<T, D>::from_vector({1, ic.numel(), 1}, k);
+  }
+  return autograd::record<T, D>("index_select", out, {x}, [s, ic, outer, inner, axis, keep](const Tensor<T, D>& g) {
+    Tensor<T, D> gc = g.contiguous();
+    if (keep.defined()) gc = binary_raw(BinaryOp::mul, gc.reshape({outer, ic.numel(), inner}), keep, "index_select");
     auto gx = Tensor<T, D>::zeros(s);
     Backend<D>::index_add(gx.data(), ic.data(), ic.numel(), gc.data(), outer, s[axis], inner);
     return std::vector<Tensor<T, D>>{gx};
   });
 }
+}  // namespace detail
+
+// out = x.index_select(axis, idx): out.shape[axis] = idx.numel().
+template <class T, class D>
+Tensor<T, D> index_select(const Tensor<T, D>& x, index_t axis, const Tensor<std::int64_t, D>& idx) {
+  return detail::index_select_impl(x, axis, idx, -1);
+}
 
 // Rows of `table` [vocab, dim] for every id: ids [...] -> [..., dim]. An id outside the vocabulary is
-// a ValueError naming the id and its position.
+// a ValueError naming the id and its position. Lookups of `padding_idx` (if >= 0) send no gradient
+// to the table, as torch.nn.Embedding(padding_idx=...) does.
 template <class T, class D>
-Tensor<T, D> embedding(const Tensor<T, D>& table, const Tensor<std::int64_t, D>& ids) {
+Tensor<T, D> embedding(const Tensor<T, D>& table, const Tensor<std::int64_t, D>& ids, std::int64_t padding_idx = -1) {
   BLIP2_CHECK(table.dim() == 2, ShapeError, "embedding: table must be [vocab, dim], got ", to_string(table.shape()));
   const Tensor<std::int64_t, D> flat = ids.contiguous().reshape({ids.numel()});
   detail::check_indices(flat, table.shape()[0], "embedding", "token id");
   Shape out_shape = ids.shape();
   out_shape.push_back(table.shape()[1]);
-  return index_select(table, 0, flat).reshape(out_shape);
+  return detail::index_select_impl(table, 0, flat, padding_idx).reshape(out_shape);
 }
 
 }  // namespace blip2
@@ -3106,6 +3126,22 @@ Tensor<T, D> scaled_dot_product_attention(const Tensor<T, D>& q, const Tensor<T,
   return matmul(probs, v);
 }
 
+// Attention over packed heads: q [B, Lq, H*d], k [B, Lk, H*d], v [B, Lk, H*dv] -> [B, Lq, H*dv]
+// (the layout every transformer projection produces).
+template <class T, class D>
+Tensor<T, D> multi_head_attention(const Tensor<T, D>& q, const Tensor<T, D>& k, const Tensor<T, D>& v, index_t heads,
+                                  const Tensor<T, D>& mask = Tensor<T, D>(), AttentionOptions opt = {}) {
+  BLIP2_CHECK(q.dim() == 3 && k.dim() == 3 && v.dim() == 3 && heads > 0 && q.size(2) % heads == 0 &&
+                  k.size(2) == q.size(2) && v.size(2) % heads == 0,
+              ShapeError, "multi_head_attention: q ", to_string(q.shape()), ", k ", to_string(k.shape()), ", v ",
+              to_string(v.shape()), " do not split into ", heads, " heads");
+  auto split = [heads](const Tensor<T, D>& t) {
+    return t.reshape({t.size(0), t.size(1), heads, t.size(2) / heads}).permute({0, 2, 1, 3});
+  };
+  const Tensor<T, D> ctx = scaled_dot_product_attention(split(q), split(k), split(v), mask, opt);
+  return ctx.permute({0, 2, 1, 3}).reshape({q.size(0), q.size(1), v.size(2)});
+}
+
 }  // namespace blip2
 // ---- end blip2/ops/attention.hpp ----
 // ---- begin blip2/ops/patch_embed.hpp ----
@@ -3210,7 +3246,7 @@ class Module {
   }
   bool training() const { return training_; }
 
- protected:
+ // Registration is public so plain Module objects can serve as named containers ("encoder.layers").
   TensorT register_parameter(std::string name, TensorT t) {
     params_.emplace_back(std::move(name), t);
     return t;
@@ -3246,6 +3282,11 @@ class Linear : public Module<T, D> {
     const double bound = 1.0 / std::sqrt(double(std::max<index_t>(in, 1)));
     weight = this->register_parameter("weight", rand<T, D>({out, in}, gen, -bound, bound).requires_grad_());
     if (bias) this->bias = this->register_parameter("bias", rand<T, D>({out}, gen, -bound, bound).requires_grad_());
+  }
+  // Uninitialised parameters, to be loaded from a checkpoint or filled by init_parameters().
+  Linear(index_t in, index_t out, bool bias = true) {
+    weight = this->register_parameter("weight", Tensor<T, D>::empty({out, in}));
+    if (bias) this->bias = this->register_parameter("bias", Tensor<T, D>::empty({out}));
   }
   Tensor<T, D> operator()(const Tensor<T, D>& x) const { return linear(x, weight, bias); }
 
@@ -3312,11 +3353,7 @@ class MultiHeadAttention : public Module<T, D> {
   // x [B, L, dim]; mask additive, broadcast to [B, heads, L, L].
   Tensor<T, D> operator()(const Tensor<T, D>& x, const Tensor<T, D>& mask = Tensor<T, D>(),
                           AttentionOptions opt = {}) const {
-    const index_t B = x.size(0), L = x.size(1), dim = x.size(2), hd = dim / heads;
-    auto split_heads = [&](const Tensor<T, D>& t) { return t.reshape({B, L, heads, hd}).permute({0, 2, 1, 3}); };
-    const Tensor<T, D> ctx =
-        scaled_dot_product_attention(split_heads((*query)(x)), split_heads((*key)(x)), split_heads((*value)(x)), mask, opt);
-    return (*out)(ctx.permute({0, 2, 1, 3}).reshape({B, L, dim}));
+    return (*out)(multi_head_attention((*query)(x), (*key)(x), (*value)(x), heads, mask, opt));
   }
 
   index_t heads;
@@ -3743,3 +3780,907 @@ inline void save_safetensors(const std::string& path, const std::vector<TensorRe
 
 }  // namespace blip2::io
 // ---- end blip2/io/safetensors.hpp ----
+// ---- begin blip2/io/checkpoint.hpp ----
+// A Hugging Face checkpoint: one safetensors file, or a directory with `model.safetensors` or a
+// sharded `model.safetensors.index.json` (weight_map: tensor name -> shard file). Parameters are
+// loaded into modules by their dotted names, without copies where types and alignment allow.
+#include <filesystem>
+#include <set>
+
+
+namespace blip2::io {
+
+class Checkpoint {
+ public:
+  static Checkpoint open(const std::string& path) {
+    namespace fs = std::filesystem;
+    Checkpoint c;
+    c.where_ = path;
+    if (!fs::is_directory(path)) {
+      c.add_shard(path);
+      return c;
+    }
+    const fs::path dir(path);
+    if (fs::exists(dir / "model.safetensors")) {
+      c.add_shard((dir / "model.safetensors").string());
+      return c;
+    }
+    const fs::path index = dir / "model.safetensors.index.json";
+    BLIP2_CHECK(fs::exists(index), IoError, path, ": no model.safetensors or model.safetensors.index.json");
+    std::ifstream in(index);
+    nlohmann::json j;
+    try {
+      in >> j;
+    } catch (const nlohmann::json::exception& e) {
+      throw IoError(index.string() + ": not valid JSON (" + e.what() + ")");
+    }
+    BLIP2_CHECK(j.contains("weight_map") && j["weight_map"].is_object(), IoError, index.string(), ": no weight_map");
+    std::map<std::string, std::size_t> shard_of_file;
+    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+      BLIP2_CHECK(it->is_string(), IoError, index.string(), ": weight_map entry '", it.key(), "' is not a file name");
+      const std::string file = it->get<std::string>();
+      auto [slot, fresh] = shard_of_file.try_emplace(file, c.shards_.size());
+      if (fresh) c.shards_.push_back(SafeTensorsFile::open((dir / file).string()));
+      const auto& shard = c.shards_[slot->second];
+      BLIP2_CHECK(shard.contains(it.key()), IoError, shard.path(), ": tensor '", it.key(),
+                  "' listed in the index is not in this shard");
+      c.where_of_[it.key()] = slot->second;
+    }
+    return c;
+  }
+
+  const std::string& path() const { return where_; }
+  std::vector<std::string> names() const {
+    std::vector<std::string> out;
+    for (auto& [name, shard] : where_of_) out.push_back(name);
+    return out;
+  }
+  bool contains(const std::string& name) const { return where_of_.count(name) != 0; }
+  const TensorEntry& entry(const std::string& name) const { return shard_of(name).entry(name); }
+  template <class T, class D = cpu>
+  Tensor<T, D> load(const std::string& name) const {
+    return shard_of(name).template load<T, D>(name);
+  }
+
+ private:
+  void add_shard(const std::string& file) {
+    shards_.push_back(SafeTensorsFile::open(file));
+    for (const auto& e : shards_.back().entries()) where_of_[e.name] = shards_.size() - 1;
+  }
+  const SafeTensorsFile& shard_of(const std::string& name) const {
+    auto it = where_of_.find(name);
+    BLIP2_CHECK(it != where_of_.end(), IoError, where_, ": no tensor named '", name, "'");
+    return shards_[it->second];
+  }
+  std::string where_;
+  std::vector<SafeTensorsFile> shards_;
+  std::map<std::string, std::size_t> where_of_;
+};
+
+// Points `param` at `value`'s data (same shape), keeping the parameter's identity and autograd flags.
+template <class T, class D>
+void assign_parameter(const Tensor<T, D>& param, const Tensor<T, D>& value) {
+  auto& impl = param.impl();
+  impl.storage = value.storage();
+  impl.shape = value.shape();
+  impl.strides = value.strides();
+  impl.offset = value.offset();
+  impl.grad.reset();
+}
+
+// Loads every parameter of `module` from the checkpoint tensor `prefix + name`. Missing tensors
+// and shape mismatches are an IoError listing them all; returns the checkpoint names under
+// `prefix` that no parameter used (transformers reports these as unexpected, and so may callers).
+template <class T, class D>
+std::vector<std::string> load_parameters(const nn::Module<T, D>& module, const Checkpoint& ckpt,
+                                         const std::string& prefix = "") {
+  std::vector<std::string> problems;
+  std::set<std::string> used;
+  for (const auto& [name, param] : module.named_parameters()) {
+    const std::string key = prefix + name;
+    if (!ckpt.contains(key)) {
+      problems.push_back("missing tensor '" + key + "' (shape " + to_string(param.shape()) + ")");
+      continue;
+    }
+    used.insert(key);
+    const auto& e = ckpt.entry(key);
+    if (e.shape != param.shape()) {
+      problems.push_back("tensor '" + key + "' has shape " + to_string(e.shape) + ", the model expects " +
+                         to_string(param.shape()));
+      continue;
+    }
+    assign_parameter(param, ckpt.template load<T, D>(key));
+  }
+  if (!problems.empty()) {
+    std::string msg = ckpt.path() + ": cannot load the model:";
+    for (const auto& p : problems) msg += "\n  " + p;
+    throw IoError(msg);
+  }
+  std::vector<std::string> unexpected;
+  for (const auto& n : ckpt.names())
+    if (n.rfind(prefix, 0) == 0 && !used.count(n)) unexpected.push_back(n);
+  return unexpected;
+}
+
+}  // namespace blip2::io
+// ---- end blip2/io/checkpoint.hpp ----
+// ---- begin blip2/models/config.hpp ----
+// BLIP-2 configuration as Hugging Face's config.json holds it (model_type "blip-2", with nested
+// vision_config, qformer_config and text_config of model_type "opt" or "t5"). Keys that are absent
+// take transformers' defaults.
+
+
+namespace blip2 {
+
+namespace detail {
+template <class V>
+V json_or(const nlohmann::json& j, const char* key, V fallback) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return fallback;
+  try {
+    return it->get<V>();
+  } catch (const nlohmann::json::exception&) {
+    throw IoError(std::string("config: key '") + key + "' has the wrong type: " + it->dump());
+  }
+}
+}  // namespace detail
+
+struct VisionConfig {
+  int hidden_size = 1408, intermediate_size = 6144, num_hidden_layers = 39, num_attention_heads = 16;
+  int image_size = 224, patch_size = 14;
+  std::string hidden_act = "gelu";
+  double layer_norm_eps = 1e-6;
+  bool qkv_bias = true;
+
+  static VisionConfig from_json(const nlohmann::json& j) {
+    VisionConfig c;
+    c.hidden_size = detail::json_or(j, "hidden_size", c.hidden_size);
+    c.intermediate_size = detail::json_or(j, "intermediate_size", c.intermediate_size);
+    c.num_hidden_layers = detail::json_or(j, "num_hidden_layers", c.num_hidden_layers);
+    c.num_attention_heads = detail::json_or(j, "num_attention_heads", c.num_attention_heads);
+    c.image_size = detail::json_or(j, "image_size", c.image_size);
+    c.patch_size = detail::json_or(j, "patch_size", c.patch_size);
+    c.hidden_act = detail::json_or(j, "hidden_act", c.hidden_act);
+    c.layer_norm_eps = detail::json_or(j, "layer_norm_eps", c.layer_norm_eps);
+    c.qkv_bias = detail::json_or(j, "qkv_bias", c.qkv_bias);
+    return c;
+  }
+};
+
+struct QFormerConfig {
+  int vocab_size = 30522, hidden_size = 768, num_hidden_layers = 12, num_attention_heads = 12;
+  int intermediate_size = 3072, max_position_embeddings = 512, cross_attention_frequency = 2;
+  int encoder_hidden_size = 1408, pad_token_id = 0;
+  std::string hidden_act = "gelu";
+  double layer_norm_eps = 1e-12, hidden_dropout_prob = 0.1, attention_probs_dropout_prob = 0.1;
+  bool use_qformer_text_input = false;
+
+  static QFormerConfig from_json(const nlohmann::json& j) {
+    QFormerConfig c;
+    c.vocab_size = detail::json_or(j, "vocab_size", c.vocab_size);
+    c.hidden_size = detail::json_or(j, "hidden_size", c.hidden_size);
+    c.num_hidden_layers = detail::json_or(j, "num_hidden_layers", c.num_hidden_layers);
+    c.num_attention_heads = detail::json_or(j, "num_attention_heads", c.num_attention_heads);
+    c.intermediate_size = detail::json_or(j, "intermediate_size", c.intermediate_size);
+    c.max_position_embeddings = detail::json_or(j, "max_position_embeddings", c.max_position_embeddings);
+    c.cross_attention_frequency = detail::json_or(j, "cross_attention_frequency", c.cross_attention_frequency);
+    c.encoder_hidden_size = detail::json_or(j, "encoder_hidden_size", c.encoder_hidden_size);
+    c.pad_token_id = detail::json_or(j, "pad_token_id", c.pad_token_id);
+    c.hidden_act = detail::json_or(j, "hidden_act", c.hidden_act);
+    c.layer_norm_eps = detail::json_or(j, "layer_norm_eps", c.layer_norm_eps);
+    c.hidden_dropout_prob = detail::json_or(j, "hidden_dropout_prob", c.hidden_dropout_prob);
+    c.attention_probs_dropout_prob = detail::json_or(j, "attention_probs_dropout_prob", c.attention_probs_dropout_prob);
+    c.use_qformer_text_input = detail::json_or(j, "use_qformer_text_input", c.use_qformer_text_input);
+    return c;
+  }
+};
+
+struct OPTConfig {
+  int vocab_size = 50272, hidden_size = 768, num_hidden_layers = 12, ffn_dim = 3072, num_attention_heads = 12;
+  int max_position_embeddings = 2048, word_embed_proj_dim = 0;  // 0: same as hidden_size
+  int pad_token_id = 1, bos_token_id = 2, eos_token_id = 2;
+  bool do_layer_norm_before = true, remove_final_layer_norm = false, enable_bias = true;
+  bool layer_norm_elementwise_affine = true, tie_word_embeddings = true;
+  std::string activation_function = "relu";
+  double dropout = 0.1, attention_dropout = 0.0;
+
+  int embed_dim() const { return word_embed_proj_dim ? word_embed_proj_dim : hidden_size; }
+
+  static OPTConfig from_json(const nlohmann::json& j) {
+    OPTConfig c;
+    c.vocab_size = detail::json_or(j, "vocab_size", c.vocab_size);
+    c.hidden_size = detail::json_or(j, "hidden_size", c.hidden_size);
+    c.num_hidden_layers = detail::json_or(j, "num_hidden_layers", c.num_hidden_layers);
+    c.ffn_dim = detail::json_or(j, "ffn_dim", c.ffn_dim);
+    c.num_attention_heads = detail::json_or(j, "num_attention_heads", c.num_attention_heads);
+    c.max_position_embeddings = detail::json_or(j, "max_position_embeddings", c.max_position_embeddings);
+    c.word_embed_proj_dim = detail::json_or(j, "word_embed_proj_dim", c.hidden_size);
+    c.pad_token_id = detail::json_or(j, "pad_token_id", c.pad_token_id);
+    c.bos_token_id = detail::json_or(j, "bos_token_id", c.bos_token_id);
+    c.eos_token_id = detail::json_or(j, "eos_token_id", c.eos_token_id);
+    c.do_layer_norm_before = detail::json_or(j, "do_layer_norm_before", c.do_layer_norm_before);
+    c.remove_final_layer_norm = detail::json_or(j, "_remove_final_layer_norm", c.remove_final_layer_norm);
+    c.enable_bias = detail::json_or(j, "enable_bias", c.enable_bias);
+    c.layer_norm_elementwise_affine = detail::json_or(j, "layer_norm_elementwise_affine", c.layer_norm_elementwise_affine);
+    c.tie_word_embeddings = detail::json_or(j, "tie_word_embeddings", c.tie_word_embeddings);
+    c.activation_function = detail::json_or(j, "activation_function", c.activation_function);
+    c.dropout = detail::json_or(j, "dropout", c.dropout);
+    c.attention_dropout = detail::json_or(j, "attention_dropout", c.attention_dropout);
+    return c;
+  }
+};
+
+struct T5Config {
+  int vocab_size = 32128, d_model = 512, d_kv = 64, d_ff = 2048, num_layers = 6, num_decoder_layers = 6;
+  int num_heads = 8, relative_attention_num_buckets = 32, relative_attention_max_distance = 128;
+  int pad_token_id = 0, eos_token_id = 1, decoder_start_token_id = 0;
+  double layer_norm_epsilon = 1e-6, dropout_rate = 0.1;
+  std::string feed_forward_proj = "relu";  // "relu", "gated-gelu", ...
+  bool tie_word_embeddings = true;
+
+  bool is_gated() const { return feed_forward_proj.rfind("gated-", 0) == 0; }
+  // The feed-forward activation: "gated-gelu" means gelu_new (tanh form) unless dense_act_fn names another.
+  std::string dense_act_fn;
+
+  static T5Config from_json(const nlohmann::json& j) {
+    T5Config c;
+    c.vocab_size = detail::json_or(j, "vocab_size", c.vocab_size);
+    c.d_model = detail::json_or(j, "d_model", c.d_model);
+    c.d_kv = detail::json_or(j, "d_kv", c.d_kv);
+    c.d_ff = detail::json_or(j, "d_ff", c.d_ff);
+    c.num_layers = detail::json_or(j, "num_layers", c.num_layers);
+    c.num_decoder_layers = detail::json_or(j, "num_decoder_layers", c.num_layers);
+    c.num_heads = detail::json_or(j, "num_heads", c.num_heads);
+    c.relative_attention_num_buckets = detail::json_or(j, "relative_attention_num_buckets", c.relative_attention_num_buckets);
+    c.relative_attention_max_distance =
+        detail::json_or(j, "relative_attention_max_distance", c.relative_attention_max_distance);
+    c.pad_token_id = detail::json_or(j, "pad_token_id", c.pad_token_id);
+    c.eos_token_id = detail::json_or(j, "eos_token_id", c.eos_token_id);
+    c.decoder_start_token_id = detail::json_or(j, "decoder_start_token_id", c.decoder_start_token_id);
+    c.layer_norm_epsilon = detail::json_or(j, "layer_norm_epsilon", c.layer_norm_epsilon);
+    c.dropout_rate = detail::json_or(j, "dropout_rate", c.dropout_rate);
+    c.feed_forward_proj = detail::json_or(j, "feed_forward_proj", c.feed_forward_proj);
+    c.tie_word_embeddings = detail::json_or(j, "tie_word_embeddings", c.tie_word_embeddings);
+    const std::string act = c.is_gated() ? c.feed_forward_proj.substr(6) : c.feed_forward_proj;
+    c.dense_act_fn = detail::json_or(j, "dense_act_fn", act == "gelu" ? std::string("gelu_new") : act);
+    return c;
+  }
+};
+
+struct Blip2Config {
+  VisionConfig vision;
+  QFormerConfig qformer;
+  std::string text_model_type;  // "opt" or "t5"; empty for the retrieval model without a language model
+  OPTConfig opt;
+  T5Config t5;
+  int num_query_tokens = 32, image_text_hidden_size = 256;
+  std::optional<int> image_token_index;
+  std::vector<std::string> architectures;
+
+  bool is_retrieval() const {
+    for (const auto& a : architectures)
+      if (a == "Blip2ForImageTextRetrieval") return true;
+    return false;
+  }
+
+  static Blip2Config from_json(const nlohmann::json& j, const std::string& where = "config.json") {
+    BLIP2_CHECK(j.is_object(), IoError, where, ": not a JSON object");
+    const std::string type = detail::json_or(j, "model_type", std::string());
+    BLIP2_CHECK(type == "blip-2", IoError, where, ": unsupported model_type '", type, "' (expected 'blip-2')");
+    Blip2Config c;
+    try {
+      c.vision = VisionConfig::from_json(j.value("vision_config", nlohmann::json::object()));
+      c.qformer = QFormerConfig::from_json(j.value("qformer_config", nlohmann::json::object()));
+      c.num_query_tokens = detail::json_or(j, "num_query_tokens", c.num_query_tokens);
+      c.image_text_hidden_size = detail::json_or(j, "image_text_hidden_size", c.image_text_hidden_size);
+      if (j.contains("image_token_index") && !j["image_token_index"].is_null())
+        c.image_token_index = j["image_token_index"].get<int>();
+      c.architectures = detail::json_or(j, "architectures", std::vector<std::string>{});
+      const auto text = j.value("text_config", nlohmann::json::object());
+      c.text_model_type = detail::json_or(text, "model_type", std::string(c.is_retrieval() ? "" : "opt"));
+      if (c.text_model_type == "opt") c.opt = OPTConfig::from_json(text);
+      else if (c.text_model_type == "t5") c.t5 = T5Config::from_json(text);
+      else if (!c.is_retrieval())
+        throw IoError(where + ": unsupported text_config model_type '" + c.text_model_type + "' (expected opt or t5)");
+    } catch (const nlohmann::json::exception& e) {
+      throw IoError(where + ": " + e.what());
+    }
+    return c;
+  }
+
+  static Blip2Config load(const std::string& path) {
+    std::ifstream in(path);
+    BLIP2_CHECK(in, IoError, path, ": cannot open");
+    nlohmann::json j;
+    try {
+      in >> j;
+    } catch (const nlohmann::json::exception& e) {
+      throw IoError(path + ": not valid JSON (" + e.what() + ")");
+    }
+    return from_json(j, path);
+  }
+};
+
+}  // namespace blip2
+// ---- end blip2/models/config.hpp ----
+// ---- begin blip2/models/blip2_opt.hpp ----
+// Blip2ForConditionalGeneration with an OPT language model: image -> ViT -> Q-Former ->
+// language_projection -> soft visual prompts in front of (or in place of the image tokens within)
+// the text -> OPT. Only query_tokens, the Q-Former and the projection train; the ViT and OPT stay
+// frozen (they record no weight gradients).
+// ---- begin blip2/models/blip2_backbone.hpp ----
+// What every BLIP-2 model shares: the frozen image encoder, the learned query tokens and the
+// Q-Former that reads the image through them (checkpoint names "vision_model.*", "query_tokens",
+// "qformer.*").
+// ---- begin blip2/models/qformer.hpp ----
+// The Q-Former (transformers' Blip2QFormerModel): a BERT encoder whose learned queries read the
+// image through cross-attention every `cross_attention_frequency` layers. Post-LN layers; queries
+// and text share self-attention but have separate feed-forward branches (intermediate_query /
+// output_query for queries, intermediate / output for text). Names follow the checkpoint.
+// ---- begin blip2/nn/activation.hpp ----
+// Activation functions chosen by the name a Hugging Face config gives them.
+
+
+namespace blip2::nn {
+
+enum class Activation { relu, gelu, gelu_tanh, silu };
+
+// Maps config names ("gelu", "gelu_new", "relu", "silu", ...) to an activation; ValueError otherwise.
+inline Activation activation_from_name(const std::string& name) {
+  if (name == "relu") return Activation::relu;
+  if (name == "gelu") return Activation::gelu;
+  if (name == "gelu_new" || name == "gelu_pytorch_tanh" || name == "gelu_fast") return Activation::gelu_tanh;
+  if (name == "silu" || name == "swish") return Activation::silu;
+  throw ValueError("unsupported activation function '" + name + "' (relu, gelu, gelu_new, silu)");
+}
+
+template <class T, class D>
+Tensor<T, D> activate(Activation a, const Tensor<T, D>& x) {
+  switch (a) {
+    case Activation::relu: return relu(x);
+    case Activation::gelu: return gelu(x);
+    case Activation::gelu_tanh: return gelu_tanh(x);
+    case Activation::silu: return silu(x);
+  }
+  return x;
+}
+
+}  // namespace blip2::nn
+// ---- end blip2/nn/activation.hpp ----
+
+namespace blip2 {
+
+// BERT's "dense, dropout, LayerNorm(x + residual)" block (SelfOutput and Output).
+template <class T, class D = cpu>
+struct DenseResidualNorm : nn::Module<T, D> {
+  DenseResidualNorm(index_t in, index_t out, double eps) {
+    dense = this->register_module("dense", std::make_shared<nn::Linear<T, D>>(in, out));
+    LayerNorm = this->register_module("LayerNorm", std::make_shared<nn::LayerNorm<T, D>>(out, eps));
+  }
+  Tensor<T, D> operator()(const Tensor<T, D>& x, const Tensor<T, D>& residual) const {
+    return (*LayerNorm)((*dense)(x) + residual);
+  }
+  std::shared_ptr<nn::Linear<T, D>> dense;
+  std::shared_ptr<nn::LayerNorm<T, D>> LayerNorm;
+};
+
+// Multi-head attention with output block: "attention.{query,key,value}" and "output.{dense,LayerNorm}".
+template <class T, class D = cpu>
+struct QFormerAttention : nn::Module<T, D> {
+  QFormerAttention(const QFormerConfig& c, bool cross) : heads(c.num_attention_heads) {
+    const index_t h = c.hidden_size, kv_in = cross ? c.encoder_hidden_size : c.hidden_size;
+    auto attention = this->register_module("attention", std::make_shared<nn::Module<T, D>>());
+    query = attention->register_module("query", std::make_shared<nn::Linear<T, D>>(h, h));
+    key = attention->register_module("key", std::make_shared<nn::Linear<T, D>>(kv_in, h));
+    value = attention->register_module("value", std::make_shared<nn::Linear<T, D>>(kv_in, h));
+    output = this->register_module("output", std::make_shared<DenseResidualNorm<T, D>>(h, h, c.layer_norm_eps));
+  }
+  // x [B, L, h] attends to source [B, S, kv_in] (x itself for self-attention) under an additive mask.
+  Tensor<T, D> operator()(const Tensor<T, D>& x, const Tensor<T, D>& source, const Tensor<T, D>& mask) const {
+    return (*output)(multi_head_attention((*query)(x), (*key)(source), (*value)(source), heads, mask), x);
+  }
+  index_t heads;
+  std::shared_ptr<nn::Linear<T, D>> query, key, value;
+  std::shared_ptr<DenseResidualNorm<T, D>> output;
+};
+
+template <class T, class D = cpu>
+struct QFormerLayer : nn::Module<T, D> {
+  QFormerLayer(const QFormerConfig& c, int index) : act(nn::activation_from_name(c.hidden_act)) {
+    const index_t h = c.hidden_size, inner = c.intermediate_size;
+    attention = this->register_module("attention", std::make_shared<QFormerAttention<T, D>>(c, false));
+    if (index % c.cross_attention_frequency == 0)
+      crossattention = this->register_module("crossattention", std::make_shared<QFormerAttention<T, D>>(c, true));
+    if (c.use_qformer_text_input) {
+      intermediate = feed_forward_in("intermediate", h, inner);
+      output = this->register_module("output", std::make_shared<DenseResidualNorm<T, D>>(inner, h, c.layer_norm_eps));
+    }
+    intermediate_query = feed_forward_in("intermediate_query", h, inner);
+    output_query = this->register_module("output_query", std::make_shared<DenseResidualNorm<T, D>>(inner, h, c.layer_norm_eps));
+  }
+
+  // x [B, Q + L, h]: the first `queries` rows are query tokens, the rest text.
+  Tensor<T, D> operator()(const Tensor<T, D>& x, const Tensor<T, D>& mask, const Tensor<T, D>& image,
+                          index_t queries) const {
+    const Tensor<T, D> a = (*attention)(x, x, mask);
+    std::vector<Tensor<T, D>> parts;
+    if (queries > 0) {
+      Tensor<T, D> q = a.slice(1, 0, queries);
+      if (crossattention) {
+        BLIP2_CHECK(image.defined(), ValueError, "Q-Former: cross-attention layers need image features");
+        q = (*crossattention)(q, image, Tensor<T, D>());
+      }
+      parts.push_back(feed_forward(q, *intermediate_query, *output_query));
+    }
+    if (a.size(1) > queries) {
+      BLIP2_CHECK(intermediate, ValueError, "Q-Former: text input given but the config has use_qformer_text_input false");
+      parts.push_back(feed_forward(a.slice(1, queries, a.size(1)), *intermediate, *output));
+    }
+    return parts.size() == 1 ? parts[0] : concat(parts, 1);
+  }
+
+  nn::Activation act;
+  std::shared_ptr<QFormerAttention<T, D>> attention, crossattention;
+  std::shared_ptr<nn::Linear<T, D>> intermediate, intermediate_query;
+  std::shared_ptr<DenseResidualNorm<T, D>> output, output_query;
+
+ private:
+  std::shared_ptr<nn::Linear<T, D>> feed_forward_in(const std::string& name, index_t h, index_t inner) {
+    auto holder = this->register_module(name, std::make_shared<nn::Module<T, D>>());
+    return holder->register_module("dense", std::make_shared<nn::Linear<T, D>>(h, inner));
+  }
+  Tensor<T, D> feed_forward(const Tensor<T, D>& x, const nn::Linear<T, D>& in, const DenseResidualNorm<T, D>& out) const {
+    return out(nn::activate(act, in(x)), x);
+  }
+};
+
+template <class T, class D = cpu>
+struct QFormerModel : nn::Module<T, D> {
+  explicit QFormerModel(const QFormerConfig& c) : config(c) {
+    layernorm = this->register_module("layernorm", std::make_shared<nn::LayerNorm<T, D>>(c.hidden_size, c.layer_norm_eps));
+    auto encoder = this->register_module("encoder", std::make_shared<nn::Module<T, D>>());
+    for (int i = 0; i < c.num_hidden_layers; ++i)
+      layers.push_back(encoder->register_module("layer." + std::to_string(i), std::make_shared<QFormerLayer<T, D>>(c, i)));
+  }
+
+  // embeds [B, Q + L, h] (queries first); attention_mask [B, Q + L] of 1 (attend) / 0 (padding) or
+  // undefined (all attend); image [B, S, encoder_hidden] or undefined when queries == 0.
+  Tensor<T, D> operator()(const Tensor<T, D>& embeds, const Tensor<std::int64_t, D>& attention_mask,
+                          const Tensor<T, D>& image, index_t queries) const {
+    BLIP2_CHECK(embeds.dim() == 3 && embeds.size(2) == config.hidden_size, ShapeError, "Q-Former: embeddings ",
+                to_string(embeds.shape()), " do not have hidden size ", config.hidden_size);
+    BLIP2_CHECK(!image.defined() || (image.dim() == 3 && image.size(2) == config.encoder_hidden_size &&
+                                     image.size(0) == embeds.size(0)),
+                ShapeError, "Q-Former: image features ", to_string(image.shape()), " do not fit embeddings ",
+                to_string(embeds.shape()), " (encoder_hidden_size ", config.encoder_hidden_size, ")");
+    const Tensor<T, D> mask = attention_mask.defined() ? padding_mask(attention_mask, embeds) : Tensor<T, D>();
+    Tensor<T, D> h = (*layernorm)(embeds);
+    for (const auto& layer : layers) h = (*layer)(h, mask, image, queries);
+    return h;
+  }
+
+  // [B, L] of 0/1 -> additive [B, 1, 1, L] of 0 / -inf.
+  static Tensor<T, D> padding_mask(const Tensor<std::int64_t, D>& m, const Tensor<T, D>& embeds) {
+    BLIP2_CHECK(m.dim() == 2 && m.size(0) == embeds.size(0) && m.size(1) == embeds.size(1), ShapeError,
+                "Q-Former: attention mask ", to_string(m.shape()), " does not fit embeddings ", to_string(embeds.shape()));
+    const auto v = m.template to<cpu>().to_vector();
+    std::vector<T> add(v.size());
+    for (std::size_t i = 0; i < v.size(); ++i) add[i] = v[i] ? T(0) : -std::numeric_limits<T>::infinity();
+    return Tensor<T, D>::from_vector({m.size(0), 1, 1, m.size(1)}, add);
+  }
+
+  QFormerConfig config;
+  std::shared_ptr<nn::LayerNorm<T, D>> layernorm;
+  std::vector<std::shared_ptr<QFormerLayer<T, D>>> layers;
+};
+
+}  // namespace blip2
+// ---- end blip2/models/qformer.hpp ----
+// ---- begin blip2/models/vision.hpp ----
+// The BLIP-2 image encoder (EVA-CLIP ViT-g/14 in the real checkpoints; transformers'
+// Blip2VisionModel): patch embedding, class token, learned positions, pre-LN blocks with a fused
+// qkv projection, GELU MLP, post_layernorm. Names follow the checkpoint ("embeddings.*",
+// "encoder.layers.N.*", "post_layernorm.*").
+
+namespace blip2 {
+
+template <class T, class D = cpu>
+struct VisionEmbeddings : nn::Module<T, D> {
+  explicit VisionEmbeddings(const VisionConfig& c) : patch(c.patch_size) {
+    const index_t h = c.hidden_size, n = index_t(c.image_size / c.patch_size) * (c.image_size / c.patch_size);
+    class_embedding = this->register_parameter("class_embedding", Tensor<T, D>::empty({1, 1, h}));
+    patch_embedding = this->register_module("patch_embedding", std::make_shared<nn::Module<T, D>>());
+    patch_weight = patch_embedding->register_parameter("weight", Tensor<T, D>::empty({h, 3, patch, patch}));
+    patch_bias = patch_embedding->register_parameter("bias", Tensor<T, D>::empty({h}));
+    position_embedding = this->register_parameter("position_embedding", Tensor<T, D>::empty({1, n + 1, h}));
+  }
+
+  // pixels [B, 3, H, W] -> [B, 1 + patches, hidden]
+  Tensor<T, D> operator()(const Tensor<T, D>& pixels) const {
+    const Tensor<T, D> patches = patch_embed(pixels, patch_weight, patch_bias);
+    const index_t B = patches.size(0), h = patches.size(2);
+    const Tensor<T, D> tokens = concat<T, D>({class_embedding.expand({B, 1, h}), patches}, 1);
+    BLIP2_CHECK(tokens.size(1) == position_embedding.size(1), ShapeError, "vision embeddings: ", tokens.size(1) - 1,
+                " patches from pixels ", to_string(pixels.shape()), " but the position table holds ",
+                position_embedding.size(1) - 1, " (image_size / patch_size squared)");
+    return tokens + position_embedding;
+  }
+
+  index_t patch;
+  Tensor<T, D> class_embedding, position_embedding, patch_weight, patch_bias;
+  std::shared_ptr<nn::Module<T, D>> patch_embedding;
+};
+
+template <class T, class D = cpu>
+struct VisionAttention : nn::Module<T, D> {
+  explicit VisionAttention(const VisionConfig& c) : heads(c.num_attention_heads) {
+    qkv = this->register_module("qkv", std::make_shared<nn::Linear<T, D>>(c.hidden_size, 3 * c.hidden_size, c.qkv_bias));
+    projection = this->register_module("projection", std::make_shared<nn::Linear<T, D>>(c.hidden_size, c.hidden_size));
+  }
+  Tensor<T, D> operator()(const Tensor<T, D>& x) const {
+    const auto parts = split((*qkv)(x), {x.size(2), x.size(2), x.size(2)}, 2);
+    return (*projection)(multi_head_attention(parts[0], parts[1], parts[2], heads));
+  }
+  index_t heads;
+  std::shared_ptr<nn::Linear<T, D>> qkv, projection;
+};
+
+template <class T, class D = cpu>
+struct VisionMLP : nn::Module<T, D> {
+  VisionMLP(index_t hidden, index_t inner, const std::string& act) : act(nn::activation_from_name(act)) {
+    fc1 = this->register_module("fc1", std::make_shared<nn::Linear<T, D>>(hidden, inner));
+    fc2 = this->register_module("fc2", std::make_shared<nn::Linear<T, D>>(inner, hidden));
+  }
+  Tensor<T, D> operator()(const Tensor<T, D>& x) const { return (*fc2)(nn::activate(act, (*fc1)(x))); }
+  nn::Activation act;
+  std::shared_ptr<nn::Linear<T, D>> fc1, fc2;
+};
+
+template <class T, class D = cpu>
+struct VisionLayer : nn::Module<T, D> {
+  explicit VisionLayer(const VisionConfig& c) {
+    self_attn = this->register_module("self_attn", std::make_shared<VisionAttention<T, D>>(c));
+    layer_norm1 = this->register_module("layer_norm1", std::make_shared<nn::LayerNorm<T, D>>(c.hidden_size, c.layer_norm_eps));
+    mlp = this->register_module("mlp", std::make_shared<VisionMLP<T, D>>(c.hidden_size, c.intermediate_size, c.hidden_act));
+    layer_norm2 = this->register_module("layer_norm2", std::make_shared<nn::LayerNorm<T, D>>(c.hidden_size, c.layer_norm_eps));
+  }
+  Tensor<T, D> operator()(const Tensor<T, D>& x) const {
+    const Tensor<T, D> h = x + (*self_attn)((*layer_norm1)(x));
+    return h + (*mlp)((*layer_norm2)(h));
+  }
+  std::shared_ptr<VisionAttention<T, D>> self_attn;
+  std::shared_ptr<VisionMLP<T, D>> mlp;
+  std::shared_ptr<nn::LayerNorm<T, D>> layer_norm1, layer_norm2;
+};
+
+template <class T, class D = cpu>
+struct VisionModel : nn::Module<T, D> {
+  struct Output {
+    Tensor<T, D> last_hidden_state;  // [B, 1 + patches, hidden], after post_layernorm
+    Tensor<T, D> pooler_output;      // [B, hidden]: post_layernorm applied again to the CLS row
+  };
+
+  explicit VisionModel(const VisionConfig& c) : config(c) {
+    embeddings = this->register_module("embeddings", std::make_shared<VisionEmbeddings<T, D>>(c));
+    auto encoder = this->register_module("encoder", std::make_shared<nn::Module<T, D>>());
+    for (int i = 0; i < c.num_hidden_layers; ++i)
+      layers.push_back(encoder->register_module("layers." + std::to_string(i), std::make_shared<VisionLayer<T, D>>(c)));
+    post_layernorm =
+        this->register_module("post_layernorm", std::make_shared<nn::LayerNorm<T, D>>(c.hidden_size, c.layer_norm_eps));
+  }
+
+  Output operator()(const Tensor<T, D>& pixels) const {
+    BLIP2_CHECK(pixels.dim() == 4 && pixels.size(1) == 3, ShapeError, "vision model: pixel_values must be [B, 3, H, W], got ",
+                to_string(pixels.shape()));
+    Tensor<T, D> h = (*embeddings)(pixels);
+    for (const auto& layer : layers) h = (*layer)(h);
+    Output out;
+    out.last_hidden_state = (*post_layernorm)(h);
+    out.pooler_output = (*post_layernorm)(out.last_hidden_state.slice(1, 0, 1).squeeze(1));
+    return out;
+  }
+
+  VisionConfig config;
+  std::shared_ptr<VisionEmbeddings<T, D>> embeddings;
+  std::vector<std::shared_ptr<VisionLayer<T, D>>> layers;
+  std::shared_ptr<nn::LayerNorm<T, D>> post_layernorm;
+};
+
+}  // namespace blip2
+// ---- end blip2/models/vision.hpp ----
+
+namespace blip2 {
+
+template <class T, class D = cpu>
+struct Blip2Backbone : nn::Module<T, D> {
+  struct ImageQueries {
+    typename VisionModel<T, D>::Output vision;
+    Tensor<T, D> queries;  // Q-Former output for the query tokens [B, Q, qformer hidden]
+  };
+
+  explicit Blip2Backbone(const Blip2Config& c) : config(c) {
+    vision_model = this->register_module("vision_model", std::make_shared<VisionModel<T, D>>(c.vision));
+    query_tokens = this->register_parameter("query_tokens", Tensor<T, D>::empty({1, c.num_query_tokens, c.qformer.hidden_size}));
+    qformer = this->register_module("qformer", std::make_shared<QFormerModel<T, D>>(c.qformer));
+  }
+
+  // Runs the image encoder and the Q-Former's queries over pixels [B, 3, H, W].
+  ImageQueries query_image(const Tensor<T, D>& pixels) const {
+    ImageQueries out;
+    out.vision = (*vision_model)(pixels);
+    const index_t B = pixels.size(0);
+    const Tensor<T, D> queries = query_tokens.expand({B, query_tokens.size(1), query_tokens.size(2)});
+    out.queries = (*qformer)(queries, Tensor<std::int64_t, D>(), out.vision.last_hidden_state, query_tokens.size(1));
+    return out;
+  }
+
+  Blip2Config config;
+  std::shared_ptr<VisionModel<T, D>> vision_model;
+  Tensor<T, D> query_tokens;
+  std::shared_ptr<QFormerModel<T, D>> qformer;
+};
+
+}  // namespace blip2
+// ---- end blip2/models/blip2_backbone.hpp ----
+// ---- begin blip2/models/opt.hpp ----
+// OPT, the decoder-only language model of blip2-opt-* (transformers' OPTForCausalLM): learned
+// positions computed from the attention mask (offset 2, so left padding works), pre-LN layers (or
+// post-LN with do_layer_norm_before=false), ReLU feed-forward, optional project_in/out when
+// word_embed_proj_dim differs from hidden_size, and an LM head tied to the token embeddings.
+
+// ---- begin blip2/models/kv_cache.hpp ----
+// Keys and values of earlier positions, per layer, so that generation computes each new token's
+// attention without recomputing the prefix. Tensors are [B, past, heads * head_dim].
+
+
+namespace blip2 {
+
+template <class T, class D = cpu>
+struct KVCache {
+  std::vector<Tensor<T, D>> keys, values;
+
+  index_t length() const { return keys.empty() || !keys[0].defined() ? 0 : keys[0].size(1); }
+
+  // Appends this step's keys/values for `layer` and returns the full ones.
+  std::pair<Tensor<T, D>, Tensor<T, D>> append(std::size_t layer, const Tensor<T, D>& k, const Tensor<T, D>& v) {
+    if (keys.size() <= layer) keys.resize(layer + 1), values.resize(layer + 1);
+    keys[layer] = keys[layer].defined() ? concat<T, D>({keys[layer], k}, 1) : k;
+    values[layer] = values[layer].defined() ? concat<T, D>({values[layer], v}, 1) : v;
+    return {keys[layer], values[layer]};
+  }
+
+  // Keeps batch rows in `order` (beam search reorders hypotheses).
+  void select_rows(const Tensor<std::int64_t, D>& order) {
+    for (auto* list : {&keys, &values})
+      for (auto& t : *list)
+        if (t.defined()) t = index_select(t, 0, order);
+  }
+};
+
+}  // namespace blip2
+// ---- end blip2/models/kv_cache.hpp ----
+
+namespace blip2 {
+
+template <class T, class D = cpu>
+struct OPTAttention : nn::Module<T, D> {
+  explicit OPTAttention(const OPTConfig& c) : heads(c.num_attention_heads) {
+    const index_t h = c.hidden_size;
+    for (auto [name, slot] : {std::pair{"k_proj", &k_proj}, {"v_proj", &v_proj}, {"q_proj", &q_proj}, {"out_proj", &out_proj}})
+      *slot = this->register_module(name, std::make_shared<nn::Linear<T, D>>(h, h, c.enable_bias));
+  }
+  Tensor<T, D> operator()(const Tensor<T, D>& x, const Tensor<T, D>& mask, KVCache<T, D>* cache, std::size_t layer) const {
+    Tensor<T, D> k = (*k_proj)(x), v = (*v_proj)(x);
+    if (cache) std::tie(k, v) = cache->append(layer, k, v);
+    return (*out_proj)(multi_head_attention((*q_proj)(x), k, v, heads, mask));
+  }
+  index_t heads;
+  std::shared_ptr<nn::Linear<T, D>> q_proj, k_proj, v_proj, out_proj;
+};
+
+template <class T, class D = cpu>
+struct OPTLayer : nn::Module<T, D> {
+  explicit OPTLayer(const OPTConfig& c) : pre_norm(c.do_layer_norm_before), act(nn::activation_from_name(c.activation_function)) {
+    self_attn = this->register_module("self_attn", std::make_shared<OPTAttention<T, D>>(c));
+    self_attn_layer_norm = this->register_module("self_attn_layer_norm", std::make_shared<nn::LayerNorm<T, D>>(c.hidden_size));
+    fc1 = this->register_module("fc1", std::make_shared<nn::Linear<T, D>>(c.hidden_size, c.ffn_dim, c.enable_bias));
+    fc2 = this->register_module("fc2", std::make_shared<nn::Linear<T, D>>(c.ffn_dim, c.hidden_size, c.enable_bias));
+    final_layer_norm = this->register_module("final_layer_norm", std::make_shared<nn::LayerNorm<T, D>>(c.hidden_size));
+  }
+  Tensor<T, D> operator()(const Tensor<T, D>& x, const Tensor<T, D>& mask, KVCache<T, D>* cache, std::size_t layer) const {
+    Tensor<T, D> h = x + (*self_attn)(pre_norm ? (*self_attn_layer_norm)(x) : x, mask, cache, layer);
+    if (!pre_norm) h = (*self_attn_layer_norm)(h);
+    Tensor<T, D> out = h + (*fc2)(nn::activate(act, (*fc1)(pre_norm ? (*final_layer_norm)(h) : h)));
+    return pre_norm ? out : (*final_layer_norm)(out);
+  }
+  bool pre_norm;
+  nn::Activation act;
+  std::shared_ptr<OPTAttention<T, D>> self_attn;
+  std::shared_ptr<nn::LayerNorm<T, D>> self_attn_layer_norm, final_layer_norm;
+  std::shared_ptr<nn::Linear<T, D>> fc1, fc2;
+};
+
+// Checkpoint prefix "model.decoder." inside the language model.
+template <class T, class D = cpu>
+struct OPTForCausalLM : nn::Module<T, D> {
+  static constexpr index_t kPositionOffset = 2;
+
+  explicit OPTForCausalLM(const OPTConfig& c) : config(c) {
+    auto decoder = this->register_module("model", std::make_shared<nn::Module<T, D>>())
+                       ->register_module("decoder", std::make_shared<nn::Module<T, D>>());
+    embed_tokens = decoder->register_module("embed_tokens", std::make_shared<nn::Module<T, D>>())
+                       ->register_parameter("weight", Tensor<T, D>::empty({c.vocab_size, c.embed_dim()}));
+    embed_positions = decoder->register_module("embed_positions", std::make_shared<nn::Module<T, D>>())
+                          ->register_parameter("weight", Tensor<T, D>::empty({c.max_position_embeddings + kPositionOffset,
+                                                                              c.hidden_size}));
+    if (c.embed_dim() != c.hidden_size) {
+      project_in = decoder->register_module("project_in", std::make_shared<nn::Linear<T, D>>(c.embed_dim(), c.hidden_size, false));
+      project_out = decoder->register_module("project_out", std::make_shared<nn::Linear<T, D>>(c.hidden_size, c.embed_dim(), false));
+    }
+    if (c.do_layer_norm_before && !c.remove_final_layer_norm)
+      final_layer_norm = decoder->register_module("final_layer_norm", std::make_shared<nn::LayerNorm<T, D>>(c.hidden_size));
+    for (int i = 0; i < c.num_hidden_layers; ++i)
+      layers.push_back(decoder->register_module("layers." + std::to_string(i), std::make_shared<OPTLayer<T, D>>(c)));
+  }
+
+  // Token ids [B, L] -> embeddings [B, L, embed_dim] (an id outside the vocabulary is a ValueError;
+  // the padding id's row receives no gradient, as in transformers).
+  Tensor<T, D> embed(const Tensor<std::int64_t, D>& ids) const { return embedding(embed_tokens, ids, config.pad_token_id); }
+
+  // inputs_embeds [B, L, embed_dim]; attention_mask [B, past + L] of 0/1 covering the cached
+  // positions too. Returns logits [B, L, vocab]. With a cache, keys/values are appended to it.
+  Tensor<T, D> operator()(const Tensor<T, D>& inputs_embeds, const Tensor<std::int64_t, D>& attention_mask,
+                          KVCache<T, D>* cache = nullptr) const {
+    const index_t B = inputs_embeds.size(0), L = inputs_embeds.size(1), past = cache ? cache->length() : 0;
+    BLIP2_CHECK(inputs_embeds.dim() == 3 && inputs_embeds.size(2) == config.embed_dim(), ShapeError, "OPT: inputs_embeds ",
+                to_string(inputs_embeds.shape()), " do not have width ", config.embed_dim());
+    BLIP2_CHECK(attention_mask.dim() == 2 && attention_mask.size(0) == B && attention_mask.size(1) == past + L, ShapeError,
+                "OPT: attention mask ", to_string(attention_mask.shape()), " does not cover ", past, " cached + ", L,
+                " new positions of batch ", B);
+    const auto m = attention_mask.template to<cpu>().to_vector();
+    std::vector<std::int64_t> pos(std::size_t(B * L));
+    std::vector<T> mask(std::size_t(B * L * (past + L)));
+    const index_t S = past + L;
+    for (index_t b = 0; b < B; ++b) {
+      std::int64_t run = 0;
+      for (index_t j = 0; j < S; ++j) {
+        run += m[std::size_t(b * S + j)] != 0;
+        if (j >= past) pos[std::size_t(b * L + j - past)] = (m[std::size_t(b * S + j)] ? run : 0) - 1 + kPositionOffset;
+      }
+      for (index_t i = 0; i < L; ++i)
+        for (index_t j = 0; j < S; ++j)
+          mask[std::size_t((b * L + i) * S + j)] =
+              (j <= past + i && m[std::size_t(b * S + j)]) ? T(0) : -std::numeric_limits<T>::infinity();
+    }
+    const auto positions = Tensor<std::int64_t, D>::from_vector({B, L}, pos);
+    Tensor<T, D> h = project_in ? (*project_in)(inputs_embeds) : inputs_embeds;
+    h = h + embedding(embed_positions, positions);
+    const auto additive = Tensor<T, D>::from_vector({B, 1, L, S}, mask);
+    for (std::size_t i = 0; i < layers.size(); ++i) h = (*layers[i])(h, additive, cache, i);
+    if (final_layer_norm) h = (*final_layer_norm)(h);
+    if (project_out) h = (*project_out)(h);
+    return linear(h, embed_tokens);
+  }
+
+  OPTConfig config;
+  Tensor<T, D> embed_tokens, embed_positions;
+  std::shared_ptr<nn::Linear<T, D>> project_in, project_out;
+  std::shared_ptr<nn::LayerNorm<T, D>> final_layer_norm;
+  std::vector<std::shared_ptr<OPTLayer<T, D>>> layers;
+};
+
+}  // namespace blip2
+// ---- end blip2/models/opt.hpp ----
+
+namespace blip2 {
+
+template <class T, class D = cpu>
+struct Blip2OPT : Blip2Backbone<T, D> {
+  struct Output {
+    typename Blip2Backbone<T, D>::ImageQueries image;
+    Tensor<T, D> language_model_inputs;  // [B, Q, LM width]
+    Tensor<T, D> logits;                 // [B, L, vocab] over the whole LM input
+    Tensor<T, D> loss;                   // when labels were given
+  };
+
+  explicit Blip2OPT(const Blip2Config& c) : Blip2Backbone<T, D>(c) {
+    BLIP2_CHECK(c.text_model_type == "opt", ValueError, "Blip2OPT: config's text model is '", c.text_model_type, "'");
+    language_projection = this->register_module(
+        "language_projection", std::make_shared<nn::Linear<T, D>>(c.qformer.hidden_size, c.opt.embed_dim()));
+    language_model = this->register_module("language_model", std::make_shared<OPTForCausalLM<T, D>>(c.opt));
+  }
+
+  // Freezes the image encoder and the language model; the rest takes gradients (stage 2 training).
+  void set_stage2_trainable() {
+    this->set_requires_grad(false);
+    this->qformer->set_requires_grad(true);
+    language_projection->set_requires_grad(true);
+    this->query_tokens.requires_grad_(true);
+  }
+
+  Tensor<T, D> project(const Tensor<T, D>& queries) const { return (*language_projection)(queries); }
+
+  // Text embeddings with the projected queries in place: where input_ids hold image_token_index
+  // (the HF processor's layout, Q placeholders per row), or else in front of the text.
+  // Returns the embeddings and the matching attention mask.
+  std::pair<Tensor<T, D>, Tensor<std::int64_t, D>> merge(const Tensor<T, D>& lm_inputs, const Tensor<std::int64_t, D>& ids,
+                                                          const Tensor<std::int64_t, D>& mask) const {
+    const index_t B = ids.size(0), L = ids.size(1), Q = lm_inputs.size(1), E = lm_inputs.size(2);
+    BLIP2_CHECK(ids.dim() == 2 && lm_inputs.size(0) == B && (!mask.defined() || mask.shape() == ids.shape()), ShapeError,
+                "BLIP-2: input_ids ", to_string(ids.shape()), ", attention_mask ", to_string(mask.shape()),
+                " and image queries ", to_string(lm_inputs.shape()), " do not fit");
+    const Tensor<std::int64_t, D> full_mask = mask.defined() ? mask : Tensor<std::int64_t, D>::ones(ids.shape());
+    const auto iv = ids.template to<cpu>().to_vector();
+    const int image_id = this->config.image_token_index.value_or(-1);
+    const index_t placeholders = std::count(iv.begin(), iv.end(), std::int64_t(image_id));
+    if (placeholders == 0) {  // legacy layout: queries in front
+      const Tensor<T, D> embeds = concat<T, D>({lm_inputs, language_model->embed(ids)}, 1);
+      return {embeds, concat<std::int64_t, D>({Tensor<std::int64_t, D>::ones({B, Q}), full_mask}, 1)};
+    }
+    std::vector<std::int64_t> gather(std::size_t(B * L));
+    for (index_t b = 0; b < B; ++b) {
+      index_t k = 0;
+      for (index_t t = 0; t < L; ++t) {
+        const bool image = iv[std::size_t(b * L + t)] == image_id;
+        BLIP2_CHECK(!image || k < Q, ValueError, "BLIP-2: row ", b, " of input_ids holds more than ", Q,
+                    " image tokens (id ", image_id, ")");
+        gather[std::size_t(b * L + t)] = image ? b * Q + k++ : B * Q + b * L + t;
+      }
+      BLIP2_CHECK(k == Q, ValueError, "BLIP-2: row ", b, " of input_ids holds ", k, " image tokens (id ", image_id,
+                  "), the model needs ", Q);
+    }
+    const Tensor<T, D> rows = concat<T, D>({lm_inputs.reshape({B * Q, E}), language_model->embed(ids).reshape({B * L, E})}, 0);
+    const Tensor<T, D> embeds = index_select(rows, 0, Tensor<std::int64_t, D>::from_vector({B * L}, gather)).reshape({B, L, E});
+    return {embeds, full_mask};
+  }
+
+  // pixels [B, 3, H, W]; input_ids [B, L] (with or without image placeholders); attention_mask
+  // [B, L] or undefined; labels [B, L'] (optional, -100 ignored) score the last L' positions as
+  // transformers does (position t predicts t + 1).
+  Output operator()(const Tensor<T, D>& pixels, const Tensor<std::int64_t, D>& input_ids,
+                    const Tensor<std::int64_t, D>& attention_mask = {}, const Tensor<std::int64_t, D>& labels = {}) const {
+    Output out;
+    out.image = this->query_image(pixels);
+    out.language_model_inputs = project(out.image.queries);
+    const auto [embeds, mask] = merge(out.language_model_inputs, input_ids, attention_mask);
+    out.logits = (*language_model)(embeds, mask);
+    if (labels.defined()) out.loss = causal_lm_loss(out.logits, labels);
+    return out;
+  }
+
+  // Mean next-token cross-entropy of logits [B, L, V] against labels [B, L'] aligned to the last L'.
+  static Tensor<T, D> causal_lm_loss(const Tensor<T, D>& logits, const Tensor<std::int64_t, D>& labels) {
+    const index_t L = logits.size(1), Ll = labels.size(1);
+    BLIP2_CHECK(labels.dim() == 2 && labels.size(0) == logits.size(0) && Ll <= L && Ll >= 2, ShapeError, "BLIP-2: labels ",
+                to_string(labels.shape()), " do not fit logits ", to_string(logits.shape()));
+    return cross_entropy(logits.slice(1, L - Ll, L - 1), labels.slice(1, 1, Ll).contiguous());
+  }
+
+  std::shared_ptr<nn::Linear<T, D>> language_projection;
+  std::shared_ptr<OPTForCausalLM<T, D>> language_model;
+};
+
+}  // namespace blip2
+// ---- end blip2/models/blip2_opt.hpp ----
+// ---- begin blip2/nn/init.hpp ----
+// Random initialisation of a whole module as transformers' _init_weights does it: weight matrices
+// and embeddings N(0, std), biases 0, norm gains 1.
+
+namespace blip2::nn {
+
+template <class T, class D>
+void init_parameters(const Module<T, D>& m, Generator& gen, double stddev = 0.02) {
+  NoGrad no_grad;
+  auto ends_with = [](const std::string& s, const std::string& suffix) {
+    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  for (const auto& [name, p] : m.named_parameters()) {
+    const bool norm = name.find("norm") != std::string::npos || name.find("LayerNorm") != std::string::npos;
+    if (ends_with(name, ".bias")) copy_(p, Tensor<T, D>::zeros(p.shape()));
+    else if (norm && p.dim() == 1) copy_(p, Tensor<T, D>::ones(p.shape()));
+    else copy_(p, randn<T, D>(p.shape(), gen, 0.0, stddev));
+  }
+}
+
+}  // namespace blip2::nn
+// ---- end blip2/nn/init.hpp ----

@@ -16,6 +16,11 @@ class Linear : public Module<T, D> {
     weight = this->register_parameter("weight", rand<T, D>({out, in}, gen, -bound, bound).requires_grad_());
     if (bias) this->bias = this->register_parameter("bias", rand<T, D>({out}, gen, -bound, bound).requires_grad_());
   }
+  // Uninitialised parameters, to be loaded from a checkpoint or filled by init_parameters().
+  Linear(index_t in, index_t out, bool bias = true) {
+    weight = this->register_parameter("weight", Tensor<T, D>::empty({out, in}));
+    if (bias) this->bias = this->register_parameter("bias", Tensor<T, D>::empty({out}));
+  }
   Tensor<T, D> operator()(const Tensor<T, D>& x) const { return linear(x, weight, bias); }
 
   Tensor<T, D> weight, bias;

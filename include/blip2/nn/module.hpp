@@ -48,7 +48,7 @@ class Module {
   }
   bool training() const { return training_; }
 
- protected:
+ // Registration is public so plain Module objects can serve as named containers ("encoder.layers").
   TensorT register_parameter(std::string name, TensorT t) {
     params_.emplace_back(std::move(name), t);
     return t;

@@ -20,11 +20,7 @@ class MultiHeadAttention : public Module<T, D> {
   // x [B, L, dim]; mask additive, broadcast to [B, heads, L, L].
   Tensor<T, D> operator()(const Tensor<T, D>& x, const Tensor<T, D>& mask = Tensor<T, D>(),
                           AttentionOptions opt = {}) const {
-    const index_t B = x.size(0), L = x.size(1), dim = x.size(2), hd = dim / heads;
-    auto split_heads = [&](const Tensor<T, D>& t) { return t.reshape({B, L, heads, hd}).permute({0, 2, 1, 3}); };
-    const Tensor<T, D> ctx =
-        scaled_dot_product_attention(split_heads((*query)(x)), split_heads((*key)(x)), split_heads((*value)(x)), mask, opt);
-    return (*out)(ctx.permute({0, 2, 1, 3}).reshape({B, L, dim}));
+    return (*out)(multi_head_attention((*query)(x), (*key)(x), (*value)(x), heads, mask, opt));
   }
 
   index_t heads;

@@ -50,4 +50,20 @@ Tensor<T, D> scaled_dot_product_attention(const Tensor<T, D>& q, const Tensor<T,
   return matmul(probs, v);
 }
 
+// Attention over packed heads: q [B, Lq, H*d], k [B, Lk, H*d], v [B, Lk, H*dv] -> [B, Lq, H*dv]
+// (the layout every transformer projection produces).
+template <class T, class D>
+Tensor<T, D> multi_head_attention(const Tensor<T, D>& q, const Tensor<T, D>& k, const Tensor<T, D>& v, index_t heads,
+                                  const Tensor<T, D>& mask = Tensor<T, D>(), AttentionOptions opt = {}) {
+  BLIP2_CHECK(q.dim() == 3 && k.dim() == 3 && v.dim() == 3 && heads > 0 && q.size(2) % heads == 0 &&
+                  k.size(2) == q.size(2) && v.size(2) % heads == 0,
+              ShapeError, "multi_head_attention: q ", to_string(q.shape()), ", k ", to_string(k.shape()), ", v ",
+              to_string(v.shape()), " do not split into ", heads, " heads");
+  auto split = [heads](const Tensor<T, D>& t) {
+    return t.reshape({t.size(0), t.size(1), heads, t.size(2) / heads}).permute({0, 2, 1, 3});
+  };
+  const Tensor<T, D> ctx = scaled_dot_product_attention(split(q), split(k), split(v), mask, opt);
+  return ctx.permute({0, 2, 1, 3}).reshape({q.size(0), q.size(1), v.size(2)});
+}
+
 }  // namespace blip2

@@ -137,3 +137,6 @@ void copy_(const Tensor<T, D>& dst, const Tensor<T, D>& src) {
 }
 
 }  // namespace blip2
+
+// Tensor::backward() is defined by the engine, which needs add(); every op header reaches it here.
+#include "../autograd/engine.hpp"

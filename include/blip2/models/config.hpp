@@ -1,0 +1,203 @@
+#pragma once
+// BLIP-2 configuration as Hugging Face's config.json holds it (model_type "blip-2", with nested
+// vision_config, qformer_config and text_config of model_type "opt" or "t5"). Keys that are absent
+// take transformers' defaults.
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "../core/error.hpp"
+
+namespace blip2 {
+
+namespace detail {
+template <class V>
+V json_or(const nlohmann::json& j, const char* key, V fallback) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return fallback;
+  try {
+    return it->get<V>();
+  } catch (const nlohmann::json::exception&) {
+    throw IoError(std::string("config: key '") + key + "' has the wrong type: " + it->dump());
+  }
+}
+}  // namespace detail
+
+struct VisionConfig {
+  int hidden_size = 1408, intermediate_size = 6144, num_hidden_layers = 39, num_attention_heads = 16;
+  int image_size = 224, patch_size = 14;
+  std::string hidden_act = "gelu";
+  double layer_norm_eps = 1e-6;
+  bool qkv_bias = true;
+
+  static VisionConfig from_json(const nlohmann::json& j) {
+    VisionConfig c;
+    c.hidden_size = detail::json_or(j, "hidden_size", c.hidden_size);
+    c.intermediate_size = detail::json_or(j, "intermediate_size", c.intermediate_size);
+    c.num_hidden_layers = detail::json_or(j, "num_hidden_layers", c.num_hidden_layers);
+    c.num_attention_heads = detail::json_or(j, "num_attention_heads", c.num_attention_heads);
+    c.image_size = detail::json_or(j, "image_size", c.image_size);
+    c.patch_size = detail::json_or(j, "patch_size", c.patch_size);
+    c.hidden_act = detail::json_or(j, "hidden_act", c.hidden_act);
+    c.layer_norm_eps = detail::json_or(j, "layer_norm_eps", c.layer_norm_eps);
+    c.qkv_bias = detail::json_or(j, "qkv_bias", c.qkv_bias);
+    return c;
+  }
+};
+
+struct QFormerConfig {
+  int vocab_size = 30522, hidden_size = 768, num_hidden_layers = 12, num_attention_heads = 12;
+  int intermediate_size = 3072, max_position_embeddings = 512, cross_attention_frequency = 2;
+  int encoder_hidden_size = 1408, pad_token_id = 0;
+  std::string hidden_act = "gelu";
+  double layer_norm_eps = 1e-12, hidden_dropout_prob = 0.1, attention_probs_dropout_prob = 0.1;
+  bool use_qformer_text_input = false;
+
+  static QFormerConfig from_json(const nlohmann::json& j) {
+    QFormerConfig c;
+    c.vocab_size = detail::json_or(j, "vocab_size", c.vocab_size);
+    c.hidden_size = detail::json_or(j, "hidden_size", c.hidden_size);
+    c.num_hidden_layers = detail::json_or(j, "num_hidden_layers", c.num_hidden_layers);
+    c.num_attention_heads = detail::json_or(j, "num_attention_heads", c.num_attention_heads);
+    c.intermediate_size = detail::json_or(j, "intermediate_size", c.intermediate_size);
+    c.max_position_embeddings = detail::json_or(j, "max_position_embeddings", c.max_position_embeddings);
+    c.cross_attention_frequency = detail::json_or(j, "cross_attention_frequency", c.cross_attention_frequency);
+    c.encoder_hidden_size = detail::json_or(j, "encoder_hidden_size", c.encoder_hidden_size);
+    c.pad_token_id = detail::json_or(j, "pad_token_id", c.pad_token_id);
+    c.hidden_act = detail::json_or(j, "hidden_act", c.hidden_act);
+    c.layer_norm_eps = detail::json_or(j, "layer_norm_eps", c.layer_norm_eps);
+    c.hidden_dropout_prob = detail::json_or(j, "hidden_dropout_prob", c.hidden_dropout_prob);
+    c.attention_probs_dropout_prob = detail::json_or(j, "attention_probs_dropout_prob", c.attention_probs_dropout_prob);
+    c.use_qformer_text_input = detail::json_or(j, "use_qformer_text_input", c.use_qformer_text_input);
+    return c;
+  }
+};
+
+struct OPTConfig {
+  int vocab_size = 50272, hidden_size = 768, num_hidden_layers = 12, ffn_dim = 3072, num_attention_heads = 12;
+  int max_position_embeddings = 2048, word_embed_proj_dim = 0;  // 0: same as hidden_size
+  int pad_token_id = 1, bos_token_id = 2, eos_token_id = 2;
+  bool do_layer_norm_before = true, remove_final_layer_norm = false, enable_bias = true;
+  bool layer_norm_elementwise_affine = true, tie_word_embeddings = true;
+  std::string activation_function = "relu";
+  double dropout = 0.1, attention_dropout = 0.0;
+
+  int embed_dim() const { return word_embed_proj_dim ? word_embed_proj_dim : hidden_size; }
+
+  static OPTConfig from_json(const nlohmann::json& j) {
+    OPTConfig c;
+    c.vocab_size = detail::json_or(j, "vocab_size", c.vocab_size);
+    c.hidden_size = detail::json_or(j, "hidden_size", c.hidden_size);
+    c.num_hidden_layers = detail::json_or(j, "num_hidden_layers", c.num_hidden_layers);
+    c.ffn_dim = detail::json_or(j, "ffn_dim", c.ffn_dim);
+    c.num_attention_heads = detail::json_or(j, "num_attention_heads", c.num_attention_heads);
+    c.max_position_embeddings = detail::json_or(j, "max_position_embeddings", c.max_position_embeddings);
+    c.word_embed_proj_dim = detail::json_or(j, "word_embed_proj_dim", c.hidden_size);
+    c.pad_token_id = detail::json_or(j, "pad_token_id", c.pad_token_id);
+    c.bos_token_id = detail::json_or(j, "bos_token_id", c.bos_token_id);
+    c.eos_token_id = detail::json_or(j, "eos_token_id", c.eos_token_id);
+    c.do_layer_norm_before = detail::json_or(j, "do_layer_norm_before", c.do_layer_norm_before);
+    c.remove_final_layer_norm = detail::json_or(j, "_remove_final_layer_norm", c.remove_final_layer_norm);
+    c.enable_bias = detail::json_or(j, "enable_bias", c.enable_bias);
+    c.layer_norm_elementwise_affine = detail::json_or(j, "layer_norm_elementwise_affine", c.layer_norm_elementwise_affine);
+    c.tie_word_embeddings = detail::json_or(j, "tie_word_embeddings", c.tie_word_embeddings);
+    c.activation_function = detail::json_or(j, "activation_function", c.activation_function);
+    c.dropout = detail::json_or(j, "dropout", c.dropout);
+    c.attention_dropout = detail::json_or(j, "attention_dropout", c.attention_dropout);
+    return c;
+  }
+};
+
+struct T5Config {
+  int vocab_size = 32128, d_model = 512, d_kv = 64, d_ff = 2048, num_layers = 6, num_decoder_layers = 6;
+  int num_heads = 8, relative_attention_num_buckets = 32, relative_attention_max_distance = 128;
+  int pad_token_id = 0, eos_token_id = 1, decoder_start_token_id = 0;
+  double layer_norm_epsilon = 1e-6, dropout_rate = 0.1;
+  std::string feed_forward_proj = "relu";  // "relu", "gated-gelu", ...
+  bool tie_word_embeddings = true;
+
+  bool is_gated() const { return feed_forward_proj.rfind("gated-", 0) == 0; }
+  // The feed-forward activation: "gated-gelu" means gelu_new (tanh form) unless dense_act_fn names another.
+  std::string dense_act_fn;
+
+  static T5Config from_json(const nlohmann::json& j) {
+    T5Config c;
+    c.vocab_size = detail::json_or(j, "vocab_size", c.vocab_size);
+    c.d_model = detail::json_or(j, "d_model", c.d_model);
+    c.d_kv = detail::json_or(j, "d_kv", c.d_kv);
+    c.d_ff = detail::json_or(j, "d_ff", c.d_ff);
+    c.num_layers = detail::json_or(j, "num_layers", c.num_layers);
+    c.num_decoder_layers = detail::json_or(j, "num_decoder_layers", c.num_layers);
+    c.num_heads = detail::json_or(j, "num_heads", c.num_heads);
+    c.relative_attention_num_buckets = detail::json_or(j, "relative_attention_num_buckets", c.relative_attention_num_buckets);
+    c.relative_attention_max_distance =
+        detail::json_or(j, "relative_attention_max_distance", c.relative_attention_max_distance);
+    c.pad_token_id = detail::json_or(j, "pad_token_id", c.pad_token_id);
+    c.eos_token_id = detail::json_or(j, "eos_token_id", c.eos_token_id);
+    c.decoder_start_token_id = detail::json_or(j, "decoder_start_token_id", c.decoder_start_token_id);
+    c.layer_norm_epsilon = detail::json_or(j, "layer_norm_epsilon", c.layer_norm_epsilon);
+    c.dropout_rate = detail::json_or(j, "dropout_rate", c.dropout_rate);
+    c.feed_forward_proj = detail::json_or(j, "feed_forward_proj", c.feed_forward_proj);
+    c.tie_word_embeddings = detail::json_or(j, "tie_word_embeddings", c.tie_word_embeddings);
+    const std::string act = c.is_gated() ? c.feed_forward_proj.substr(6) : c.feed_forward_proj;
+    c.dense_act_fn = detail::json_or(j, "dense_act_fn", act == "gelu" ? std::string("gelu_new") : act);
+    return c;
+  }
+};
+
+struct Blip2Config {
+  VisionConfig vision;
+  QFormerConfig qformer;
+  std::string text_model_type;  // "opt" or "t5"; empty for the retrieval model without a language model
+  OPTConfig opt;
+  T5Config t5;
+  int num_query_tokens = 32, image_text_hidden_size = 256;
+  std::optional<int> image_token_index;
+  std::vector<std::string> architectures;
+
+  bool is_retrieval() const {
+    for (const auto& a : architectures)
+      if (a == "Blip2ForImageTextRetrieval") return true;
+    return false;
+  }
+
+  static Blip2Config from_json(const nlohmann::json& j, const std::string& where = "config.json") {
+    BLIP2_CHECK(j.is_object(), IoError, where, ": not a JSON object");
+    const std::string type = detail::json_or(j, "model_type", std::string());
+    BLIP2_CHECK(type == "blip-2", IoError, where, ": unsupported model_type '", type, "' (expected 'blip-2')");
+    Blip2Config c;
+    try {
+      c.vision = VisionConfig::from_json(j.value("vision_config", nlohmann::json::object()));
+      c.qformer = QFormerConfig::from_json(j.value("qformer_config", nlohmann::json::object()));
+      c.num_query_tokens = detail::json_or(j, "num_query_tokens", c.num_query_tokens);
+      c.image_text_hidden_size = detail::json_or(j, "image_text_hidden_size", c.image_text_hidden_size);
+      if (j.contains("image_token_index") && !j["image_token_index"].is_null())
+        c.image_token_index = j["image_token_index"].get<int>();
+      c.architectures = detail::json_or(j, "architectures", std::vector<std::string>{});
+      const auto text = j.value("text_config", nlohmann::json::object());
+      c.text_model_type = detail::json_or(text, "model_type", std::string(c.is_retrieval() ? "" : "opt"));
+      if (c.text_model_type == "opt") c.opt = OPTConfig::from_json(text);
+      else if (c.text_model_type == "t5") c.t5 = T5Config::from_json(text);
+      else if (!c.is_retrieval())
+        throw IoError(where + ": unsupported text_config model_type '" + c.text_model_type + "' (expected opt or t5)");
+    } catch (const nlohmann::json::exception& e) {
+      throw IoError(where + ": " + e.what());
+    }
+    return c;
+  }
+
+  static Blip2Config load(const std::string& path) {
+    std::ifstream in(path);
+    BLIP2_CHECK(in, IoError, path, ": cannot open");
+    nlohmann::json j;
+    try {
+      in >> j;
+    } catch (const nlohmann::json::exception& e) {
+      throw IoError(path + ": not valid JSON (" + e.what() + ")");
+    }
+    return from_json(j, path);
+  }
+};
+
+}  // namespace blip2

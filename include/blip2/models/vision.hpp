@@ -1,0 +1,117 @@
+#pragma once
+// The BLIP-2 image encoder (EVA-CLIP ViT-g/14 in the real checkpoints; transformers'
+// Blip2VisionModel): patch embedding, class token, learned positions, pre-LN blocks with a fused
+// qkv projection, GELU MLP, post_layernorm. Names follow the checkpoint ("embeddings.*",
+// "encoder.layers.N.*", "post_layernorm.*").
+#include "../nn/activation.hpp"
+#include "../nn/layer_norm.hpp"
+#include "../nn/linear.hpp"
+#include "../ops/attention.hpp"
+#include "../ops/patch_embed.hpp"
+#include "config.hpp"
+
+namespace blip2 {
+
+template <class T, class D = cpu>
+struct VisionEmbeddings : nn::Module<T, D> {
+  explicit VisionEmbeddings(const VisionConfig& c) : patch(c.patch_size) {
+    const index_t h = c.hidden_size, n = index_t(c.image_size / c.patch_size) * (c.image_size / c.patch_size);
+    class_embedding = this->register_parameter("class_embedding", Tensor<T, D>::empty({1, 1, h}));
+    patch_embedding = this->register_module("patch_embedding", std::make_shared<nn::Module<T, D>>());
+    patch_weight = patch_embedding->register_parameter("weight", Tensor<T, D>::empty({h, 3, patch, patch}));
+    patch_bias = patch_embedding->register_parameter("bias", Tensor<T, D>::empty({h}));
+    position_embedding = this->register_parameter("position_embedding", Tensor<T, D>::empty({1, n + 1, h}));
+  }
+
+  // pixels [B, 3, H, W] -> [B, 1 + patches, hidden]
+  Tensor<T, D> operator()(const Tensor<T, D>& pixels) const {
+    const Tensor<T, D> patches = patch_embed(pixels, patch_weight, patch_bias);
+    const index_t B = patches.size(0), h = patches.size(2);
+    const Tensor<T, D> tokens = concat<T, D>({class_embedding.expand({B, 1, h}), patches}, 1);
+    BLIP2_CHECK(tokens.size(1) == position_embedding.size(1), ShapeError, "vision embeddings: ", tokens.size(1) - 1,
+                " patches from pixels ", to_string(pixels.shape()), " but the position table holds ",
+                position_embedding.size(1) - 1, " (image_size / patch_size squared)");
+    return tokens + position_embedding;
+  }
+
+  index_t patch;
+  Tensor<T, D> class_embedding, position_embedding, patch_weight, patch_bias;
+  std::shared_ptr<nn::Module<T, D>> patch_embedding;
+};
+
+template <class T, class D = cpu>
+struct VisionAttention : nn::Module<T, D> {
+  explicit VisionAttention(const VisionConfig& c) : heads(c.num_attention_heads) {
+    qkv = this->register_module("qkv", std::make_shared<nn::Linear<T, D>>(c.hidden_size, 3 * c.hidden_size, c.qkv_bias));
+    projection = this->register_module("projection", std::make_shared<nn::Linear<T, D>>(c.hidden_size, c.hidden_size));
+  }
+  Tensor<T, D> operator()(const Tensor<T, D>& x) const {
+    const auto parts = split((*qkv)(x), {x.size(2), x.size(2), x.size(2)}, 2);
+    return (*projection)(multi_head_attention(parts[0], parts[1], parts[2], heads));
+  }
+  index_t heads;
+  std::shared_ptr<nn::Linear<T, D>> qkv, projection;
+};
+
+template <class T, class D = cpu>
+struct VisionMLP : nn::Module<T, D> {
+  VisionMLP(index_t hidden, index_t inner, const std::string& act) : act(nn::activation_from_name(act)) {
+    fc1 = this->register_module("fc1", std::make_shared<nn::Linear<T, D>>(hidden, inner));
+    fc2 = this->register_module("fc2", std::make_shared<nn::Linear<T, D>>(inner, hidden));
+  }
+  Tensor<T, D> operator()(const Tensor<T, D>& x) const { return (*fc2)(nn::activate(act, (*fc1)(x))); }
+  nn::Activation act;
+  std::shared_ptr<nn::Linear<T, D>> fc1, fc2;
+};
+
+template <class T, class D = cpu>
+struct VisionLayer : nn::Module<T, D> {
+  explicit VisionLayer(const VisionConfig& c) {
+    self_attn = this->register_module("self_attn", std::make_shared<VisionAttention<T, D>>(c));
+    layer_norm1 = this->register_module("layer_norm1", std::make_shared<nn::LayerNorm<T, D>>(c.hidden_size, c.layer_norm_eps));
+    mlp = this->register_module("mlp", std::make_shared<VisionMLP<T, D>>(c.hidden_size, c.intermediate_size, c.hidden_act));
+    layer_norm2 = this->register_module("layer_norm2", std::make_shared<nn::LayerNorm<T, D>>(c.hidden_size, c.layer_norm_eps));
+  }
+  Tensor<T, D> operator()(const Tensor<T, D>& x) const {
+    const Tensor<T, D> h = x + (*self_attn)((*layer_norm1)(x));
+    return h + (*mlp)((*layer_norm2)(h));
+  }
+  std::shared_ptr<VisionAttention<T, D>> self_attn;
+  std::shared_ptr<VisionMLP<T, D>> mlp;
+  std::shared_ptr<nn::LayerNorm<T, D>> layer_norm1, layer_norm2;
+};
+
+template <class T, class D = cpu>
+struct VisionModel : nn::Module<T, D> {
+  struct Output {
+    Tensor<T, D> last_hidden_state;  // [B, 1 + patches, hidden], after post_layernorm
+    Tensor<T, D> pooler_output;      // [B, hidden]: post_layernorm applied again to the CLS row
+  };
+
+  explicit VisionModel(const VisionConfig& c) : config(c) {
+    embeddings = this->register_module("embeddings", std::make_shared<VisionEmbeddings<T, D>>(c));
+    auto encoder = this->register_module("encoder", std::make_shared<nn::Module<T, D>>());
+    for (int i = 0; i < c.num_hidden_layers; ++i)
+      layers.push_back(encoder->register_module("layers." + std::to_string(i), std::make_shared<VisionLayer<T, D>>(c)));
+    post_layernorm =
+        this->register_module("post_layernorm", std::make_shared<nn::LayerNorm<T, D>>(c.hidden_size, c.layer_norm_eps));
+  }
+
+  Output operator()(const Tensor<T, D>& pixels) const {
+    BLIP2_CHECK(pixels.dim() == 4 && pixels.size(1) == 3, ShapeError, "vision model: pixel_values must be [B, 3, H, W], got ",
+                to_string(pixels.shape()));
+    Tensor<T, D> h = (*embeddings)(pixels);
+    for (const auto& layer : layers) h = (*layer)(h);
+    Output out;
+    out.last_hidden_state = (*post_layernorm)(h);
+    out.pooler_output = (*post_layernorm)(out.last_hidden_state.slice(1, 0, 1).squeeze(1));
+    return out;
+  }
+
+  VisionConfig config;
+  std::shared_ptr<VisionEmbeddings<T, D>> embeddings;
+  std::vector<std::shared_ptr<VisionLayer<T, D>>> layers;
+  std::shared_ptr<nn::LayerNorm<T, D>> post_layernorm;
+};
+
+}  // namespace blip2
