@@ -2064,7 +2064,1166 @@ struct Backend<cpu> {
 #if !defined(__CUDACC__)
 #error "BLIP2_CUDA is defined: compile translation units that include blip2 with nvcc (.cu files)"
 #endif
-#include "cuda/backend.hpp"
+// ---- begin blip2/backend/cuda/backend.hpp ----
+// Backend<cuda>: the kernel set of backend/cpu/backend.hpp on an NVIDIA GPU. Same members, same
+// signatures; every pointer is a device pointer (except the host side of the two host copies).
+// Included by backend/backend.hpp only when BLIP2_CUDA is defined and nvcc compiles the unit.
+
+// ---- begin blip2/backend/cuda/elementwise.cuh ----
+// CUDA elementwise kernels: fill, strided copy with element conversion, unary ops and their
+// backward, broadcasting binary ops. Scalar definitions come from backend/kernel_ops.hpp, the same
+// ones the CPU back end uses.
+
+// ---- begin blip2/backend/cuda/convert.cuh ----
+// Element conversion usable in device code. blip2::bf16 and blip2::f16 are host structs holding the
+// bits; these functions repeat the bit-level conversions of core/dtype.hpp (round to nearest even,
+// NaN kept quiet, f16 subnormals exact) so both back ends convert identically.
+
+
+namespace blip2::cuda_kernel {
+
+BLIP2_HD inline float bits_to_float(std::uint32_t u) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(u);
+#else
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+#endif
+}
+
+BLIP2_HD inline std::uint32_t float_to_bits(float f) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(f);
+#else
+  std::uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+#endif
+}
+
+BLIP2_HD inline std::uint16_t bf16_bits_from_float(float f) {
+  std::uint32_t u = float_to_bits(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return std::uint16_t((u >> 16) | 0x40u);  // quiet NaN
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return std::uint16_t(u >> 16);
+}
+
+BLIP2_HD inline float bf16_bits_to_float(std::uint16_t b) { return bits_to_float(std::uint32_t(b) << 16); }
+
+BLIP2_HD inline std::uint16_t f16_bits_from_float(float f) {
+  std::uint32_t x = float_to_bits(f);
+  const std::uint32_t sign = (x >> 16) & 0x8000u;
+  x &= 0x7fffffffu;
+  if (x >= 0x7f800000u) return std::uint16_t(sign | (x > 0x7f800000u ? 0x7e00u : 0x7c00u));
+  if (x >= 0x477ff000u) return std::uint16_t(sign | 0x7c00u);
+  std::uint32_t r, rem, half;
+  if (x < 0x38800000u) {
+    if (x < 0x33000000u) return std::uint16_t(sign);
+    const std::uint32_t e = x >> 23, m = (x & 0x7fffffu) | 0x800000u, shift = 126u - e;
+    r = m >> shift;
+    rem = m & ((1u << shift) - 1u);
+    half = 1u << (shift - 1u);
+  } else {
+    r = (((x >> 23) - 112u) << 10) | ((x & 0x7fffffu) >> 13);
+    rem = x & 0x1fffu;
+    half = 0x1000u;
+  }
+  if (rem > half || (rem == half && (r & 1u))) ++r;
+  return std::uint16_t(sign | r);
+}
+
+BLIP2_HD inline float f16_bits_to_float(std::uint16_t h) {
+  const std::uint32_t sign = std::uint32_t(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+  if (e == 0) {
+    const float v = float(m) * 5.9604644775390625e-8f;
+    return sign ? -v : v;
+  }
+  if (e == 31) return bits_to_float(sign | 0x7f800000u | (m << 13));
+  return bits_to_float(sign | ((e + 112u) << 23) | (m << 13));
+}
+
+template <class H>
+BLIP2_HD inline float half_to_float(H h) {
+  if constexpr (std::is_same_v<H, bf16>) return bf16_bits_to_float(h.bits);
+  else return f16_bits_to_float(h.bits);
+}
+
+template <class H>
+BLIP2_HD inline H float_to_half(float f) {
+  H h;
+  if constexpr (std::is_same_v<H, bf16>) h.bits = bf16_bits_from_float(f);
+  else h.bits = f16_bits_from_float(f);
+  return h;
+}
+
+// convert_scalar (core/dtype.hpp) for host and device: through float for the half types.
+template <class To, class From>
+BLIP2_HD inline To convert(From v) {
+  if constexpr (std::is_same_v<To, From>) return v;
+  else if constexpr (is_half_v<From>) return convert<To>(half_to_float(v));
+  else if constexpr (is_half_v<To>) return float_to_half<To>(float(v));
+  else return static_cast<To>(v);
+}
+
+}  // namespace blip2::cuda_kernel
+// ---- end blip2/backend/cuda/convert.cuh ----
+// ---- begin blip2/backend/cuda/launch.cuh ----
+// Kernel launch helpers shared by the CUDA kernels: the stream, grid sizes for grid-stride loops,
+// a generic "call f(i) for i in [0, n)" kernel, and the geometry of strided operands passed to
+// kernels by value (at most kMaxDims dimensions after merging contiguous ones).
+#include <cstddef>
+
+// ---- begin blip2/backend/cuda/error.hpp ----
+// Error checks for the CUDA runtime and cuBLAS: a failing call throws blip2::DeviceError naming the
+// call, where it was made, and the runtime's own description of the error.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+
+namespace blip2::cuda_kernel {
+
+inline void check_cuda(cudaError_t e, const char* call, const char* file, int line) {
+  if (e == cudaSuccess) return;
+  (void)cudaGetLastError();  // clear a non-sticky error so later calls do not report it again
+  throw DeviceError(::blip2::detail::cat("CUDA error in ", call, " at ", file, ":", line, ": ", cudaGetErrorName(e), ": ",
+                                cudaGetErrorString(e)));
+}
+
+inline void check_cublas(cublasStatus_t s, const char* call, const char* file, int line) {
+  if (s == CUBLAS_STATUS_SUCCESS) return;
+  throw DeviceError(::blip2::detail::cat("cuBLAS error in ", call, " at ", file, ":", line, ": ", cublasGetStatusName(s), ": ",
+                                cublasGetStatusString(s)));
+}
+
+// After a kernel launch: reports launch failures (bad configuration, no device, no kernel image for
+// this GPU) under the kernel's name. Errors raised while the kernel runs surface at the next
+// synchronising call (a copy to the host).
+inline void check_launch(const char* kernel, const char* file, int line) {
+  check_cuda(cudaGetLastError(), kernel, file, line);
+}
+
+}  // namespace blip2::cuda_kernel
+
+#define BLIP2_CUDA_CHECK(call) ::blip2::cuda_kernel::check_cuda((call), #call, __FILE__, __LINE__)
+#define BLIP2_CUBLAS_CHECK(call) ::blip2::cuda_kernel::check_cublas((call), #call, __FILE__, __LINE__)
+#define BLIP2_CUDA_CHECK_LAUNCH(name) ::blip2::cuda_kernel::check_launch("kernel " name, __FILE__, __LINE__)
+// ---- end blip2/backend/cuda/error.hpp ----
+
+namespace blip2::cuda_kernel {
+
+// Every kernel and copy runs on the legacy default stream (see memory.hpp for why that matters).
+inline cudaStream_t stream() { return nullptr; }
+
+inline constexpr int kThreads = 256;
+inline constexpr index_t kMaxBlocks = index_t(1) << 16;
+
+// Blocks for a grid-stride loop over n items.
+inline unsigned grid_for(index_t n, int threads = kThreads) {
+  return unsigned(std::clamp<index_t>((n + threads - 1) / threads, 1, kMaxBlocks));
+}
+// Blocks for one-block-per-row kernels (the kernels loop when rows exceed it).
+inline unsigned grid_rows(index_t rows) { return unsigned(std::clamp<index_t>(rows, 1, kMaxBlocks)); }
+// Threads for a row kernel: a power of two covering the row, between one warp and 512.
+inline int row_threads(index_t cols) {
+  int t = 32;
+  while (t < 512 && t < cols) t *= 2;
+  return t;
+}
+
+#define BLIP2_GRID_STRIDE(i, n)                                                         \
+  for (::blip2::index_t i = ::blip2::index_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
+       i += ::blip2::index_t(blockDim.x) * gridDim.x)
+
+template <class F>
+__global__ void for_each_kernel(index_t n, F f) {
+  BLIP2_GRID_STRIDE(i, n) f(i);
+}
+
+// f(i) for every i in [0, n) on the device; f is a __device__ lambda or functor captured by value.
+template <class F>
+void for_each(index_t n, F f, const char* name) {
+  if (n <= 0) return;
+  for_each_kernel<<<grid_for(n), kThreads, 0, stream()>>>(n, f);
+  check_launch(name, __FILE__, __LINE__);
+}
+
+inline constexpr int kMaxDims = 8;
+
+// Shape and K sets of strides, dimensions of size 1 dropped and dimensions that are contiguous for
+// every operand merged (as the CPU back end's for_each_strided does).
+template <int K>
+struct StridedGeometry {
+  int ndim = 0;
+  index_t size[kMaxDims] = {};
+  index_t stride[K][kMaxDims] = {};
+
+  // Offsets (in elements) of each operand for row-major position `linear` of the shape.
+  __device__ void offsets(index_t linear, index_t (&off)[K]) const {
+    for (int k = 0; k < K; ++k) off[k] = 0;
+    if (ndim == 1) {  // the common merged case: no division
+      for (int k = 0; k < K; ++k) off[k] = linear * stride[k][0];
+      return;
+    }
+    for (int d = ndim - 1; d >= 0; --d) {
+      const index_t c = linear % size[d];
+      linear /= size[d];
+      for (int k = 0; k < K; ++k) off[k] += c * stride[k][d];
+    }
+  }
+};
+
+template <int K>
+StridedGeometry<K> make_geometry(const Shape& shape, const std::array<const Strides*, K>& strides, const char* op) {
+  StridedGeometry<K> g;
+  Shape s;
+  std::array<Strides, K> st;
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == 1) continue;
+    bool merge = !s.empty();
+    for (int k = 0; k < K && merge; ++k) merge = st[k].back() == (*strides[k])[i] * shape[i];
+    if (merge) {
+      s.back() *= shape[i];
+      for (int k = 0; k < K; ++k) st[k].back() = (*strides[k])[i];
+    } else {
+      s.push_back(shape[i]);
+      for (int k = 0; k < K; ++k) st[k].push_back((*strides[k])[i]);
+    }
+  }
+  BLIP2_CHECK(s.size() <= std::size_t(kMaxDims), ShapeError, op, " (cuda): shape ", to_string(shape), " needs ",
+              s.size(), " strided dimensions after merging; the CUDA back end takes at most ", kMaxDims);
+  g.ndim = int(s.size());
+  for (std::size_t d = 0; d < s.size(); ++d) {
+    g.size[d] = s[d];
+    for (int k = 0; k < K; ++k) g.stride[k][d] = st[k][d];
+  }
+  return g;
+}
+
+}  // namespace blip2::cuda_kernel
+// ---- end blip2/backend/cuda/launch.cuh ----
+
+namespace blip2::cuda_kernel {
+
+template <class T>
+void fill(T* dst, index_t n, T v) {
+  if (n <= 0) return;
+  unsigned char bytes[sizeof(T)];
+  std::memcpy(bytes, &v, sizeof(T));
+  if (std::all_of(bytes, bytes + sizeof(T), [](unsigned char b) { return b == 0; })) {
+    BLIP2_CUDA_CHECK(cudaMemsetAsync(dst, 0, std::size_t(n) * sizeof(T), stream()));
+    return;
+  }
+  for_each(n, [=] __device__(index_t i) { dst[i] = v; }, "fill");
+}
+
+// dst[...] = convert(src[...]) over `shape`, each side with its own strides.
+template <class S, class T>
+void copy(const S* src, const Strides& src_strides, T* dst, const Strides& dst_strides, const Shape& shape) {
+  const index_t n = numel(shape);
+  if (n <= 0) return;
+  const auto g = make_geometry<2>(shape, {&src_strides, &dst_strides}, "copy");
+  if constexpr (std::is_same_v<S, T>) {
+    if (g.ndim == 0 || (g.ndim == 1 && g.stride[0][0] == 1 && g.stride[1][0] == 1)) {
+      BLIP2_CUDA_CHECK(cudaMemcpyAsync(dst, src, std::size_t(n) * sizeof(T), cudaMemcpyDeviceToDevice, stream()));
+      return;
+    }
+  }
+  for_each(
+      n,
+      [=] __device__(index_t i) {
+        index_t off[2];
+        g.offsets(i, off);
+        dst[off[1]] = convert<T>(src[off[0]]);
+      },
+      "copy");
+}
+
+template <class T>
+void unary(UnaryOp op, const T* x, T* y, index_t n, T a) {
+  for_each(n, [=] __device__(index_t i) { y[i] = kernel::unary(op, x[i], a); }, "unary");
+}
+
+template <class T>
+void unary_backward(UnaryOp op, const T* x, const T* y, const T* gy, T* gx, index_t n, T a) {
+  for_each(
+      n, [=] __device__(index_t i) { gx[i] = gy[i] * kernel::unary_derivative(op, x[i], y[i], a); }, "unary_backward");
+}
+
+// out (contiguous, `shape`) = a op b, with a and b read through (broadcast) strides. out may alias a
+// or b when that operand is contiguous with the output's shape (in-place add_).
+template <class T>
+void binary(BinaryOp op, const T* a, const Strides& sa, const T* b, const Strides& sb, T* out, const Shape& shape) {
+  const index_t n = numel(shape);
+  if (n <= 0) return;
+  const auto g = make_geometry<2>(shape, {&sa, &sb}, "binary");
+  if (g.ndim == 1 && g.stride[0][0] == 1 && g.stride[1][0] == 1) {
+    for_each(n, [=] __device__(index_t i) { out[i] = kernel::binary(op, a[i], b[i]); }, "binary");
+    return;
+  }
+  for_each(
+      n,
+      [=] __device__(index_t i) {
+        index_t off[2];
+        g.offsets(i, off);
+        out[i] = kernel::binary(op, a[off[0]], b[off[1]]);
+      },
+      "binary");
+}
+
+}  // namespace blip2::cuda_kernel
+// ---- end blip2/backend/cuda/elementwise.cuh ----
+// ---- begin blip2/backend/cuda/gemm.hpp ----
+// Dense matrix products on the GPU with cuBLAS, row-major: C = alpha * op(A) op(B) + beta * C with
+// op(A) M x K and op(B) K x N. cuBLAS is column-major, and a row-major matrix read column-major is
+// its transpose, so the row-major product C = op(A) op(B) is computed as the column-major product
+// C^T = op(B)^T op(A)^T: the operands swap places and M and N swap roles; the transpose flags stay.
+//
+// float32 runs in float32 (no TF32, so results match the CPU's to rounding), float64 in float64;
+// gemm_batched_mixed takes bf16 or f16 operands and accumulates in float32 (tensor cores), writing a
+// float32 or same-type result, for the later mixed-precision models.
+#include <climits>
+#include <mutex>
+#include <unordered_map>
+
+
+namespace blip2::cuda_kernel {
+
+// One cuBLAS handle per (thread, device). Handles are never destroyed (destroying them during
+// process exit races the runtime's own teardown); a thread that ends gives its handles to a pool
+// that the next new thread draws from, so the number of handles stays bounded by the number of
+// threads alive at once.
+class CublasHandles {
+ public:
+  static cublasHandle_t current() {
+    int device = 0;
+    BLIP2_CUDA_CHECK(cudaGetDevice(&device));
+    thread_local ThreadHandles mine;
+    auto it = mine.by_device.find(device);
+    if (it != mine.by_device.end()) return it->second;
+    cublasHandle_t h = pool().take(device);
+    if (!h) BLIP2_CUBLAS_CHECK(cublasCreate(&h));
+    BLIP2_CUBLAS_CHECK(cublasSetStream(h, stream()));
+    mine.by_device.emplace(device, h);
+    return h;
+  }
+
+ private:
+  struct Pool {
+    std::mutex mutex;
+    std::unordered_map<int, std::vector<cublasHandle_t>> free;
+    cublasHandle_t take(int device) {
+      std::lock_guard<std::mutex> lock(mutex);
+      auto& list = free[device];
+      if (list.empty()) return nullptr;
+      cublasHandle_t h = list.back();
+      list.pop_back();
+      return h;
+    }
+    void give(int device, cublasHandle_t h) {
+      std::lock_guard<std::mutex> lock(mutex);
+      free[device].push_back(h);
+    }
+  };
+  static Pool& pool() {
+    static Pool* p = new Pool();  // never destroyed, like the handles
+    return *p;
+  }
+  struct ThreadHandles {
+    std::unordered_map<int, cublasHandle_t> by_device;
+    ~ThreadHandles() {
+      for (auto& [device, h] : by_device) pool().give(device, h);
+    }
+  };
+};
+
+namespace gemm_detail {
+inline int to_int(index_t v, const char* what) {
+  BLIP2_CHECK(v >= 0 && v <= INT_MAX, ShapeError, "gemm (cuda): ", what, " = ", v, " does not fit cuBLAS's int");
+  return int(v);
+}
+
+template <class T> constexpr cudaDataType_t cuda_type() {
+  if constexpr (std::is_same_v<T, float>) return CUDA_R_32F;
+  else if constexpr (std::is_same_v<T, double>) return CUDA_R_64F;
+  else if constexpr (std::is_same_v<T, bf16>) return CUDA_R_16BF;
+  else return CUDA_R_16F;
+}
+
+// C = beta * C for every matrix of the batch (the product with K == 0).
+template <class T>
+void scale_batched(index_t M, index_t N, T beta, T* C, index_t ldc, index_t stride_c, index_t batch) {
+  for_each(
+      batch * M * N,
+      [=] __device__(index_t k) {
+        const index_t j = k % N, i = (k / N) % M, z = k / (M * N);
+        T& c = C[z * stride_c + i * ldc + j];
+        c = beta == T(0) ? T(0) : beta * c;
+      },
+      "gemm (scale)");
+}
+
+// The strided-batched product through cublasGemmStridedBatchedEx (row-major, see the top).
+template <class In, class Out, class Scalar>
+void gemm_ex(bool ta, bool tb, index_t M, index_t N, index_t K, Scalar alpha, const In* A, index_t lda, index_t sa,
+             const In* B, index_t ldb, index_t sb, Scalar beta, Out* C, index_t ldc, index_t sc, index_t batch,
+             cublasComputeType_t compute) {
+  if (M <= 0 || N <= 0 || batch <= 0) return;
+  const int m = to_int(N, "N"), n = to_int(M, "M"), k = to_int(K, "K"), nb = to_int(batch, "batch");
+  const int la = to_int(lda, "lda"), lb = to_int(ldb, "ldb"), lc = to_int(ldc, "ldc");
+  BLIP2_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+      CublasHandles::current(), tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k, &alpha, B,
+      cuda_type<In>(), lb, static_cast<long long>(sb), A, cuda_type<In>(), la, static_cast<long long>(sa), &beta, C,
+      cuda_type<Out>(), lc, static_cast<long long>(sc), nb, compute, CUBLAS_GEMM_DEFAULT));
+}
+}  // namespace gemm_detail
+
+// `batch` independent products; operand i starts at A + i*stride_a (a stride of 0 reuses the operand).
+template <class T>
+void gemm_batched(bool ta, bool tb, index_t M, index_t N, index_t K, T alpha, const T* A, index_t lda, index_t sa,
+                  const T* B, index_t ldb, index_t sb, T beta, T* C, index_t ldc, index_t sc, index_t batch) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                "gemm_batched (cuda): float32 or float64; bf16/f16 operands go through gemm_batched_mixed");
+  if (M <= 0 || N <= 0 || batch <= 0) return;
+  if (K <= 0) return gemm_detail::scale_batched(M, N, beta, C, ldc, sc, batch);
+  gemm_detail::gemm_ex(ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch,
+                  std::is_same_v<T, float> ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_64F);
+}
+
+// bf16 / f16 operands, float32 accumulation; C is float32 or the operands' type.
+template <class In, class Out>
+void gemm_batched_mixed(bool ta, bool tb, index_t M, index_t N, index_t K, float alpha, const In* A, index_t lda,
+                        index_t sa, const In* B, index_t ldb, index_t sb, float beta, Out* C, index_t ldc, index_t sc,
+                        index_t batch) {
+  static_assert(is_half_v<In>, "gemm_batched_mixed (cuda): operands must be bf16 or f16");
+  static_assert(std::is_same_v<Out, float> || std::is_same_v<Out, In>,
+                "gemm_batched_mixed (cuda): the result is float32 or the operands' type");
+  BLIP2_CHECK(K > 0 || M <= 0 || N <= 0 || batch <= 0, ShapeError, "gemm_batched_mixed (cuda): K = 0 is not supported");
+  gemm_detail::gemm_ex(ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch, CUBLAS_COMPUTE_32F);
+}
+
+}  // namespace blip2::cuda_kernel
+// ---- end blip2/backend/cuda/gemm.hpp ----
+// ---- begin blip2/backend/cuda/index.cuh ----
+// Gather and scatter-add of slices along one axis of a contiguous [outer, len, inner] block
+// (index_select / embedding lookup, and their backward), and the index range check.
+
+// ---- begin blip2/backend/cuda/memory.hpp ----
+// Device memory: a caching allocator. cudaMalloc and cudaFree are slow and synchronise the device,
+// so freed blocks are kept in free lists keyed by (device, bucket size) and handed out again to the
+// next request of the same bucket. Sizes are rounded up to a bucket: multiples of 512 bytes up to
+// 1 MiB, above that eight buckets per power of two (at most 12.5% slack). When cudaMalloc runs out
+// of memory, the cached blocks of that device are released and the allocation is tried once more.
+//
+// All kernels and copies run on the legacy default stream, so a block freed on the host while a
+// kernel may still use it is safe to reuse: the next user's work is queued after it.
+
+
+namespace blip2::cuda_kernel {
+
+struct MemoryStats {
+  std::size_t in_use_bytes = 0;        // handed out and not yet freed (bucket sizes)
+  std::size_t cached_bytes = 0;        // held in free lists, ready for reuse
+  std::size_t device_allocations = 0;  // cudaMalloc calls so far
+  std::size_t reuses = 0;              // requests served from a free list
+  std::size_t device_frees = 0;        // cudaFree calls so far (by release_all / out-of-memory retry)
+};
+
+class CachingAllocator {
+ public:
+  // The process-wide allocator. Deliberately never destroyed: blocks freed during static
+  // destruction go back to a free list instead of calling into a CUDA runtime that is shutting down.
+  static CachingAllocator& instance() {
+    static CachingAllocator* a = new CachingAllocator();
+    return *a;
+  }
+
+  static std::size_t bucket_size(std::size_t bytes) {
+    constexpr std::size_t kSmall = 512, kLarge = std::size_t(1) << 20;
+    if (bytes <= kLarge) return std::max<std::size_t>(kSmall, (bytes + kSmall - 1) / kSmall * kSmall);
+    std::size_t p = kLarge;
+    while (p * 2 <= bytes) p *= 2;
+    const std::size_t step = p / 8;
+    return (bytes + step - 1) / step * step;
+  }
+
+  // A block of at least `bytes` on the current device; `bucket` and `device` receive what release needs.
+  void* allocate(std::size_t bytes, std::size_t& bucket, int& device) {
+    bucket = bucket_size(bytes);
+    BLIP2_CUDA_CHECK(cudaGetDevice(&device));
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = free_.find(Key{device, bucket});
+      if (it != free_.end() && !it->second.empty()) {
+        void* p = it->second.back();
+        it->second.pop_back();
+        stats_.cached_bytes -= bucket;
+        stats_.in_use_bytes += bucket;
+        ++stats_.reuses;
+        return p;
+      }
+    }
+    void* p = nullptr;
+    cudaError_t e = cudaMalloc(&p, bucket);
+    if (e == cudaErrorMemoryAllocation) {
+      (void)cudaGetLastError();
+      release_device(device);
+      e = cudaMalloc(&p, bucket);
+    }
+    if (e != cudaSuccess) {
+      (void)cudaGetLastError();
+      const MemoryStats s = stats();
+      throw DeviceError(::blip2::detail::cat("cuda allocate: cudaMalloc of ", bucket, " bytes on device ", device, " failed: ",
+                                    cudaGetErrorName(e), ": ", cudaGetErrorString(e), " (", s.in_use_bytes,
+                                    " bytes in use, ", s.cached_bytes, " cached)"));
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++stats_.device_allocations;
+    stats_.in_use_bytes += bucket;
+    return p;
+  }
+
+  // Returns a block to its free list (no CUDA call).
+  void release(void* p, std::size_t bucket, int device) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    free_[Key{device, bucket}].push_back(p);
+    stats_.in_use_bytes -= bucket;
+    stats_.cached_bytes += bucket;
+  }
+
+  // cudaFree every cached block on every device (blocks in use are untouched).
+  void release_all() { release_where([](int) { return true; }); }
+  void release_device(int device) { release_where([device](int d) { return d == device; }); }
+
+  MemoryStats stats() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return stats_;
+  }
+
+ private:
+  struct Key {
+    int device;
+    std::size_t bucket;
+    bool operator==(const Key& o) const { return device == o.device && bucket == o.bucket; }
+  };
+  struct KeyHash {
+    std::size_t operator()(const Key& k) const { return std::hash<std::size_t>()(k.bucket) ^ std::size_t(k.device); }
+  };
+
+  template <class Pred>
+  void release_where(Pred pred) {
+    std::vector<std::pair<int, void*>> blocks;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (auto& [key, list] : free_) {
+        if (!pred(key.device)) continue;
+        for (void* p : list) blocks.emplace_back(key.device, p);
+        stats_.cached_bytes -= key.bucket * list.size();
+        list.clear();
+      }
+    }
+    if (blocks.empty()) return;
+    int current = 0;
+    BLIP2_CUDA_CHECK(cudaGetDevice(&current));
+    for (auto& [device, p] : blocks) {
+      if (device != current) BLIP2_CUDA_CHECK(cudaSetDevice(device));
+      BLIP2_CUDA_CHECK(cudaFree(p));
+      if (device != current) BLIP2_CUDA_CHECK(cudaSetDevice(current));
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    stats_.device_frees += blocks.size();
+  }
+
+  CachingAllocator() = default;
+  mutable std::mutex mutex_;
+  std::unordered_map<Key, std::vector<void*>, KeyHash> free_;
+  MemoryStats stats_;
+};
+
+// n elements of T on the current device, returned to the cache when the last owner lets go.
+template <class T>
+std::shared_ptr<T> allocate(index_t n) {
+  BLIP2_CHECK(n >= 0, ValueError, "cuda allocate: negative element count ", n);
+  std::size_t bucket = 0;
+  int device = 0;
+  void* p = CachingAllocator::instance().allocate(std::size_t(n) * sizeof(T), bucket, device);
+  return std::shared_ptr<T>(static_cast<T*>(p),
+                            [bucket, device](T* q) { CachingAllocator::instance().release(q, bucket, device); });
+}
+
+// Frees every cached (unused) block back to the driver, as torch.cuda.empty_cache().
+inline void empty_cache() { CachingAllocator::instance().release_all(); }
+inline MemoryStats memory_stats() { return CachingAllocator::instance().stats(); }
+
+}  // namespace blip2::cuda_kernel
+// ---- end blip2/backend/cuda/memory.hpp ----
+
+namespace blip2::cuda_kernel {
+
+// out[o, j, :] = src[o, idx[j], :]. Indices must already be validated.
+template <class T>
+void index_select(const T* src, const std::int64_t* idx, index_t n, T* out, index_t outer, index_t len, index_t inner) {
+  for_each(
+      outer * n * inner,
+      [=] __device__(index_t k) {
+        const index_t c = k % inner, oj = k / inner, j = oj % n, o = oj / n;
+        out[k] = src[(o * len + idx[j]) * inner + c];
+      },
+      "index_select");
+}
+
+// dst[o, idx[j], :] += src[o, j, :]. Repeated indices accumulate through atomicAdd, so the order of
+// the additions (and the last bits of a sum of many float32 values) is not fixed.
+template <class T>
+void index_add(T* dst, const std::int64_t* idx, index_t n, const T* src, index_t outer, index_t len, index_t inner) {
+  for_each(
+      outer * n * inner,
+      [=] __device__(index_t k) {
+        const index_t c = k % inner, oj = k / inner, j = oj % n, o = oj / n;
+        atomicAdd(dst + (o * len + idx[j]) * inner + c, src[k]);
+      },
+      "index_add");
+}
+
+// First index outside [0, len), or -1 when all are valid (waits for the device).
+inline index_t find_out_of_range(const std::int64_t* idx, index_t n, index_t len) {
+  if (n <= 0) return -1;
+  auto first = allocate<unsigned long long>(1);
+  unsigned long long* f = first.get();
+  const unsigned long long none = static_cast<unsigned long long>(n);
+  for_each(1, [=] __device__(index_t) { *f = none; }, "find_out_of_range (init)");
+  for_each(
+      n,
+      [=] __device__(index_t j) {
+        if (idx[j] < 0 || idx[j] >= len) atomicMin(f, static_cast<unsigned long long>(j));
+      },
+      "find_out_of_range");
+  unsigned long long host = none;
+  BLIP2_CUDA_CHECK(cudaMemcpy(&host, f, sizeof(host), cudaMemcpyDeviceToHost));
+  return host == none ? index_t(-1) : index_t(host);
+}
+
+}  // namespace blip2::cuda_kernel
+// ---- end blip2/backend/cuda/index.cuh ----
+// ---- begin blip2/backend/cuda/norm.cuh ----
+// Layer norm and RMS norm over the last axis (rows x cols), forward and backward, one block per row.
+// Parameter gradients are column sums over all rows, computed by a separate deterministic kernel
+// (no atomics) and added into gw / gb, as the CPU back end accumulates.
+
+// ---- begin blip2/backend/cuda/reduce.cuh ----
+// Reductions over the middle axis of a contiguous [outer, len, inner] block into [outer, inner],
+// and the warp / block reductions the row kernels (softmax, norms) share.
+
+
+namespace blip2::cuda_kernel {
+
+struct SumOp {
+  template <class T> __device__ T operator()(T a, T b) const { return a + b; }
+};
+struct MaxOp {  // as the CPU back end: a NaN candidate never replaces the running maximum
+  template <class T> __device__ T operator()(T a, T b) const { return b > a ? b : a; }
+};
+
+template <class T, class Op>
+__device__ T warp_reduce(T v, Op op) {
+  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Reduction over the whole block (blockDim.x a multiple of 32, at most 1024); every thread gets the
+// result. Safe to call repeatedly in one kernel.
+template <class T, class Op>
+__device__ T block_reduce(T v, Op op, T identity) {
+  __shared__ T partial[32];
+  const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5, warps = int(blockDim.x + 31) >> 5;
+  v = warp_reduce(v, op);
+  __syncthreads();  // the previous call's readers are done with partial[]
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    v = lane < warps ? partial[lane] : identity;
+    v = warp_reduce(v, op);
+    if (lane == 0) partial[0] = v;
+  }
+  __syncthreads();
+  return partial[0];
+}
+
+// Rows (inner == 1): one block per row.
+template <class T>
+__global__ void reduce_rows_kernel(ReduceOp op, const T* x, T* y, index_t outer, index_t len) {
+  const bool is_max = op == ReduceOp::max;
+  const T init = is_max ? -std::numeric_limits<T>::infinity() : T(0);
+  for (index_t r = blockIdx.x; r < outer; r += gridDim.x) {
+    const T* row = x + r * len;
+    T acc = init;
+    for (index_t i = threadIdx.x; i < len; i += blockDim.x) acc = is_max ? MaxOp()(acc, row[i]) : acc + row[i];
+    acc = is_max ? block_reduce(acc, MaxOp(), init) : block_reduce(acc, SumOp(), init);
+    if (threadIdx.x == 0) y[r] = acc;
+  }
+}
+
+template <class T>
+void reduce(ReduceOp op, const T* x, T* y, index_t outer, index_t len, index_t inner) {
+  if (outer * inner <= 0) return;
+  if (inner == 1) {
+    const int threads = row_threads(len);
+    reduce_rows_kernel<<<grid_rows(outer), threads, 0, stream()>>>(op, x, y, outer, len);
+    BLIP2_CUDA_CHECK_LAUNCH("reduce_rows");
+    return;
+  }
+  // columns: one thread per output element, adjacent threads read adjacent memory
+  for_each(
+      outer * inner,
+      [=] __device__(index_t k) {
+        const bool is_max = op == ReduceOp::max;
+        const index_t o = k / inner, c = k % inner;
+        const T* p = x + o * len * inner + c;
+        T acc = is_max ? -std::numeric_limits<T>::infinity() : T(0);
+        for (index_t l = 0; l < len; ++l) acc = is_max ? MaxOp()(acc, p[l * inner]) : acc + p[l * inner];
+        y[k] = acc;
+      },
+      "reduce_columns");
+}
+
+}  // namespace blip2::cuda_kernel
+// ---- end blip2/backend/cuda/reduce.cuh ----
+
+namespace blip2::cuda_kernel {
+
+// w, b may be null; mean, rstd (per row) may be null.
+template <class T>
+__global__ void layer_norm_kernel(const T* x, const T* w, const T* b, T* y, T* mean, T* rstd, index_t rows,
+                                  index_t cols, T eps) {
+  for (index_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* xr = x + r * cols;
+    T* yr = y + r * cols;
+    T s = 0;
+    for (index_t i = threadIdx.x; i < cols; i += blockDim.x) s += xr[i];
+    const T mu = block_reduce(s, SumOp(), T(0)) / T(cols);
+    T v = 0;
+    for (index_t i = threadIdx.x; i < cols; i += blockDim.x) v += (xr[i] - mu) * (xr[i] - mu);
+    const T rs = T(1) / std::sqrt(block_reduce(v, SumOp(), T(0)) / T(cols) + eps);
+    if (threadIdx.x == 0) {
+      if (mean) mean[r] = mu;
+      if (rstd) rstd[r] = rs;
+    }
+    for (index_t i = threadIdx.x; i < cols; i += blockDim.x)
+      yr[i] = (xr[i] - mu) * rs * (w ? w[i] : T(1)) + (b ? b[i] : T(0));
+  }
+}
+
+template <class T>
+__global__ void layer_norm_backward_kernel(const T* x, const T* w, const T* mean, const T* rstd, const T* gy, T* gx,
+                                           index_t rows, index_t cols) {
+  for (index_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* xr = x + r * cols;
+    const T* gr = gy + r * cols;
+    const T mu = mean[r], rs = rstd[r];
+    T sg = 0, sgx = 0;
+    for (index_t i = threadIdx.x; i < cols; i += blockDim.x) {
+      const T g = gr[i] * (w ? w[i] : T(1));
+      sg += g;
+      sgx += g * (xr[i] - mu) * rs;
+    }
+    const T mg = block_reduce(sg, SumOp(), T(0)) / T(cols), mgx = block_reduce(sgx, SumOp(), T(0)) / T(cols);
+    T* out = gx + r * cols;
+    for (index_t i = threadIdx.x; i < cols; i += blockDim.x) {
+      const T xhat = (xr[i] - mu) * rs;
+      out[i] = rs * (gr[i] * (w ? w[i] : T(1)) - mg - xhat * mgx);
+    }
+  }
+}
+
+template <class T>
+__global__ void rms_norm_kernel(const T* x, const T* w, T* y, T* rstd, index_t rows, index_t cols, T eps) {
+  for (index_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* xr = x + r * cols;
+    T* yr = y + r * cols;
+    T s = 0;
+    for (index_t i = threadIdx.x; i < cols; i += blockDim.x) s += xr[i] * xr[i];
+    const T rs = T(1) / std::sqrt(block_reduce(s, SumOp(), T(0)) / T(cols) + eps);
+    if (threadIdx.x == 0 && rstd) rstd[r] = rs;
+    for (index_t i = threadIdx.x; i < cols; i += blockDim.x) yr[i] = xr[i] * rs * (w ? w[i] : T(1));
+  }
+}
+
+template <class T>
+__global__ void rms_norm_backward_kernel(const T* x, const T* w, const T* rstd, const T* gy, T* gx, index_t rows,
+                                         index_t cols) {
+  for (index_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* xr = x + r * cols;
+    const T* gr = gy + r * cols;
+    const T rs = rstd[r];
+    T d = 0;
+    for (index_t i = threadIdx.x; i < cols; i += blockDim.x) d += gr[i] * (w ? w[i] : T(1)) * xr[i] * rs;
+    const T m = block_reduce(d, SumOp(), T(0)) / T(cols);
+    T* out = gx + r * cols;
+    for (index_t i = threadIdx.x; i < cols; i += blockDim.x) out[i] = rs * (gr[i] * (w ? w[i] : T(1)) - xr[i] * rs * m);
+  }
+}
+
+// out[c] += sum over rows of f(r, c). Blocks of 32 columns x 16 row lanes; the 16 partial sums of a
+// column are added in a fixed order, so the result does not depend on scheduling.
+inline constexpr int kColumnLanes = 16;
+
+template <class T, class F>
+__global__ void column_sum_kernel(index_t rows, index_t cols, F f, T* out) {
+  __shared__ T partial[kColumnLanes][33];
+  const index_t c = index_t(blockIdx.x) * 32 + threadIdx.x;
+  T acc = 0;
+  if (c < cols)
+    for (index_t r = threadIdx.y; r < rows; r += kColumnLanes) acc += f(r, c);
+  partial[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < cols) {
+    T s = 0;
+    for (int k = 0; k < kColumnLanes; ++k) s += partial[k][threadIdx.x];
+    out[c] += s;
+  }
+}
+
+template <class T, class F>
+void column_sum_add(index_t rows, index_t cols, F f, T* out, const char* name) {
+  if (cols <= 0) return;
+  const index_t blocks = (cols + 31) / 32;
+  BLIP2_CHECK(blocks <= 0x7fffffff, ShapeError, name, " (cuda): ", cols, " columns is too many");
+  column_sum_kernel<<<unsigned(blocks), dim3(32, kColumnLanes), 0, stream()>>>(rows, cols, f, out);
+  check_launch(name, __FILE__, __LINE__);
+}
+
+template <class T>
+void layer_norm(const T* x, const T* w, const T* b, T* y, T* mean, T* rstd, index_t rows, index_t cols, T eps) {
+  if (rows <= 0 || cols <= 0) return;
+  layer_norm_kernel<<<grid_rows(rows), row_threads(cols), 0, stream()>>>(x, w, b, y, mean, rstd, rows, cols, eps);
+  BLIP2_CUDA_CHECK_LAUNCH("layer_norm");
+}
+
+// gx (may be null) = d/dx; gw, gb (may be null) += d/dw, d/db.
+template <class T>
+void layer_norm_backward(const T* x, const T* w, const T* mean, const T* rstd, const T* gy, T* gx, T* gw, T* gb,
+                         index_t rows, index_t cols) {
+  if (rows <= 0 || cols <= 0) return;
+  if (gx) {
+    layer_norm_backward_kernel<<<grid_rows(rows), row_threads(cols), 0, stream()>>>(x, w, mean, rstd, gy, gx, rows,
+                                                                                     cols);
+    BLIP2_CUDA_CHECK_LAUNCH("layer_norm_backward");
+  }
+  if (gw)
+    column_sum_add(
+        rows, cols,
+        [=] __device__(index_t r, index_t c) { return gy[r * cols + c] * (x[r * cols + c] - mean[r]) * rstd[r]; }, gw,
+        "layer_norm_backward (weight)");
+  if (gb)
+    column_sum_add(rows, cols, [=] __device__(index_t r, index_t c) { return gy[r * cols + c]; }, gb,
+                   "layer_norm_backward (bias)");
+}
+
+template <class T>
+void rms_norm(const T* x, const T* w, T* y, T* rstd, index_t rows, index_t cols, T eps) {
+  if (rows <= 0 || cols <= 0) return;
+  rms_norm_kernel<<<grid_rows(rows), row_threads(cols), 0, stream()>>>(x, w, y, rstd, rows, cols, eps);
+  BLIP2_CUDA_CHECK_LAUNCH("rms_norm");
+}
+
+template <class T>
+void rms_norm_backward(const T* x, const T* w, const T* rstd, const T* gy, T* gx, T* gw, index_t rows, index_t cols) {
+  if (rows <= 0 || cols <= 0) return;
+  if (gx) {
+    rms_norm_backward_kernel<<<grid_rows(rows), row_threads(cols), 0, stream()>>>(x, w, rstd, gy, gx, rows, cols);
+    BLIP2_CUDA_CHECK_LAUNCH("rms_norm_backward");
+  }
+  if (gw)
+    column_sum_add(
+        rows, cols, [=] __device__(index_t r, index_t c) { return gy[r * cols + c] * x[r * cols + c] * rstd[r]; }, gw,
+        "rms_norm_backward (weight)");
+}
+
+}  // namespace blip2::cuda_kernel
+// ---- end blip2/backend/cuda/norm.cuh ----
+// ---- begin blip2/backend/cuda/optim.cuh ----
+// Fused optimizer updates on the device, in the CPU back end's order of operations.
+
+
+namespace blip2::cuda_kernel {
+
+// torch.optim.AdamW's single-tensor update (see backend/cpu/optim.hpp).
+template <class T>
+void adamw_step(T* p, const T* g, T* m, T* v, index_t n, T lr, T beta1, T beta2, T eps, T weight_decay,
+                T bias_correction1, T bias_correction2_sqrt) {
+  const T decay = T(1) - lr * weight_decay, step_size = lr / bias_correction1;
+  for_each(
+      n,
+      [=] __device__(index_t i) {
+        T pi = p[i] * decay;
+        const T gi = g[i];
+        const T mi = m[i] + (T(1) - beta1) * (gi - m[i]);
+        const T vi = v[i] * beta2 + (T(1) - beta2) * gi * gi;
+        pi -= step_size * (mi / (std::sqrt(vi) / bias_correction2_sqrt + eps));
+        p[i] = pi;
+        m[i] = mi;
+        v[i] = vi;
+      },
+      "adamw_step");
+}
+
+}  // namespace blip2::cuda_kernel
+// ---- end blip2/backend/cuda/optim.cuh ----
+// ---- begin blip2/backend/cuda/random.cuh ----
+// Counter-based random fills on the device: value i depends only on (seed, first + i), computed by
+// the same functions as core/random.hpp's Generator, so CPU and GPU draw the same numbers. Uniform
+// values and dropout masks are bit-identical to the CPU's; normal values go through the device's
+// log and cos, which may differ from the host's in the last bit of the float64 intermediate.
+
+
+namespace blip2::cuda_kernel {
+
+// Generator::uniform(seed, c).
+BLIP2_HD inline double uniform01(std::uint64_t seed, std::uint64_t c) {
+  return double(::blip2::detail::splitmix64(seed ^ ::blip2::detail::splitmix64(c)) >> 11) * 0x1.0p-53;
+}
+
+// Generator::normal(seed, c).
+BLIP2_HD inline double normal01(std::uint64_t seed, std::uint64_t c) {
+  const double u1 = uniform01(seed, 2 * c) + 0x1.0p-54, u2 = uniform01(seed, 2 * c + 1);
+  return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+}
+
+// a + b * c rounded twice, as the host computes it without contraction (no fused multiply-add).
+__device__ inline double add_mul_rn(double a, double b, double c) { return __dadd_rn(a, __dmul_rn(b, c)); }
+
+template <class T>
+void fill_uniform(T* d, index_t n, std::uint64_t seed, std::uint64_t first, double lo, double hi) {
+  for_each(
+      n,
+      [=] __device__(index_t i) { d[i] = convert<T>(add_mul_rn(lo, hi - lo, uniform01(seed, first + std::uint64_t(i)))); },
+      "fill_uniform");
+}
+
+template <class T>
+void fill_normal(T* d, index_t n, std::uint64_t seed, std::uint64_t first, double mean, double sd) {
+  for_each(
+      n,
+      [=] __device__(index_t i) { d[i] = convert<T>(add_mul_rn(mean, sd, normal01(seed, first + std::uint64_t(i)))); },
+      "fill_normal");
+}
+
+// Dropout mask: 0 with probability p, else 1/(1-p).
+template <class T>
+void fill_dropout_mask(T* d, index_t n, std::uint64_t seed, std::uint64_t first, double p) {
+  const T keep = convert<T>(1.0 / (1.0 - p));
+  const T zero = convert<T>(0.0);
+  for_each(
+      n, [=] __device__(index_t i) { d[i] = uniform01(seed, first + std::uint64_t(i)) < p ? zero : keep; },
+      "fill_dropout_mask");
+}
+
+}  // namespace blip2::cuda_kernel
+// ---- end blip2/backend/cuda/random.cuh ----
+// ---- begin blip2/backend/cuda/softmax.cuh ----
+// Row softmax / log-softmax over the last axis, one block per row. Same masking rule as the CPU back
+// end: entries at or below kernel::kMaskedBelow count as masked, and a row whose entries are all
+// masked gives zeros (never NaN).
+
+
+namespace blip2::cuda_kernel {
+
+template <class T>
+__global__ void softmax_kernel(const T* x, T* y, index_t rows, index_t cols, bool log) {
+  for (index_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* xr = x + r * cols;
+    T* yr = y + r * cols;
+    T m = -std::numeric_limits<T>::infinity();
+    for (index_t i = threadIdx.x; i < cols; i += blockDim.x) m = MaxOp()(m, xr[i]);
+    m = block_reduce(m, MaxOp(), -std::numeric_limits<T>::infinity());
+    if (!(m > kernel::kMaskedBelow<T>)) {
+      for (index_t i = threadIdx.x; i < cols; i += blockDim.x) yr[i] = T(0);
+      continue;
+    }
+    T s = 0;
+    for (index_t i = threadIdx.x; i < cols; i += blockDim.x) s += std::exp(xr[i] - m);
+    s = block_reduce(s, SumOp(), T(0));
+    if (log) {
+      const T shift = m + std::log(s);
+      for (index_t i = threadIdx.x; i < cols; i += blockDim.x) yr[i] = xr[i] - shift;
+    } else {
+      const T inv = T(1) / s;
+      for (index_t i = threadIdx.x; i < cols; i += blockDim.x) yr[i] = std::exp(xr[i] - m) * inv;
+    }
+  }
+}
+
+// softmax: gx = y * (gy - sum(gy * y)); log-softmax: gx = gy - exp(y) * sum(gy), zero for a fully
+// masked row (y all zero).
+template <class T>
+__global__ void softmax_backward_kernel(const T* y, const T* gy, T* gx, index_t rows, index_t cols, bool log) {
+  for (index_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* yr = y + r * cols;
+    const T* gr = gy + r * cols;
+    T* out = gx + r * cols;
+    T dot = 0;
+    int nonzero = 0;
+    for (index_t i = threadIdx.x; i < cols; i += blockDim.x) {
+      dot += log ? gr[i] : gr[i] * yr[i];
+      nonzero |= yr[i] != T(0);
+    }
+    dot = block_reduce(dot, SumOp(), T(0));
+    nonzero = block_reduce(nonzero, MaxOp(), 0);
+    if (log && !nonzero) {
+      for (index_t i = threadIdx.x; i < cols; i += blockDim.x) out[i] = T(0);
+      continue;
+    }
+    for (index_t i = threadIdx.x; i < cols; i += blockDim.x)
+      out[i] = log ? gr[i] - std::exp(yr[i]) * dot : yr[i] * (gr[i] - dot);
+  }
+}
+
+template <class T>
+void softmax(const T* x, T* y, index_t rows, index_t cols, bool log) {
+  if (rows <= 0 || cols <= 0) return;
+  softmax_kernel<<<grid_rows(rows), row_threads(cols), 0, stream()>>>(x, y, rows, cols, log);
+  BLIP2_CUDA_CHECK_LAUNCH("softmax");
+}
+
+template <class T>
+void softmax_backward(const T* y, const T* gy, T* gx, index_t rows, index_t cols, bool log) {
+  if (rows <= 0 || cols <= 0) return;
+  softmax_backward_kernel<<<grid_rows(rows), row_threads(cols), 0, stream()>>>(y, gy, gx, rows, cols, log);
+  BLIP2_CUDA_CHECK_LAUNCH("softmax_backward");
+}
+
+}  // namespace blip2::cuda_kernel
+// ---- end blip2/backend/cuda/softmax.cuh ----
+
+namespace blip2 {
+
+template <>
+struct Backend<cuda> {
+  // True when the CUDA runtime finds at least one device (false without a driver or a GPU).
+  static bool available() {
+    static const bool found = [] {
+      int n = 0;
+      const cudaError_t e = cudaGetDeviceCount(&n);
+      if (e != cudaSuccess) (void)cudaGetLastError();
+      return e == cudaSuccess && n > 0;
+    }();
+    return found;
+  }
+
+  // memory (caching allocator, see cuda/memory.hpp)
+  template <class T> static std::shared_ptr<T> allocate(index_t n) { return cuda_kernel::allocate<T>(n); }
+  // dst on the device, src on the host.
+  template <class T> static void copy_from_host(T* dst, const T* src, index_t n) {
+    if (n > 0) BLIP2_CUDA_CHECK(cudaMemcpy(dst, src, std::size_t(n) * sizeof(T), cudaMemcpyHostToDevice));
+  }
+  // dst on the host, src on the device; waits for the work queued before it.
+  template <class T> static void copy_to_host(T* dst, const T* src, index_t n) {
+    if (n > 0) BLIP2_CUDA_CHECK(cudaMemcpy(dst, src, std::size_t(n) * sizeof(T), cudaMemcpyDeviceToHost));
+  }
+
+  // elementwise
+  template <class T> static void fill(T* dst, index_t n, T v) { cuda_kernel::fill(dst, n, v); }
+  template <class S, class T>
+  static void copy(const S* src, const Strides& ss, T* dst, const Strides& ds, const Shape& shape) {
+    cuda_kernel::copy(src, ss, dst, ds, shape);
+  }
+  template <class T> static void unary(UnaryOp op, const T* x, T* y, index_t n, T a) {
+    cuda_kernel::unary(op, x, y, n, a);
+  }
+  template <class T>
+  static void unary_backward(UnaryOp op, const T* x, const T* y, const T* gy, T* gx, index_t n, T a) {
+    cuda_kernel::unary_backward(op, x, y, gy, gx, n, a);
+  }
+  template <class T>
+  static void binary(BinaryOp op, const T* a, const Strides& sa, const T* b, const Strides& sb, T* out,
+                     const Shape& shape) {
+    cuda_kernel::binary(op, a, sa, b, sb, out, shape);
+  }
+  template <class T> static void reduce(ReduceOp op, const T* x, T* y, index_t outer, index_t len, index_t inner) {
+    cuda_kernel::reduce(op, x, y, outer, len, inner);
+  }
+
+  // linear algebra (cuBLAS)
+  template <class T>
+  static void gemm_batched(bool ta, bool tb, index_t M, index_t N, index_t K, T alpha, const T* A, index_t lda,
+                           index_t sa, const T* B, index_t ldb, index_t sb, T beta, T* C, index_t ldc, index_t sc,
+                           index_t batch) {
+    cuda_kernel::gemm_batched(ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch);
+  }
+  // Extra entry point (no CPU counterpart yet): bf16/f16 operands with float32 accumulation, C float32
+  // or the operands' type.
+  template <class In, class Out>
+  static void gemm_batched_mixed(bool ta, bool tb, index_t M, index_t N, index_t K, float alpha, const In* A,
+                                 index_t lda, index_t sa, const In* B, index_t ldb, index_t sb, float beta, Out* C,
+                                 index_t ldc, index_t sc, index_t batch) {
+    cuda_kernel::gemm_batched_mixed(ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch);
+  }
+
+  // rows
+  template <class T> static void softmax(const T* x, T* y, index_t rows, index_t cols, bool log) {
+    cuda_kernel::softmax(x, y, rows, cols, log);
+  }
+  template <class T>
+  static void softmax_backward(const T* y, const T* gy, T* gx, index_t rows, index_t cols, bool log) {
+    cuda_kernel::softmax_backward(y, gy, gx, rows, cols, log);
+  }
+  template <class T>
+  static void layer_norm(const T* x, const T* w, const T* b, T* y, T* mean, T* rstd, index_t rows, index_t cols, T eps) {
+    cuda_kernel::layer_norm(x, w, b, y, mean, rstd, rows, cols, eps);
+  }
+  template <class T>
+  static void layer_norm_backward(const T* x, const T* w, const T* mean, const T* rstd, const T* gy, T* gx, T* gw,
+                                  T* gb, index_t rows, index_t cols) {
+    cuda_kernel::layer_norm_backward(x, w, mean, rstd, gy, gx, gw, gb, rows, cols);
+  }
+  template <class T>
+  static void rms_norm(const T* x, const T* w, T* y, T* rstd, index_t rows, index_t cols, T eps) {
+    cuda_kernel::rms_norm(x, w, y, rstd, rows, cols, eps);
+  }
+  template <class T>
+  static void rms_norm_backward(const T* x, const T* w, const T* rstd, const T* gy, T* gx, T* gw, index_t rows,
+                                index_t cols) {
+    cuda_kernel::rms_norm_backward(x, w, rstd, gy, gx, gw, rows, cols);
+  }
+
+  // indexing (indices live on the device)
+  static index_t find_out_of_range(const std::int64_t* idx, index_t n, index_t len) {
+    return cuda_kernel::find_out_of_range(idx, n, len);
+  }
+  template <class T>
+  static void index_select(const T* src, const std::int64_t* idx, index_t n, T* out, index_t outer, index_t len,
+                           index_t inner) {
+    cuda_kernel::index_select(src, idx, n, out, outer, len, inner);
+  }
+  template <class T>
+  static void index_add(T* dst, const std::int64_t* idx, index_t n, const T* src, index_t outer, index_t len,
+                        index_t inner) {
+    cuda_kernel::index_add(dst, idx, n, src, outer, len, inner);
+  }
+
+  // optimizers
+  template <class T>
+  static void adamw_step(T* p, const T* g, T* m, T* v, index_t n, T lr, T b1, T b2, T eps, T wd, T bc1, T bc2_sqrt) {
+    cuda_kernel::adamw_step(p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2_sqrt);
+  }
+
+  // random (the counter-based generator of core/random.hpp)
+  template <class T>
+  static void fill_uniform(T* d, index_t n, std::uint64_t seed, std::uint64_t first, double lo, double hi) {
+    cuda_kernel::fill_uniform(d, n, seed, first, lo, hi);
+  }
+  template <class T>
+  static void fill_normal(T* d, index_t n, std::uint64_t seed, std::uint64_t first, double mean, double sd) {
+    cuda_kernel::fill_normal(d, n, seed, first, mean, sd);
+  }
+  template <class T>
+  static void fill_dropout_mask(T* d, index_t n, std::uint64_t seed, std::uint64_t first, double p) {
+    cuda_kernel::fill_dropout_mask(d, n, seed, first, p);
+  }
+};
+
+}  // namespace blip2
+// ---- end blip2/backend/cuda/backend.hpp ----
 #endif
 // ---- end blip2/backend/backend.hpp ----
 // ---- begin blip2/autograd/grad_mode.hpp ----

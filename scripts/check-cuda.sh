@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The CUDA build: configures with -DBLIP2_CUDA=ON into build-cuda (BLIP2_CUDA_BUILD_DIR overrides),
+# builds everything (CPU tests, GPU tests, examples, benchmarks) and runs ctest. Without a GPU the
+# GPU tests report "Skipped" (exit code 77) and the CPU tests run as usual.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v nvcc >/dev/null 2>&1; then
+  if [ -x /usr/local/cuda/bin/nvcc ]; then
+    export PATH=/usr/local/cuda/bin:$PATH
+  else
+    echo "check-cuda: nvcc not found (on PATH or /usr/local/cuda/bin); skipping the CUDA build" >&2
+    exit 0
+  fi
+fi
+build=${BLIP2_CUDA_BUILD_DIR:-build-cuda}
+jobs=${BLIP2_JOBS:-$(nproc)}
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DBLIP2_CUDA=ON
+cmake --build "$build" -j"$jobs"
+ctest --test-dir "$build" --output-on-failure -j"$jobs"
