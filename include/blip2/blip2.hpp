@@ -41,3 +41,4 @@
 #include "models/config.hpp"
 #include "models/blip2_opt.hpp"
 #include "nn/init.hpp"
+#include "models/blip2_retrieval.hpp"
