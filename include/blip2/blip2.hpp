@@ -42,3 +42,8 @@
 #include "models/blip2_opt.hpp"
 #include "nn/init.hpp"
 #include "models/blip2_retrieval.hpp"
+#include "tokenizers/tokenizer.hpp"
+#include "tokenizers/byte_level_bpe.hpp"
+#include "tokenizers/wordpiece.hpp"
+#include "tokenizers/sentencepiece.hpp"
+#include "tokenizers/load.hpp"
