@@ -218,3 +218,60 @@ TEST_CASE("gemm float64 (Eigen) still follows the same contract") {
       CHECK(C[std::size_t(i * N + j)] == doctest::Approx(2 * ref).epsilon(1e-12));
     }
 }
+
+// The float32 softmax row kernel (AVX-512 where available: masked tails, its own exp) against float64,
+// at the row lengths attention uses; its cost is measured by bench_kernels with the GEMM's.
+TEST_CASE("softmax float32 kernel: tails, masks, fully masked rows, log-softmax; 1 and 2 threads") {
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<float> u(-8.0f, 8.0f);
+  const float inf = std::numeric_limits<float>::infinity();
+  for (int threads : {1, 2})
+    for (index_t cols : {1, 5, 16, 17, 42, 43, 80, 257, 1000}) {
+      Threads t(threads);
+      const index_t rows = 37;
+      std::vector<float> x(std::size_t(rows * cols));
+      for (index_t r = 0; r < rows; ++r)
+        for (index_t c = 0; c < cols; ++c) {
+          float v = u(rng);
+          if (r % 5 == 1 && c % 3 == 0) v = -inf;      // masked entries
+          if (r % 5 == 2 && c % 4 == 1) v = -3.4e38f;  // finfo.min style masking
+          if (r % 5 == 3) v = -inf;                    // a fully masked row
+          if (r % 5 == 4) v *= 20.0f;                  // wide range: exp underflows for many entries
+          x[std::size_t(r * cols + c)] = v;
+        }
+      for (bool log : {false, true}) {
+        INFO("cols=" << cols << " log=" << log << " threads=" << threads);
+        std::vector<float> y(x.size(), kNaN);
+        cpu_kernel::softmax(x.data(), y.data(), rows, cols, log);
+        index_t bad = 0;
+        for (index_t r = 0; r < rows; ++r) {
+          const float* xr = x.data() + r * cols;
+          double m = -std::numeric_limits<double>::infinity();
+          for (index_t c = 0; c < cols; ++c) m = std::max(m, double(xr[c]));
+          double sum = 0;
+          for (index_t c = 0; c < cols; ++c) sum += std::exp(double(xr[c]) - m);
+          for (index_t c = 0; c < cols; ++c) {
+            const double got = y[std::size_t(r * cols + c)];
+            if (!(m > -1e30)) {  // fully masked: zeros
+              bad += got != 0.0;
+              continue;
+            }
+            if (log) {
+              const double ref = double(xr[c]) - m - std::log(sum);
+              bad += !(std::isinf(ref) ? got == ref : std::abs(got - ref) <= 1e-5 * std::max(1.0, std::abs(ref)));
+            } else {
+              const double ref = std::exp(double(xr[c]) - m) / sum;
+              if (xr[c] <= -1e30f) {  // masked entries are exactly 0
+                bad += got != 0.0;
+                continue;
+              }
+              // x - m is rounded to float first: a relative error of about |x - m| * eps in exp
+              const double d = std::abs(double(xr[c]) - m);
+              bad += !(std::abs(got - ref) <= (8 + 2 * d) * 1.2e-7 * ref + 1e-37);
+            }
+          }
+        }
+        CHECK(bad == 0);
+      }
+    }
+}
