@@ -47,3 +47,4 @@
 #include "tokenizers/wordpiece.hpp"
 #include "tokenizers/sentencepiece.hpp"
 #include "tokenizers/load.hpp"
+#include "pipelines/dump.hpp"
