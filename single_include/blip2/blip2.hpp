@@ -5541,15 +5541,50 @@ struct VisionEmbeddings : nn::Module<T, D> {
     position_embedding = this->register_parameter("position_embedding", Tensor<T, D>::empty({1, n + 1, h}));
   }
 
-  // pixels [B, 3, H, W] -> [B, 1 + patches, hidden]
-  Tensor<T, D> operator()(const Tensor<T, D>& pixels) const {
+  // pixels [B, 3, H, W] -> [B, 1 + patches, hidden]. Images of another size than the config's need
+  // `interpolate_pos_encoding` (bicubic resampling of the position grid, as transformers does).
+  Tensor<T, D> operator()(const Tensor<T, D>& pixels, bool interpolate_pos_encoding = false) const {
     const Tensor<T, D> patches = patch_embed(pixels, patch_weight, patch_bias);
     const index_t B = patches.size(0), h = patches.size(2);
     const Tensor<T, D> tokens = concat<T, D>({class_embedding.expand({B, 1, h}), patches}, 1);
-    BLIP2_CHECK(tokens.size(1) == position_embedding.size(1), ShapeError, "vision embeddings: ", tokens.size(1) - 1,
-                " patches from pixels ", to_string(pixels.shape()), " but the position table holds ",
-                position_embedding.size(1) - 1, " (image_size / patch_size squared)");
-    return tokens + position_embedding;
+    const index_t rows = pixels.size(2) / patch, cols = pixels.size(3) / patch;
+    if (tokens.size(1) == position_embedding.size(1) && rows == cols) return tokens + position_embedding;
+    BLIP2_CHECK(interpolate_pos_encoding, ShapeError, "vision embeddings: ", tokens.size(1) - 1, " patches from pixels ",
+                to_string(pixels.shape()), " but the position table holds ", position_embedding.size(1) - 1,
+                " (image_size / patch_size squared); pass interpolate_pos_encoding to resample it");
+    return tokens + interpolated_positions(rows, cols);
+  }
+
+  // The position table resampled to a rows x cols patch grid (the class position unchanged):
+  // torch.nn.functional.interpolate(mode="bicubic", align_corners=False) on the square grid.
+  Tensor<T, D> interpolated_positions(index_t rows, index_t cols) const {
+    const index_t n = position_embedding.size(1) - 1, h = position_embedding.size(2);
+    index_t side = 0;
+    while ((side + 1) * (side + 1) <= n) ++side;
+    BLIP2_CHECK(side * side == n, ShapeError, "vision embeddings: ", n, " positions do not form a square grid");
+    const Tensor<T, D> grid = position_embedding.slice(1, 1, n + 1).reshape({side, side, h});
+    const Tensor<T, D> along_cols = matmul(bicubic_matrix(cols, side), grid);                     // [side, cols, h]
+    const Tensor<T, D> along_rows = matmul(bicubic_matrix(rows, side), along_cols.permute({1, 0, 2}));  // [cols, rows, h]
+    const Tensor<T, D> patches = along_rows.permute({1, 0, 2}).reshape({1, rows * cols, h});
+    return concat<T, D>({position_embedding.slice(1, 0, 1), patches}, 1);
+  }
+
+  // [out, in] weights of 1-d bicubic resampling (A = -0.75, half-pixel centres, edge clamping).
+  static Tensor<T, D> bicubic_matrix(index_t out, index_t in) {
+    constexpr double A = -0.75;
+    auto near = [](double x) { return ((A + 2) * x - (A + 3)) * x * x + 1; };      // |x| <= 1
+    auto far = [](double x) { return ((A * x - 5 * A) * x + 8 * A) * x - 4 * A; };  // 1 < |x| < 2
+    std::vector<T> m(std::size_t(out * in), T(0));
+    const double scale = double(in) / double(out);
+    for (index_t i = 0; i < out; ++i) {
+      const double src = scale * (double(i) + 0.5) - 0.5, base = std::floor(src), t = src - base;
+      const double w[4] = {far(t + 1), near(t), near(1 - t), far(2 - t)};
+      for (int k = 0; k < 4; ++k) {
+        const index_t j = std::clamp<index_t>(index_t(base) - 1 + k, 0, in - 1);
+        m[std::size_t(i * in + j)] += T(w[k]);
+      }
+    }
+    return Tensor<T, D>::from_vector({out, in}, m);
   }
 
   index_t patch;
@@ -5615,10 +5650,10 @@ struct VisionModel : nn::Module<T, D> {
         this->register_module("post_layernorm", std::make_shared<nn::LayerNorm<T, D>>(c.hidden_size, c.layer_norm_eps));
   }
 
-  Output operator()(const Tensor<T, D>& pixels) const {
+  Output operator()(const Tensor<T, D>& pixels, bool interpolate_pos_encoding = false) const {
     BLIP2_CHECK(pixels.dim() == 4 && pixels.size(1) == 3, ShapeError, "vision model: pixel_values must be [B, 3, H, W], got ",
                 to_string(pixels.shape()));
-    Tensor<T, D> h = (*embeddings)(pixels);
+    Tensor<T, D> h = (*embeddings)(pixels, interpolate_pos_encoding);
     for (const auto& layer : layers) h = (*layer)(h);
     Output out;
     out.last_hidden_state = (*post_layernorm)(h);
