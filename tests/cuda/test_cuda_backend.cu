@@ -402,8 +402,13 @@ TEST_CASE("cuda: attention, a small network's backward, AdamW") {
     const auto mixed = matmul(softmax(matmul(h, h.transpose(0, 1)) * 0.1f), h);
     return cross_entropy(linear(layer_norm(mixed, std::decay_t<decltype(a)>(), std::decay_t<decltype(a)>()), c), ids);
   };
-  AdamW<float, cpu> opt_c({w1, b1, w2}, {1e-2});
-  AdamW<float, cuda> opt_g({g1, c1, g2}, {1e-2});
+  // eps well above float rounding of the gradients: with eps = 1e-8 a gradient component near zero
+  // whose sign differs in the last bits between the devices would move by +-lr instead of ~0
+  AdamWOptions adam;
+  adam.lr = 1e-2;
+  adam.eps = 1e-3;
+  AdamW<float, cpu> opt_c({w1, b1, w2}, adam);
+  AdamW<float, cuda> opt_g({g1, c1, g2}, adam);
   for (int step = 0; step < 3; ++step) {
     INFO("step " << step);
     opt_c.zero_grad();
@@ -437,4 +442,20 @@ TEST_CASE("cuda: random fills follow the CPU's counter-based generator") {
   CHECK_CLOSE((rand<float, cuda>({5000}, ug, -2, 3)), (rand<float, cpu>({5000}, uc, -2, 3)), 1e-6);
   CHECK_CLOSE((randn<float, cuda>({5000}, ug, 1, 2)), (randn<float, cpu>({5000}, uc, 1, 2)), 1e-6);
   CHECK_CLOSE((randn<double, cuda>({5000}, ug)), (randn<double, cpu>({5000}, uc)), 1e-12);
+}
+
+TEST_CASE("cuda: the fused AdamW update on identical inputs") {
+  Generator gen(11);
+  const index_t n = 100003;
+  const CpuF p = randn<float>({n}, gen), g = randn<float>({n}, gen), m = randn<float>({n}, gen, 0, 0.1);
+  const CpuF v = rand<float>({n}, gen, 0, 0.01);
+  std::vector<CpuF> cs{p.clone(), m.clone(), v.clone()};
+  std::vector<GpuF> gs{gpu(p), gpu(m), gpu(v)};
+  const float lr = 1e-3f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, wd = 0.01f, bc1 = 0.271f, bc2s = 0.0773f;
+  Backend<cpu>::adamw_step(cs[0].data(), g.data(), cs[1].data(), cs[2].data(), n, lr, b1, b2, eps, wd, bc1, bc2s);
+  const GpuF gg = gpu(g);
+  Backend<cuda>::adamw_step(gs[0].data(), gg.data(), gs[1].data(), gs[2].data(), n, lr, b1, b2, eps, wd, bc1, bc2s);
+  CHECK_CLOSE(gs[0], cs[0], 1e-6);
+  CHECK_CLOSE(gs[1], cs[1], 1e-6);
+  CHECK_CLOSE(gs[2], cs[2], 1e-6);
 }
