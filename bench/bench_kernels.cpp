@@ -9,6 +9,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
+#include <functional>
 #include <random>
 #include <string>
 #include <thread>
@@ -34,6 +36,19 @@ Options opt;
 // Fastest timed run of the last median_seconds() call: on a shared machine the median includes time
 // other processes took, the best run is close to what the kernel does alone.
 double last_best = 0;
+// Median CPU time of the calling thread over the same runs. With one thread it is the kernel's own
+// time whatever else the machine runs (preemption excluded); reported as cpu_seconds on 1-thread lines.
+double last_cpu = 0;
+
+double thread_cpu_now() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
 
 // Median of `reps` timed runs after `warm` untimed ones; keeps going until min_seconds have been
 // spent timing (at least `reps` runs, at most 200).
@@ -41,23 +56,57 @@ template <class F>
 double median_seconds(F&& f, int warm = 2, int reps = 7, double min_seconds = 0.5) {
   if (opt.quick) reps = 3, min_seconds = 0.05, warm = 1;
   for (int i = 0; i < warm; ++i) f();
-  std::vector<double> t;
+  std::vector<double> t, cpu;
   double spent = 0;
   while ((int(t.size()) < reps || spent < min_seconds) && t.size() < 200) {
     const auto a = Clock::now();
+    const double c = thread_cpu_now();
     f();
+    cpu.push_back(thread_cpu_now() - c);
     const double s = std::chrono::duration<double>(Clock::now() - a).count();
     t.push_back(s);
     spent += s;
   }
   std::sort(t.begin(), t.end());
   last_best = t.front();
+  last_cpu = median(cpu);
   return t[t.size() / 2];
 }
 
-// OpenBLAS's worker threads (and OpenMP's) spin for a while after a call; let them go idle before
-// timing the other library, or they steal one of the two cores.
-void settle() { std::this_thread::sleep_for(std::chrono::milliseconds(250)); }
+// OpenBLAS's worker threads spin for about 0.1 s after a call (OpenMP's for a few ms); let them go
+// idle before timing another library, or they take one of the two cores from it.
+void settle(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+
+// Implementations of one case timed round-robin (one run of each per round, with a pause after each)
+// so that a change in the machine's load hits them alike; median and best per implementation.
+struct Impl {
+  Impl(std::string n, std::function<void()> f, int settle = 20, int divisor = 1)
+      : name(std::move(n)), run(std::move(f)), settle_ms(settle), rounds_divisor(divisor) {}
+  std::string name;
+  std::function<void()> run;
+  int settle_ms = 20;
+  int rounds_divisor = 1;  // a slow reference (Eigen) runs in every n-th round only
+  std::vector<double> t, cpu;
+};
+void compare(std::vector<Impl>& impls, int rounds = 9) {
+  if (opt.quick) rounds = 3;
+  for (auto& im : impls) {
+    im.run();  // warm-up: pack buffers, page faults, thread start
+    settle(im.settle_ms);
+  }
+  for (int r = 0; r < rounds; ++r)
+    for (auto& im : impls) {
+      if (r % im.rounds_divisor) continue;
+      const auto a = Clock::now();
+      const double c = thread_cpu_now();
+      im.run();
+      im.cpu.push_back(thread_cpu_now() - c);
+      im.t.push_back(std::chrono::duration<double>(Clock::now() - a).count());
+      settle(im.settle_ms);
+    }
+  for (auto& im : impls) std::sort(im.t.begin(), im.t.end());
+}
+double median_of(const Impl& im) { return im.t[im.t.size() / 2]; }
 
 void set_threads(int n) {
   set_num_threads(n);
@@ -68,7 +117,7 @@ void set_threads(int n) {
 
 struct Line {
   std::string text;
-  Line(const std::string& name, const std::string& impl, int threads) {
+  Line(const std::string& name, const std::string& impl, int threads) : threads_(threads) {
     text = "{\"name\": \"" + name + "\", \"impl\": \"" + impl + "\", \"threads\": " + std::to_string(threads);
   }
   Line& num(const char* key, double v) {
@@ -77,7 +126,11 @@ struct Line {
     text += std::string(", \"") + key + "\": " + buf;
     return *this;
   }
-  Line& best() { return num("best_seconds", last_best); }
+  int threads_ = 0;
+  Line& best() {
+    num("best_seconds", last_best);
+    return threads_ == 1 ? num("cpu_seconds", last_cpu) : *this;
+  }
   Line& integer(const char* key, index_t v) {
     text += std::string(", \"") + key + "\": " + std::to_string(v);
     return *this;
@@ -130,24 +183,24 @@ void gemm_case(const std::string& name, index_t M, index_t K, index_t N, int thr
     if (ratio > 0) l.num("ratio", ratio);
     l.print();
   };
-  const double ours = median_seconds([&] {
-    cpu_kernel::gemm(false, true, M, N, K, 1.0f, x.data(), K, w.data(), K, 0.0f, c.data(), N);
-  });
-  report("blip2", ours, 0);
-  settle();
-  const double eig = median_seconds([&] {
-    cpu_kernel::gemm_eigen(false, true, M, N, K, 1.0f, x.data(), K, w.data(), K, 0.0f, c.data(), N);
-  }, 1, 3);
-  report("eigen", eig, eig / ours);  // ratio: blip2 speed / this implementation's
-  settle();
+  std::vector<Impl> impls;
+  impls.push_back({"blip2", [&] { cpu_kernel::gemm(false, true, M, N, K, 1.0f, x.data(), K, w.data(), K, 0.0f, c.data(), N); }});
+  impls.push_back({"eigen", [&] {
+                     cpu_kernel::gemm_eigen(false, true, M, N, K, 1.0f, x.data(), K, w.data(), K, 0.0f, c.data(), N);
+                   }, 20, 3});
 #if defined(BLIP2_BENCH_OPENBLAS)
-  const double ob = median_seconds([&] {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(M), int(N), int(K), 1.0f, x.data(), int(K), w.data(),
-                int(K), 0.0f, c.data(), int(N));
-  });
-  report("openblas", ob, ob / ours);
-  settle();
+  impls.push_back({"openblas", [&] {
+                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(M), int(N), int(K), 1.0f, x.data(), int(K),
+                                 w.data(), int(K), 0.0f, c.data(), int(N));
+                   }, 250});
 #endif
+  compare(impls, flop > 1e9 ? 9 : 15);
+  const double ours = median_of(impls[0]);
+  for (const auto& im : impls) {
+    last_best = im.t.front();
+    last_cpu = median(im.cpu);
+    report(im.name.c_str(), median_of(im), im.name == "blip2" ? 0 : median_of(im) / ours);  // ratio: blip2 speed / its
+  }
 }
 
 // y[N] = W[N, K] x[K] (M = 1 decode). The weights are cycled over copies that together exceed the
@@ -168,20 +221,22 @@ void gemv_case(const std::string& name, index_t K, index_t N, int threads) {
     l.print();
   };
   int next = 0;
-  const double ours = median_seconds([&] {
-    cpu_kernel::gemm(false, true, 1, N, K, 1.0f, x.data(), K, w[std::size_t(next++ % copies)].data(), K, 0.0f,
-                     y.data(), N);
-  }, 2, 9);
-  report("blip2", ours, 0);
-  settle();
+  auto weights = [&] { return w[std::size_t(next++ % copies)].data(); };
+  std::vector<Impl> impls;
+  impls.push_back({"blip2", [&] { cpu_kernel::gemm(false, true, 1, N, K, 1.0f, x.data(), K, weights(), K, 0.0f, y.data(), N); }});
 #if defined(BLIP2_BENCH_OPENBLAS)
-  const double ob = median_seconds([&] {
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, int(N), int(K), 1.0f, w[std::size_t(next++ % copies)].data(), int(K),
-                x.data(), 1, 0.0f, y.data(), 1);
-  }, 2, 9);
-  report("openblas", ob, ob / ours);
-  settle();
+  impls.push_back({"openblas", [&] {
+                     cblas_sgemv(CblasRowMajor, CblasNoTrans, int(N), int(K), 1.0f, weights(), int(K), x.data(), 1, 0.0f,
+                                 y.data(), 1);
+                   }, 250});
 #endif
+  compare(impls, 11);
+  const double ours = median_of(impls[0]);
+  for (const auto& im : impls) {
+    last_best = im.t.front();
+    last_cpu = median(im.cpu);
+    report(im.name.c_str(), median_of(im), im.name == "blip2" ? 0 : median_of(im) / ours);
+  }
 }
 
 void softmax_case(const std::string& name, index_t rows, index_t cols, int threads) {

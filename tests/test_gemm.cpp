@@ -117,7 +117,7 @@ void sweep(const GemmFn& fn, const std::vector<index_t>& mn, const std::vector<i
 TEST_CASE("gemm float32: transposes, odd sizes, scales, padded strides; 1 and 2 threads") {
   for (int threads : {1, 2}) {
     Threads t(threads);
-    sweep(kGemm, {1, 2, 3, 4, 5, 17, 31, 65, 129}, {1, 3, 17, 31, 65, 257});
+    sweep(kGemm, {1, 2, 3, 5, 8, 9, 16, 17, 31, 65, 129}, {1, 3, 17, 31, 65, 257});
   }
 }
 
@@ -133,6 +133,9 @@ TEST_CASE("gemm float32: larger than one cache block in every dimension") {
     check_gemm(kGemm, true, false, 3, 600, 513, -1.0f, 0.0f, 1, rng, true);  // small M, transposed A
     check_gemm(kGemm, false, false, 2100, 1, 513, 1.0f, 0.5f, 1, rng);       // small N (A x)
     check_gemm(kGemm, true, true, 600, 3, 129, 2.0f, 0.0f, 4, rng, true);
+    check_gemm(kGemm, false, true, 13, 3000, 700, 1.0f, 0.5f, 0, rng);     // several row groups, dot path
+    check_gemm(kGemm, false, false, 7, 3000, 300, 1.0f, 0.0f, 3, rng, true);  // several row groups, row sums
+    check_gemm(kGemm, false, false, 2000, 14, 200, -1.0f, 1.0f, 1, rng);   // few columns, dot path
   }
 }
 

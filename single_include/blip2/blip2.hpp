@@ -896,7 +896,7 @@ void binary(BinaryOp op, const T* a, const Strides& sa, const T* b, const Stride
 // M x K and op(B) is K x N; a transposed operand is read in place (the HF weight layout [out, in]
 // is used as B with trans_b). beta == 0 never reads C.
 //
-// float: few rows or few columns (decode, M = 1) -> gemm_small.hpp, bandwidth-bound, no packing;
+// float: few rows or few columns (decode, M = 1; up to 8-16) -> gemm_small.hpp, no packing;
 //        everything else -> gemm_packed.hpp, the cache-blocked, packed, register-blocked GEMM.
 // double (and any other type): Eigen.
 #include <Eigen/Core>
@@ -1297,7 +1297,10 @@ void gemm_packed(const GemmArgs& g) {
 
 namespace blip2::cpu_kernel::gemm_detail {
 
-inline constexpr index_t kSmallRows = 4;  // M (or N) at most this goes here, not to the packed GEMM
+// Up to how many rows of X this path beats packing (measured at K = 768..2560): the dot products
+// over W [N, K] stay ahead of the packed GEMM up to 16 rows, the row sums over W [K, N] up to 8.
+inline constexpr index_t kSmallRows = 16;
+inline index_t small_rows_limit(bool w_kn) { return w_kn ? 8 : kSmallRows; }
 
 struct SmallArgs {
   index_t M, N, K;
@@ -1316,128 +1319,142 @@ inline void small_store(const SmallArgs& s, float* c, float v) {
   *c = s.beta == 0.0f ? s.alpha * v : s.alpha * v + s.beta * *c;  // beta == 0: C is never read
 }
 
-// Rows n in [n0, n1) of W against MB rows of X (W row-major [N, K]).
+// Rows n in [n0, n1) of W against MB rows of X (W row-major [N, K]): four rows of W at a time.
 template <int MB>
-void small_dot(const SmallArgs& s, const float* x, float* c, index_t n0, index_t n1) {
+void small_dot4(const SmallArgs& s, const float* x, float* c, index_t n) {
   using V = simd<float>;
   constexpr index_t W = simd_width<float>;
   const index_t K = s.K, kv = K / W * W;
-  index_t n = n0;
-  for (; n + 4 <= n1; n += 4) {
-    const float* w0 = s.w + n * s.ldw;
-    const float* w1 = w0 + s.ldw;
-    const float* w2 = w1 + s.ldw;
-    const float* w3 = w2 + s.ldw;
-    V acc[MB][4];
-    for (int m = 0; m < MB; ++m) acc[m][0] = acc[m][1] = acc[m][2] = acc[m][3] = V(0.0f);
-    for (index_t k = 0; k < kv; k += W) {
-      const V a0 = V::load_unaligned(w0 + k), a1 = V::load_unaligned(w1 + k), a2 = V::load_unaligned(w2 + k),
-              a3 = V::load_unaligned(w3 + k);
-      for (int m = 0; m < MB; ++m) {
-        const V xv = V::load_unaligned(x + m * s.ldx + k);
-        acc[m][0] = xsimd::fma(xv, a0, acc[m][0]);
-        acc[m][1] = xsimd::fma(xv, a1, acc[m][1]);
-        acc[m][2] = xsimd::fma(xv, a2, acc[m][2]);
-        acc[m][3] = xsimd::fma(xv, a3, acc[m][3]);
-      }
-    }
+  const float* w0 = s.w + n * s.ldw;
+  const float* w1 = w0 + s.ldw;
+  const float* w2 = w1 + s.ldw;
+  const float* w3 = w2 + s.ldw;
+  V acc[MB][4];
+  for (int m = 0; m < MB; ++m) acc[m][0] = acc[m][1] = acc[m][2] = acc[m][3] = V(0.0f);
+  for (index_t k = 0; k < kv; k += W) {
+    const V a0 = V::load_unaligned(w0 + k), a1 = V::load_unaligned(w1 + k), a2 = V::load_unaligned(w2 + k),
+            a3 = V::load_unaligned(w3 + k);
     for (int m = 0; m < MB; ++m) {
-      const float* xm = x + m * s.ldx;
-      float r[4] = {xsimd::hadd(acc[m][0]), xsimd::hadd(acc[m][1]), xsimd::hadd(acc[m][2]), xsimd::hadd(acc[m][3])};
-      for (index_t k = kv; k < K; ++k) {
-        r[0] += xm[k] * w0[k];
-        r[1] += xm[k] * w1[k];
-        r[2] += xm[k] * w2[k];
-        r[3] += xm[k] * w3[k];
-      }
-      for (int j = 0; j < 4; ++j) small_store(s, c + m * s.rs + (n + j) * s.cs, r[j]);
+      const V xv = V::load_unaligned(x + m * s.ldx + k);
+      acc[m][0] = xsimd::fma(xv, a0, acc[m][0]);
+      acc[m][1] = xsimd::fma(xv, a1, acc[m][1]);
+      acc[m][2] = xsimd::fma(xv, a2, acc[m][2]);
+      acc[m][3] = xsimd::fma(xv, a3, acc[m][3]);
     }
   }
-  for (; n < n1; ++n) {
-    const float* w0 = s.w + n * s.ldw;
-    V acc[MB];
-    for (int m = 0; m < MB; ++m) acc[m] = V(0.0f);
-    for (index_t k = 0; k < kv; k += W) {
-      const V a0 = V::load_unaligned(w0 + k);
-      for (int m = 0; m < MB; ++m) acc[m] = xsimd::fma(V::load_unaligned(x + m * s.ldx + k), a0, acc[m]);
+  for (int m = 0; m < MB; ++m) {
+    const float* xm = x + m * s.ldx;
+    float r[4] = {xsimd::hadd(acc[m][0]), xsimd::hadd(acc[m][1]), xsimd::hadd(acc[m][2]), xsimd::hadd(acc[m][3])};
+    for (index_t k = kv; k < K; ++k) {
+      r[0] += xm[k] * w0[k];
+      r[1] += xm[k] * w1[k];
+      r[2] += xm[k] * w2[k];
+      r[3] += xm[k] * w3[k];
     }
-    for (int m = 0; m < MB; ++m) {
-      float r = xsimd::hadd(acc[m]);
-      for (index_t k = kv; k < K; ++k) r += x[m * s.ldx + k] * w0[k];
-      small_store(s, c + m * s.rs + n * s.cs, r);
+    for (int j = 0; j < 4; ++j) small_store(s, c + m * s.rs + (n + j) * s.cs, r[j]);
+  }
+}
+
+template <int MB>
+void small_dot1(const SmallArgs& s, const float* x, float* c, index_t n) {
+  using V = simd<float>;
+  constexpr index_t W = simd_width<float>;
+  const index_t K = s.K, kv = K / W * W;
+  const float* w0 = s.w + n * s.ldw;
+  V acc[MB];
+  for (int m = 0; m < MB; ++m) acc[m] = V(0.0f);
+  for (index_t k = 0; k < kv; k += W) {
+    const V a0 = V::load_unaligned(w0 + k);
+    for (int m = 0; m < MB; ++m) acc[m] = xsimd::fma(V::load_unaligned(x + m * s.ldx + k), a0, acc[m]);
+  }
+  for (int m = 0; m < MB; ++m) {
+    float r = xsimd::hadd(acc[m]);
+    for (index_t k = kv; k < K; ++k) r += x[m * s.ldx + k] * w0[k];
+    small_store(s, c + m * s.rs + n * s.cs, r);
+  }
+}
+
+// Calls f(integral_constant<int, MB>, x, c) for the rows of X in groups of MB <= 4.
+template <int MB, class F>
+void for_row_groups_impl(const SmallArgs& s, index_t m, F& f) {
+  f(std::integral_constant<int, MB>{}, s.x + m * s.ldx, s.c + m * s.rs);
+}
+template <class F>
+void for_row_groups(const SmallArgs& s, F&& f) {
+  for (index_t m = 0; m < s.M; m += 4) {
+    switch (std::min<index_t>(4, s.M - m)) {
+      case 1: for_row_groups_impl<1>(s, m, f); break;
+      case 2: for_row_groups_impl<2>(s, m, f); break;
+      case 3: for_row_groups_impl<3>(s, m, f); break;
+      default: for_row_groups_impl<4>(s, m, f); break;
     }
   }
 }
 
-// Columns n in [n0, n1) for MB rows of X with W given as [K, N]: a block of CB columns accumulates
-// in L1 while four rows of w stream past it.
-template <int MB>
-void small_axpy(const SmallArgs& s, const float* x, float* c, index_t n0, index_t n1) {
+// W row-major [N, K]: each block of four rows of W is read from memory once and used by every row
+// of X while it sits in L1.
+inline void small_dot(const SmallArgs& s, index_t n0, index_t n1) {
+  index_t n = n0;
+  for (; n + 4 <= n1; n += 4)
+    for_row_groups(s, [&](auto mb, const float* x, float* c) { small_dot4<decltype(mb)::value>(s, x, c, n); });
+  for (; n < n1; ++n)
+    for_row_groups(s, [&](auto mb, const float* x, float* c) { small_dot1<decltype(mb)::value>(s, x, c, n); });
+}
+
+// Columns n in [n0, n1) with W given as [K, N]: a block of CB columns for every row of X accumulates
+// in L1 while four rows of w stream past it (each read from memory once).
+inline void small_axpy(const SmallArgs& s, index_t n0, index_t n1) {
   using V = simd<float>;
   constexpr index_t W = simd_width<float>, CB = 256;
-  alignas(64) float acc[MB][CB];
+  alignas(64) float acc[kSmallRows][CB];
   for (index_t j0 = n0; j0 < n1; j0 += CB) {
     const index_t cb = std::min(CB, n1 - j0), cv = cb / W * W;
-    for (int m = 0; m < MB; ++m) std::fill(acc[m], acc[m] + cb, 0.0f);
+    for (index_t m = 0; m < s.M; ++m) std::fill(acc[m], acc[m] + cb, 0.0f);
     index_t k = 0;
     for (; k + 4 <= s.K; k += 4) {
       const float* b0 = s.w + k * s.ldw + j0;
       const float* b1 = b0 + s.ldw;
       const float* b2 = b1 + s.ldw;
       const float* b3 = b2 + s.ldw;
-      for (int m = 0; m < MB; ++m) {
-        const float* xm = x + m * s.ldx + k;
+      for (index_t m = 0; m < s.M; ++m) {
+        const float* xm = s.x + m * s.ldx + k;
         const V x0(xm[0]), x1(xm[1]), x2(xm[2]), x3(xm[3]);
+        float* am = acc[m];
         index_t j = 0;
         for (; j < cv; j += W) {
-          V a = V::load_aligned(acc[m] + j);
+          V a = V::load_aligned(am + j);
           a = xsimd::fma(x0, V::load_unaligned(b0 + j), a);
           a = xsimd::fma(x1, V::load_unaligned(b1 + j), a);
           a = xsimd::fma(x2, V::load_unaligned(b2 + j), a);
           a = xsimd::fma(x3, V::load_unaligned(b3 + j), a);
-          a.store_aligned(acc[m] + j);
+          a.store_aligned(am + j);
         }
-        for (; j < cb; ++j) acc[m][j] += xm[0] * b0[j] + xm[1] * b1[j] + xm[2] * b2[j] + xm[3] * b3[j];
+        for (; j < cb; ++j) am[j] += xm[0] * b0[j] + xm[1] * b1[j] + xm[2] * b2[j] + xm[3] * b3[j];
       }
     }
     for (; k < s.K; ++k) {
       const float* b0 = s.w + k * s.ldw + j0;
-      for (int m = 0; m < MB; ++m) {
-        const float xk = x[m * s.ldx + k];
+      for (index_t m = 0; m < s.M; ++m) {
+        const float xk = s.x[m * s.ldx + k];
         for (index_t j = 0; j < cb; ++j) acc[m][j] += xk * b0[j];
       }
     }
-    for (int m = 0; m < MB; ++m) {
-      float* cm = c + m * s.rs + j0 * s.cs;
+    for (index_t m = 0; m < s.M; ++m) {
+      float* cm = s.c + m * s.rs + j0 * s.cs;
       for (index_t j = 0; j < cb; ++j) small_store(s, cm + j * s.cs, acc[m][j]);
     }
   }
 }
 
-template <int MB>
-void small_rows(const SmallArgs& s, const float* x, float* c, index_t n0, index_t n1) {
-  if (s.w_kn) small_axpy<MB>(s, x, c, n0, n1);
-  else small_dot<MB>(s, x, c, n0, n1);
-}
-
-// Threads split the N columns (units of 16 so that blocks start on vector boundaries); each
-// thread runs every row of X over its columns, four rows of X at a time.
+// Threads split the N columns (units of 16 so that blocks start on vector boundaries).
 inline void gemm_small(const SmallArgs& s) {
   constexpr index_t unit = 16;
   const index_t units = (s.N + unit - 1) / unit;
   const index_t grain = std::max<index_t>(1, (index_t(1) << 16) / std::max<index_t>(1, s.M * s.K * unit));
   parallel_for(units, grain, [&](index_t lo, index_t hi) {
     const index_t n0 = lo * unit, n1 = std::min(s.N, hi * unit);
-    for (index_t m = 0; m < s.M; m += 4) {
-      const float* x = s.x + m * s.ldx;
-      float* c = s.c + m * s.rs;
-      switch (std::min<index_t>(4, s.M - m)) {
-        case 1: small_rows<1>(s, x, c, n0, n1); break;
-        case 2: small_rows<2>(s, x, c, n0, n1); break;
-        case 3: small_rows<3>(s, x, c, n0, n1); break;
-        default: small_rows<4>(s, x, c, n0, n1); break;
-      }
-    }
+    if (s.w_kn) small_axpy(s, n0, n1);
+    else small_dot(s, n0, n1);
   });
 }
 
@@ -1469,7 +1486,7 @@ inline void gemm_f32(bool trans_a, bool trans_b, index_t M, index_t N, index_t K
                      index_t lda, const float* B, index_t ldb, float beta, float* C, index_t ldc) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || alpha == 0.0f) return scale_rows(M, N, beta, C, ldc);
-  if (M <= kSmallRows) {
+  if (M <= small_rows_limit(!trans_b)) {
     // X = op(A) (M rows of K), W(n, k) = op(B)(k, n)
     std::vector<float> xa;
     const float* x = A;
@@ -1480,7 +1497,7 @@ inline void gemm_f32(bool trans_a, bool trans_b, index_t M, index_t N, index_t K
     }
     return gemm_small({M, N, K, alpha, x, ldx, B, ldb, !trans_b, beta, C, ldc, 1});
   }
-  if (N <= kSmallRows) {
+  if (N <= small_rows_limit(trans_a)) {
     // The transposed problem C^T = op(B)^T op(A)^T: X(n, k) = op(B)(k, n), W(m, k) = op(A)(m, k)
     std::vector<float> xb;
     const float* x = B;
@@ -4068,6 +4085,56 @@ Tensor<T, D> linear(const Tensor<T, D>& x, const Tensor<T, D>& w, const Tensor<T
   });
 }
 
+// y = x W^T (+ b) with W [out, in] stored as bf16/f16 (a frozen weight; T is the compute type).
+// W is converted to T a block of rows at a time, small enough to stay in cache, so no full-precision
+// copy of W is ever made. Gradients flow to x (and b), never to W.
+template <class T, class W, class D, std::enable_if_t<is_half_v<W> && is_compute_v<T>, int> = 0>
+Tensor<T, D> linear(const Tensor<T, D>& x, const Tensor<W, D>& w, const Tensor<T, D>& b = Tensor<T, D>()) {
+  BLIP2_CHECK(w.dim() == 2 && x.dim() >= 1 && x.shape().back() == w.shape()[1], ShapeError, "linear: input ",
+              to_string(x.shape()), " does not fit weight ", to_string(w.shape()), " ([out, in], ", dtype_name<W>, ")");
+  BLIP2_CHECK(!b.defined() || (b.dim() == 1 && b.shape()[0] == w.shape()[0]), ShapeError, "linear: bias ",
+              to_string(b.shape()), " does not fit weight ", to_string(w.shape()));
+  const index_t in = w.shape()[1], out_f = w.shape()[0];
+  const Tensor<W, D> wc = w.contiguous();
+  const Tensor<T, D> x2 = x.detach().contiguous().reshape({-1, in});
+  const index_t rows = x2.shape()[0], block = std::max<index_t>(16, (index_t(1) << 18) / std::max<index_t>(in, 1));
+  // calls f(first output feature, count, that block of W in T)
+  auto for_each_block = [wc, in, out_f, block](auto&& f) {
+    auto tmp = Tensor<T, D>::empty({std::min(block, out_f), in});
+    for (index_t n0 = 0; n0 < out_f; n0 += block) {
+      const index_t nb = std::min(block, out_f - n0);
+      Backend<D>::copy(wc.data() + n0 * in, Strides{in, 1}, tmp.data(), Strides{in, 1}, Shape{nb, in});
+      f(n0, nb, tmp);
+    }
+  };
+  auto y = Tensor<T, D>::empty({rows, out_f});
+  if (b.defined()) copy_(y, b.detach());
+  for_each_block([&](index_t n0, index_t nb, const Tensor<T, D>& wt) {
+    Backend<D>::gemm_batched(false, true, rows, nb, in, T(1), x2.data(), in, 0, wt.data(), in, 0,
+                             b.defined() ? T(1) : T(0), y.data() + n0, out_f, 0, 1);
+  });
+  Shape out_shape = x.shape();
+  out_shape.back() = out_f;
+  Tensor<T, D> out = y.reshape(out_shape);
+  if (!autograd::needs_grad<T, D>({&x, &b})) return out;
+  const bool gx = x.requires_grad(), gb = b.defined() && b.requires_grad();
+  const Shape xshape = x.shape();
+  return autograd::record<T, D>("linear", out, {x, b}, [=](const Tensor<T, D>& g) {
+    const Tensor<T, D> g2 = g.contiguous().reshape({-1, out_f});
+    Tensor<T, D> dx, db;
+    if (gx) {
+      dx = Tensor<T, D>::zeros({g2.size(0), in});
+      for_each_block([&](index_t n0, index_t nb, const Tensor<T, D>& wt) {  // dx += g[:, block] W[block]
+        Backend<D>::gemm_batched(false, false, g2.size(0), in, nb, T(1), g2.data() + n0, out_f, 0, wt.data(), in, 0,
+                                 T(1), dx.data(), in, 0, 1);
+      });
+      dx = dx.reshape(xshape);
+    }
+    if (gb) db = sum(g2, {0});
+    return std::vector<Tensor<T, D>>{dx, db};
+  });
+}
+
 }  // namespace blip2
 // ---- end blip2/ops/matmul.hpp ----
 // ---- begin blip2/ops/softmax.hpp ----
@@ -4221,21 +4288,26 @@ Tensor<T, D> index_select_impl(const Tensor<T, D>& x, index_t axis_in, const Ten
   const Tensor<T, D> xc = x.contiguous();
   auto out = Tensor<T, D>::empty(out_shape);
   Backend<D>::index_select(xc.data(), ic.data(), ic.numel(), out.data(), outer, s[axis], inner);
-  if (!autograd::needs_grad<T, D>({&x})) return out;
-  Tensor<T, D> keep;  // [1, n, 1]: 0 where the index is `skip`
-  if (skip >= 0) {
-    const auto iv = ic.template to<cpu>().to_vector();
-    std::vector<T> k(iv.size());
-    for (std::size_t j = 0; j < iv.size(); ++j) k[j] = iv[j] == skip ? T(0) : T(1);
-    keep = Tensor<T, D>::from_vector({1, ic.numel(), 1}, k);
+  if constexpr (is_compute_v<T>) {
+    if (!autograd::needs_grad<T, D>({&x})) return out;
+    Tensor<T, D> keep;  // [1, n, 1]: 0 where the index is `skip`
+    if (skip >= 0) {
+      const auto iv = ic.template to<cpu>().to_vector();
+      std::vector<T> k(iv.size());
+      for (std::size_t j = 0; j < iv.size(); ++j) k[j] = iv[j] == skip ? T(0) : T(1);
+      keep = Tensor<T, D>::from_vector({1, ic.numel(), 1}, k);
+    }
+    return autograd::record<T, D>("index_select", out, {x}, [s, ic, outer, inner, axis, keep](const Tensor<T, D>& g) {
+      Tensor<T, D> gc = g.contiguous();
+      if (keep.defined()) gc = binary_raw(BinaryOp::mul, gc.reshape({outer, ic.numel(), inner}), keep, "index_select");
+      auto gx = Tensor<T, D>::zeros(s);
+      Backend<D>::index_add(gx.data(), ic.data(), ic.numel(), gc.data(), outer, s[axis], inner);
+      return std::vector<Tensor<T, D>>{gx};
+    });
+  } else {
+    (void)skip;
+    return out;  // storage types (bf16/f16 tables) take no gradient
   }
-  return autograd::record<T, D>("index_select", out, {x}, [s, ic, outer, inner, axis, keep](const Tensor<T, D>& g) {
-    Tensor<T, D> gc = g.contiguous();
-    if (keep.defined()) gc = binary_raw(BinaryOp::mul, gc.reshape({outer, ic.numel(), inner}), keep, "index_select");
-    auto gx = Tensor<T, D>::zeros(s);
-    Backend<D>::index_add(gx.data(), ic.data(), ic.numel(), gc.data(), outer, s[axis], inner);
-    return std::vector<Tensor<T, D>>{gx};
-  });
 }
 }  // namespace detail
 
@@ -4450,7 +4522,9 @@ Tensor<T, D> arange(index_t n) {
 // ---- begin blip2/nn/module.hpp ----
 // Module: a named tree of parameters, as torch.nn.Module. Names compose with dots into the
 // checkpoint keys ("qformer.encoder.layer.0.attention.self.query.weight"). Tensors are handles, so
-// the registry and the member variables see the same storage.
+// the registry and the member variables see the same storage. Frozen weights may be stored in a half
+// type (bf16/f16) while the module computes in T; they load by name like parameters but never train.
+#include <variant>
 
 
 namespace blip2::nn {
@@ -4477,9 +4551,24 @@ class Module {
       if (p.impl().requires_grad) out.push_back(p);
     return out;
   }
+  using HalfWeight = std::variant<Tensor<bf16, D>, Tensor<f16, D>>;
+  // Every half-precision weight below this module, with its dotted name.
+  std::vector<std::pair<std::string, HalfWeight>> named_half_weights() const {
+    std::vector<std::pair<std::string, HalfWeight>> out;
+    collect_half("", out);
+    return out;
+  }
   index_t parameter_count() const {
     index_t n = 0;
     for (auto& [name, p] : named_parameters()) n += p.numel();
+    for (auto& [name, w] : named_half_weights()) n += std::visit([](const auto& t) { return t.numel(); }, w);
+    return n;
+  }
+  // Bytes the weights occupy in their storage types.
+  std::size_t weight_bytes() const {
+    std::size_t n = 0;
+    for (auto& [name, p] : named_parameters()) n += std::size_t(p.numel()) * sizeof(T);
+    for (auto& [name, w] : named_half_weights()) n += std::visit([](const auto& t) { return std::size_t(t.numel()) * 2; }, w);
     return n;
   }
   // Freezes (false) or unfreezes (true) every parameter below this module.
@@ -4492,10 +4581,21 @@ class Module {
   }
   bool training() const { return training_; }
 
- // Registration is public so plain Module objects can serve as named containers ("encoder.layers").
+  // Registration is public so plain Module objects can serve as named containers ("encoder.layers").
   TensorT register_parameter(std::string name, TensorT t) {
     params_.emplace_back(std::move(name), t);
     return t;
+  }
+  // A weight stored as W: a parameter when W is T, otherwise a frozen half-precision weight.
+  template <class W>
+  Tensor<W, D> register_weight(std::string name, Tensor<W, D> t) {
+    if constexpr (std::is_same_v<W, T>) {
+      return register_parameter(std::move(name), t);
+    } else {
+      static_assert(is_half_v<W>, "register_weight: weights are stored as the compute type, bf16 or f16");
+      half_.emplace_back(std::move(name), t);
+      return t;
+    }
   }
   template <class M>
   std::shared_ptr<M> register_module(std::string name, std::shared_ptr<M> m) {
@@ -4508,7 +4608,12 @@ class Module {
     for (auto& [name, p] : params_) out.emplace_back(prefix + name, p);
     for (auto& [name, m] : children_) m->collect(prefix + name + ".", out);
   }
+  void collect_half(const std::string& prefix, std::vector<std::pair<std::string, HalfWeight>>& out) const {
+    for (auto& [name, w] : half_) out.emplace_back(prefix + name, w);
+    for (auto& [name, m] : children_) m->collect_half(prefix + name + ".", out);
+  }
   std::vector<std::pair<std::string, TensorT>> params_;
+  std::vector<std::pair<std::string, HalfWeight>> half_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   bool training_ = true;
 };
@@ -4516,27 +4621,30 @@ class Module {
 }  // namespace blip2::nn
 // ---- end blip2/nn/module.hpp ----
 // ---- begin blip2/nn/linear.hpp ----
-// Linear layer: y = x W^T + b, W [out, in] (PyTorch's layout and default initialisation).
+// Linear layer: y = x W^T + b, W [out, in] (PyTorch's layout and default initialisation). The weight
+// may be stored as bf16/f16 (W) for a frozen layer; the bias and the arithmetic stay in T.
 
 
 namespace blip2::nn {
 
-template <class T, class D = cpu>
+template <class T, class D = cpu, class W = T>
 class Linear : public Module<T, D> {
  public:
   Linear(index_t in, index_t out, Generator& gen, bool bias = true) {
+    static_assert(std::is_same_v<W, T>, "Linear: random initialisation is for trainable (compute-type) layers");
     const double bound = 1.0 / std::sqrt(double(std::max<index_t>(in, 1)));
     weight = this->register_parameter("weight", rand<T, D>({out, in}, gen, -bound, bound).requires_grad_());
     if (bias) this->bias = this->register_parameter("bias", rand<T, D>({out}, gen, -bound, bound).requires_grad_());
   }
   // Uninitialised parameters, to be loaded from a checkpoint or filled by init_parameters().
   Linear(index_t in, index_t out, bool bias = true) {
-    weight = this->register_parameter("weight", Tensor<T, D>::empty({out, in}));
+    weight = this->register_weight("weight", Tensor<W, D>::empty({out, in}));
     if (bias) this->bias = this->register_parameter("bias", Tensor<T, D>::empty({out}));
   }
   Tensor<T, D> operator()(const Tensor<T, D>& x) const { return linear(x, weight, bias); }
 
-  Tensor<T, D> weight, bias;
+  Tensor<W, D> weight;
+  Tensor<T, D> bias;
 };
 
 }  // namespace blip2::nn
@@ -6050,6 +6158,7 @@ class Checkpoint {
 // Points `param` at `value`'s data (same shape), keeping the parameter's identity and autograd flags.
 template <class T, class D>
 void assign_parameter(const Tensor<T, D>& param, const Tensor<T, D>& value) {
+  static_assert(std::is_same_v<typename Tensor<T, D>::value_type, T>);
   auto& impl = param.impl();
   impl.storage = value.storage();
   impl.shape = value.shape();
@@ -6066,21 +6175,25 @@ std::vector<std::string> load_parameters(const nn::Module<T, D>& module, const C
                                          const std::string& prefix = "") {
   std::vector<std::string> problems;
   std::set<std::string> used;
-  for (const auto& [name, param] : module.named_parameters()) {
+  auto load_one = [&](const std::string& name, const auto& param) {
+    using P = typename std::decay_t<decltype(param)>::value_type;
     const std::string key = prefix + name;
     if (!ckpt.contains(key)) {
       problems.push_back("missing tensor '" + key + "' (shape " + to_string(param.shape()) + ")");
-      continue;
+      return;
     }
     used.insert(key);
     const auto& e = ckpt.entry(key);
     if (e.shape != param.shape()) {
       problems.push_back("tensor '" + key + "' has shape " + to_string(e.shape) + ", the model expects " +
                          to_string(param.shape()));
-      continue;
+      return;
     }
-    assign_parameter(param, ckpt.template load<T, D>(key));
-  }
+    assign_parameter(param, ckpt.template load<P, D>(key));
+  };
+  for (const auto& [name, param] : module.named_parameters()) load_one(name, param);
+  for (const auto& [name, weight] : module.named_half_weights())
+    std::visit([&, &name = name](const auto& w) { load_one(name, w); }, weight);
   if (!problems.empty()) {
     std::string msg = ckpt.path() + ": cannot load the model:";
     for (const auto& p : problems) msg += "\n  " + p;

@@ -3,7 +3,7 @@
 // M x K and op(B) is K x N; a transposed operand is read in place (the HF weight layout [out, in]
 // is used as B with trans_b). beta == 0 never reads C.
 //
-// float: few rows or few columns (decode, M = 1) -> gemm_small.hpp, bandwidth-bound, no packing;
+// float: few rows or few columns (decode, M = 1; up to 8-16) -> gemm_small.hpp, no packing;
 //        everything else -> gemm_packed.hpp, the cache-blocked, packed, register-blocked GEMM.
 // double (and any other type): Eigen.
 #include <Eigen/Core>
@@ -41,7 +41,7 @@ inline void gemm_f32(bool trans_a, bool trans_b, index_t M, index_t N, index_t K
                      index_t lda, const float* B, index_t ldb, float beta, float* C, index_t ldc) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || alpha == 0.0f) return scale_rows(M, N, beta, C, ldc);
-  if (M <= kSmallRows) {
+  if (M <= small_rows_limit(!trans_b)) {
     // X = op(A) (M rows of K), W(n, k) = op(B)(k, n)
     std::vector<float> xa;
     const float* x = A;
@@ -52,7 +52,7 @@ inline void gemm_f32(bool trans_a, bool trans_b, index_t M, index_t N, index_t K
     }
     return gemm_small({M, N, K, alpha, x, ldx, B, ldb, !trans_b, beta, C, ldc, 1});
   }
-  if (N <= kSmallRows) {
+  if (N <= small_rows_limit(trans_a)) {
     // The transposed problem C^T = op(B)^T op(A)^T: X(n, k) = op(B)(k, n), W(m, k) = op(A)(m, k)
     std::vector<float> xb;
     const float* x = B;

@@ -9,13 +9,17 @@
 // four rows of it at a time, accumulating a block of columns). C(m, n) is at c[m*rs + n*cs], so the
 // same code serves the transposed problem (few columns) too.
 #include <algorithm>
+#include <type_traits>
 
 #include "parallel.hpp"
 #include "simd.hpp"
 
 namespace blip2::cpu_kernel::gemm_detail {
 
-inline constexpr index_t kSmallRows = 4;  // M (or N) at most this goes here, not to the packed GEMM
+// Up to how many rows of X this path beats packing (measured at K = 768..2560): the dot products
+// over W [N, K] stay ahead of the packed GEMM up to 16 rows, the row sums over W [K, N] up to 8.
+inline constexpr index_t kSmallRows = 16;
+inline index_t small_rows_limit(bool w_kn) { return w_kn ? 8 : kSmallRows; }
 
 struct SmallArgs {
   index_t M, N, K;
@@ -34,128 +38,142 @@ inline void small_store(const SmallArgs& s, float* c, float v) {
   *c = s.beta == 0.0f ? s.alpha * v : s.alpha * v + s.beta * *c;  // beta == 0: C is never read
 }
 
-// Rows n in [n0, n1) of W against MB rows of X (W row-major [N, K]).
+// Rows n in [n0, n1) of W against MB rows of X (W row-major [N, K]): four rows of W at a time.
 template <int MB>
-void small_dot(const SmallArgs& s, const float* x, float* c, index_t n0, index_t n1) {
+void small_dot4(const SmallArgs& s, const float* x, float* c, index_t n) {
   using V = simd<float>;
   constexpr index_t W = simd_width<float>;
   const index_t K = s.K, kv = K / W * W;
-  index_t n = n0;
-  for (; n + 4 <= n1; n += 4) {
-    const float* w0 = s.w + n * s.ldw;
-    const float* w1 = w0 + s.ldw;
-    const float* w2 = w1 + s.ldw;
-    const float* w3 = w2 + s.ldw;
-    V acc[MB][4];
-    for (int m = 0; m < MB; ++m) acc[m][0] = acc[m][1] = acc[m][2] = acc[m][3] = V(0.0f);
-    for (index_t k = 0; k < kv; k += W) {
-      const V a0 = V::load_unaligned(w0 + k), a1 = V::load_unaligned(w1 + k), a2 = V::load_unaligned(w2 + k),
-              a3 = V::load_unaligned(w3 + k);
-      for (int m = 0; m < MB; ++m) {
-        const V xv = V::load_unaligned(x + m * s.ldx + k);
-        acc[m][0] = xsimd::fma(xv, a0, acc[m][0]);
-        acc[m][1] = xsimd::fma(xv, a1, acc[m][1]);
-        acc[m][2] = xsimd::fma(xv, a2, acc[m][2]);
-        acc[m][3] = xsimd::fma(xv, a3, acc[m][3]);
-      }
-    }
+  const float* w0 = s.w + n * s.ldw;
+  const float* w1 = w0 + s.ldw;
+  const float* w2 = w1 + s.ldw;
+  const float* w3 = w2 + s.ldw;
+  V acc[MB][4];
+  for (int m = 0; m < MB; ++m) acc[m][0] = acc[m][1] = acc[m][2] = acc[m][3] = V(0.0f);
+  for (index_t k = 0; k < kv; k += W) {
+    const V a0 = V::load_unaligned(w0 + k), a1 = V::load_unaligned(w1 + k), a2 = V::load_unaligned(w2 + k),
+            a3 = V::load_unaligned(w3 + k);
     for (int m = 0; m < MB; ++m) {
-      const float* xm = x + m * s.ldx;
-      float r[4] = {xsimd::hadd(acc[m][0]), xsimd::hadd(acc[m][1]), xsimd::hadd(acc[m][2]), xsimd::hadd(acc[m][3])};
-      for (index_t k = kv; k < K; ++k) {
-        r[0] += xm[k] * w0[k];
-        r[1] += xm[k] * w1[k];
-        r[2] += xm[k] * w2[k];
-        r[3] += xm[k] * w3[k];
-      }
-      for (int j = 0; j < 4; ++j) small_store(s, c + m * s.rs + (n + j) * s.cs, r[j]);
+      const V xv = V::load_unaligned(x + m * s.ldx + k);
+      acc[m][0] = xsimd::fma(xv, a0, acc[m][0]);
+      acc[m][1] = xsimd::fma(xv, a1, acc[m][1]);
+      acc[m][2] = xsimd::fma(xv, a2, acc[m][2]);
+      acc[m][3] = xsimd::fma(xv, a3, acc[m][3]);
     }
   }
-  for (; n < n1; ++n) {
-    const float* w0 = s.w + n * s.ldw;
-    V acc[MB];
-    for (int m = 0; m < MB; ++m) acc[m] = V(0.0f);
-    for (index_t k = 0; k < kv; k += W) {
-      const V a0 = V::load_unaligned(w0 + k);
-      for (int m = 0; m < MB; ++m) acc[m] = xsimd::fma(V::load_unaligned(x + m * s.ldx + k), a0, acc[m]);
+  for (int m = 0; m < MB; ++m) {
+    const float* xm = x + m * s.ldx;
+    float r[4] = {xsimd::hadd(acc[m][0]), xsimd::hadd(acc[m][1]), xsimd::hadd(acc[m][2]), xsimd::hadd(acc[m][3])};
+    for (index_t k = kv; k < K; ++k) {
+      r[0] += xm[k] * w0[k];
+      r[1] += xm[k] * w1[k];
+      r[2] += xm[k] * w2[k];
+      r[3] += xm[k] * w3[k];
     }
-    for (int m = 0; m < MB; ++m) {
-      float r = xsimd::hadd(acc[m]);
-      for (index_t k = kv; k < K; ++k) r += x[m * s.ldx + k] * w0[k];
-      small_store(s, c + m * s.rs + n * s.cs, r);
+    for (int j = 0; j < 4; ++j) small_store(s, c + m * s.rs + (n + j) * s.cs, r[j]);
+  }
+}
+
+template <int MB>
+void small_dot1(const SmallArgs& s, const float* x, float* c, index_t n) {
+  using V = simd<float>;
+  constexpr index_t W = simd_width<float>;
+  const index_t K = s.K, kv = K / W * W;
+  const float* w0 = s.w + n * s.ldw;
+  V acc[MB];
+  for (int m = 0; m < MB; ++m) acc[m] = V(0.0f);
+  for (index_t k = 0; k < kv; k += W) {
+    const V a0 = V::load_unaligned(w0 + k);
+    for (int m = 0; m < MB; ++m) acc[m] = xsimd::fma(V::load_unaligned(x + m * s.ldx + k), a0, acc[m]);
+  }
+  for (int m = 0; m < MB; ++m) {
+    float r = xsimd::hadd(acc[m]);
+    for (index_t k = kv; k < K; ++k) r += x[m * s.ldx + k] * w0[k];
+    small_store(s, c + m * s.rs + n * s.cs, r);
+  }
+}
+
+// Calls f(integral_constant<int, MB>, x, c) for the rows of X in groups of MB <= 4.
+template <int MB, class F>
+void for_row_groups_impl(const SmallArgs& s, index_t m, F& f) {
+  f(std::integral_constant<int, MB>{}, s.x + m * s.ldx, s.c + m * s.rs);
+}
+template <class F>
+void for_row_groups(const SmallArgs& s, F&& f) {
+  for (index_t m = 0; m < s.M; m += 4) {
+    switch (std::min<index_t>(4, s.M - m)) {
+      case 1: for_row_groups_impl<1>(s, m, f); break;
+      case 2: for_row_groups_impl<2>(s, m, f); break;
+      case 3: for_row_groups_impl<3>(s, m, f); break;
+      default: for_row_groups_impl<4>(s, m, f); break;
     }
   }
 }
 
-// Columns n in [n0, n1) for MB rows of X with W given as [K, N]: a block of CB columns accumulates
-// in L1 while four rows of w stream past it.
-template <int MB>
-void small_axpy(const SmallArgs& s, const float* x, float* c, index_t n0, index_t n1) {
+// W row-major [N, K]: each block of four rows of W is read from memory once and used by every row
+// of X while it sits in L1.
+inline void small_dot(const SmallArgs& s, index_t n0, index_t n1) {
+  index_t n = n0;
+  for (; n + 4 <= n1; n += 4)
+    for_row_groups(s, [&](auto mb, const float* x, float* c) { small_dot4<decltype(mb)::value>(s, x, c, n); });
+  for (; n < n1; ++n)
+    for_row_groups(s, [&](auto mb, const float* x, float* c) { small_dot1<decltype(mb)::value>(s, x, c, n); });
+}
+
+// Columns n in [n0, n1) with W given as [K, N]: a block of CB columns for every row of X accumulates
+// in L1 while four rows of w stream past it (each read from memory once).
+inline void small_axpy(const SmallArgs& s, index_t n0, index_t n1) {
   using V = simd<float>;
   constexpr index_t W = simd_width<float>, CB = 256;
-  alignas(64) float acc[MB][CB];
+  alignas(64) float acc[kSmallRows][CB];
   for (index_t j0 = n0; j0 < n1; j0 += CB) {
     const index_t cb = std::min(CB, n1 - j0), cv = cb / W * W;
-    for (int m = 0; m < MB; ++m) std::fill(acc[m], acc[m] + cb, 0.0f);
+    for (index_t m = 0; m < s.M; ++m) std::fill(acc[m], acc[m] + cb, 0.0f);
     index_t k = 0;
     for (; k + 4 <= s.K; k += 4) {
       const float* b0 = s.w + k * s.ldw + j0;
       const float* b1 = b0 + s.ldw;
       const float* b2 = b1 + s.ldw;
       const float* b3 = b2 + s.ldw;
-      for (int m = 0; m < MB; ++m) {
-        const float* xm = x + m * s.ldx + k;
+      for (index_t m = 0; m < s.M; ++m) {
+        const float* xm = s.x + m * s.ldx + k;
         const V x0(xm[0]), x1(xm[1]), x2(xm[2]), x3(xm[3]);
+        float* am = acc[m];
         index_t j = 0;
         for (; j < cv; j += W) {
-          V a = V::load_aligned(acc[m] + j);
+          V a = V::load_aligned(am + j);
           a = xsimd::fma(x0, V::load_unaligned(b0 + j), a);
           a = xsimd::fma(x1, V::load_unaligned(b1 + j), a);
           a = xsimd::fma(x2, V::load_unaligned(b2 + j), a);
           a = xsimd::fma(x3, V::load_unaligned(b3 + j), a);
-          a.store_aligned(acc[m] + j);
+          a.store_aligned(am + j);
         }
-        for (; j < cb; ++j) acc[m][j] += xm[0] * b0[j] + xm[1] * b1[j] + xm[2] * b2[j] + xm[3] * b3[j];
+        for (; j < cb; ++j) am[j] += xm[0] * b0[j] + xm[1] * b1[j] + xm[2] * b2[j] + xm[3] * b3[j];
       }
     }
     for (; k < s.K; ++k) {
       const float* b0 = s.w + k * s.ldw + j0;
-      for (int m = 0; m < MB; ++m) {
-        const float xk = x[m * s.ldx + k];
+      for (index_t m = 0; m < s.M; ++m) {
+        const float xk = s.x[m * s.ldx + k];
         for (index_t j = 0; j < cb; ++j) acc[m][j] += xk * b0[j];
       }
     }
-    for (int m = 0; m < MB; ++m) {
-      float* cm = c + m * s.rs + j0 * s.cs;
+    for (index_t m = 0; m < s.M; ++m) {
+      float* cm = s.c + m * s.rs + j0 * s.cs;
       for (index_t j = 0; j < cb; ++j) small_store(s, cm + j * s.cs, acc[m][j]);
     }
   }
 }
 
-template <int MB>
-void small_rows(const SmallArgs& s, const float* x, float* c, index_t n0, index_t n1) {
-  if (s.w_kn) small_axpy<MB>(s, x, c, n0, n1);
-  else small_dot<MB>(s, x, c, n0, n1);
-}
-
-// Threads split the N columns (units of 16 so that blocks start on vector boundaries); each
-// thread runs every row of X over its columns, four rows of X at a time.
+// Threads split the N columns (units of 16 so that blocks start on vector boundaries).
 inline void gemm_small(const SmallArgs& s) {
   constexpr index_t unit = 16;
   const index_t units = (s.N + unit - 1) / unit;
   const index_t grain = std::max<index_t>(1, (index_t(1) << 16) / std::max<index_t>(1, s.M * s.K * unit));
   parallel_for(units, grain, [&](index_t lo, index_t hi) {
     const index_t n0 = lo * unit, n1 = std::min(s.N, hi * unit);
-    for (index_t m = 0; m < s.M; m += 4) {
-      const float* x = s.x + m * s.ldx;
-      float* c = s.c + m * s.rs;
-      switch (std::min<index_t>(4, s.M - m)) {
-        case 1: small_rows<1>(s, x, c, n0, n1); break;
-        case 2: small_rows<2>(s, x, c, n0, n1); break;
-        case 3: small_rows<3>(s, x, c, n0, n1); break;
-        default: small_rows<4>(s, x, c, n0, n1); break;
-      }
-    }
+    if (s.w_kn) small_axpy(s, n0, n1);
+    else small_dot(s, n0, n1);
   });
 }
 
