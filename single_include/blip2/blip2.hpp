@@ -4085,56 +4085,6 @@ Tensor<T, D> linear(const Tensor<T, D>& x, const Tensor<T, D>& w, const Tensor<T
   });
 }
 
-// y = x W^T (+ b) with W [out, in] stored as bf16/f16 (a frozen weight; T is the compute type).
-// W is converted to T a block of rows at a time, small enough to stay in cache, so no full-precision
-// copy of W is ever made. Gradients flow to x (and b), never to W.
-template <class T, class W, class D, std::enable_if_t<is_half_v<W> && is_compute_v<T>, int> = 0>
-Tensor<T, D> linear(const Tensor<T, D>& x, const Tensor<W, D>& w, const Tensor<T, D>& b = Tensor<T, D>()) {
-  BLIP2_CHECK(w.dim() == 2 && x.dim() >= 1 && x.shape().back() == w.shape()[1], ShapeError, "linear: input ",
-              to_string(x.shape()), " does not fit weight ", to_string(w.shape()), " ([out, in], ", dtype_name<W>, ")");
-  BLIP2_CHECK(!b.defined() || (b.dim() == 1 && b.shape()[0] == w.shape()[0]), ShapeError, "linear: bias ",
-              to_string(b.shape()), " does not fit weight ", to_string(w.shape()));
-  const index_t in = w.shape()[1], out_f = w.shape()[0];
-  const Tensor<W, D> wc = w.contiguous();
-  const Tensor<T, D> x2 = x.detach().contiguous().reshape({-1, in});
-  const index_t rows = x2.shape()[0], block = std::max<index_t>(16, (index_t(1) << 18) / std::max<index_t>(in, 1));
-  // calls f(first output feature, count, that block of W in T)
-  auto for_each_block = [wc, in, out_f, block](auto&& f) {
-    auto tmp = Tensor<T, D>::empty({std::min(block, out_f), in});
-    for (index_t n0 = 0; n0 < out_f; n0 += block) {
-      const index_t nb = std::min(block, out_f - n0);
-      Backend<D>::copy(wc.data() + n0 * in, Strides{in, 1}, tmp.data(), Strides{in, 1}, Shape{nb, in});
-      f(n0, nb, tmp);
-    }
-  };
-  auto y = Tensor<T, D>::empty({rows, out_f});
-  if (b.defined()) copy_(y, b.detach());
-  for_each_block([&](index_t n0, index_t nb, const Tensor<T, D>& wt) {
-    Backend<D>::gemm_batched(false, true, rows, nb, in, T(1), x2.data(), in, 0, wt.data(), in, 0,
-                             b.defined() ? T(1) : T(0), y.data() + n0, out_f, 0, 1);
-  });
-  Shape out_shape = x.shape();
-  out_shape.back() = out_f;
-  Tensor<T, D> out = y.reshape(out_shape);
-  if (!autograd::needs_grad<T, D>({&x, &b})) return out;
-  const bool gx = x.requires_grad(), gb = b.defined() && b.requires_grad();
-  const Shape xshape = x.shape();
-  return autograd::record<T, D>("linear", out, {x, b}, [=](const Tensor<T, D>& g) {
-    const Tensor<T, D> g2 = g.contiguous().reshape({-1, out_f});
-    Tensor<T, D> dx, db;
-    if (gx) {
-      dx = Tensor<T, D>::zeros({g2.size(0), in});
-      for_each_block([&](index_t n0, index_t nb, const Tensor<T, D>& wt) {  // dx += g[:, block] W[block]
-        Backend<D>::gemm_batched(false, false, g2.size(0), in, nb, T(1), g2.data() + n0, out_f, 0, wt.data(), in, 0,
-                                 T(1), dx.data(), in, 0, 1);
-      });
-      dx = dx.reshape(xshape);
-    }
-    if (gb) db = sum(g2, {0});
-    return std::vector<Tensor<T, D>>{dx, db};
-  });
-}
-
 }  // namespace blip2
 // ---- end blip2/ops/matmul.hpp ----
 // ---- begin blip2/ops/softmax.hpp ----
@@ -4288,26 +4238,21 @@ Tensor<T, D> index_select_impl(const Tensor<T, D>& x, index_t axis_in, const Ten
   const Tensor<T, D> xc = x.contiguous();
   auto out = Tensor<T, D>::empty(out_shape);
   Backend<D>::index_select(xc.data(), ic.data(), ic.numel(), out.data(), outer, s[axis], inner);
-  if constexpr (is_compute_v<T>) {
-    if (!autograd::needs_grad<T, D>({&x})) return out;
-    Tensor<T, D> keep;  // [1, n, 1]: 0 where the index is `skip`
-    if (skip >= 0) {
-      const auto iv = ic.template to<cpu>().to_vector();
-      std::vector<T> k(iv.size());
-      for (std::size_t j = 0; j < iv.size(); ++j) k[j] = iv[j] == skip ? T(0) : T(1);
-      keep = Tensor<T, D>::from_vector({1, ic.numel(), 1}, k);
-    }
-    return autograd::record<T, D>("index_select", out, {x}, [s, ic, outer, inner, axis, keep](const Tensor<T, D>& g) {
-      Tensor<T, D> gc = g.contiguous();
-      if (keep.defined()) gc = binary_raw(BinaryOp::mul, gc.reshape({outer, ic.numel(), inner}), keep, "index_select");
-      auto gx = Tensor<T, D>::zeros(s);
-      Backend<D>::index_add(gx.data(), ic.data(), ic.numel(), gc.data(), outer, s[axis], inner);
-      return std::vector<Tensor<T, D>>{gx};
-    });
-  } else {
-    (void)skip;
-    return out;  // storage types (bf16/f16 tables) take no gradient
+  if (!autograd::needs_grad<T, D>({&x})) return out;
+  Tensor<T, D> keep;  // [1, n, 1]: 0 where the index is `skip`
+  if (skip >= 0) {
+    const auto iv = ic.template to<cpu>().to_vector();
+    std::vector<T> k(iv.size());
+    for (std::size_t j = 0; j < iv.size(); ++j) k[j] = iv[j] == skip ? T(0) : T(1);
+    keep = Tensor<T, D>::from_vector({1, ic.numel(), 1}, k);
   }
+  return autograd::record<T, D>("index_select", out, {x}, [s, ic, outer, inner, axis, keep](const Tensor<T, D>& g) {
+    Tensor<T, D> gc = g.contiguous();
+    if (keep.defined()) gc = binary_raw(BinaryOp::mul, gc.reshape({outer, ic.numel(), inner}), keep, "index_select");
+    auto gx = Tensor<T, D>::zeros(s);
+    Backend<D>::index_add(gx.data(), ic.data(), ic.numel(), gc.data(), outer, s[axis], inner);
+    return std::vector<Tensor<T, D>>{gx};
+  });
 }
 }  // namespace detail
 
@@ -4522,9 +4467,7 @@ Tensor<T, D> arange(index_t n) {
 // ---- begin blip2/nn/module.hpp ----
 // Module: a named tree of parameters, as torch.nn.Module. Names compose with dots into the
 // checkpoint keys ("qformer.encoder.layer.0.attention.self.query.weight"). Tensors are handles, so
-// the registry and the member variables see the same storage. Frozen weights may be stored in a half
-// type (bf16/f16) while the module computes in T; they load by name like parameters but never train.
-#include <variant>
+// the registry and the member variables see the same storage.
 
 
 namespace blip2::nn {
@@ -4551,24 +4494,9 @@ class Module {
       if (p.impl().requires_grad) out.push_back(p);
     return out;
   }
-  using HalfWeight = std::variant<Tensor<bf16, D>, Tensor<f16, D>>;
-  // Every half-precision weight below this module, with its dotted name.
-  std::vector<std::pair<std::string, HalfWeight>> named_half_weights() const {
-    std::vector<std::pair<std::string, HalfWeight>> out;
-    collect_half("", out);
-    return out;
-  }
   index_t parameter_count() const {
     index_t n = 0;
     for (auto& [name, p] : named_parameters()) n += p.numel();
-    for (auto& [name, w] : named_half_weights()) n += std::visit([](const auto& t) { return t.numel(); }, w);
-    return n;
-  }
-  // Bytes the weights occupy in their storage types.
-  std::size_t weight_bytes() const {
-    std::size_t n = 0;
-    for (auto& [name, p] : named_parameters()) n += std::size_t(p.numel()) * sizeof(T);
-    for (auto& [name, w] : named_half_weights()) n += std::visit([](const auto& t) { return std::size_t(t.numel()) * 2; }, w);
     return n;
   }
   // Freezes (false) or unfreezes (true) every parameter below this module.
@@ -4581,21 +4509,10 @@ class Module {
   }
   bool training() const { return training_; }
 
-  // Registration is public so plain Module objects can serve as named containers ("encoder.layers").
+ // Registration is public so plain Module objects can serve as named containers ("encoder.layers").
   TensorT register_parameter(std::string name, TensorT t) {
     params_.emplace_back(std::move(name), t);
     return t;
-  }
-  // A weight stored as W: a parameter when W is T, otherwise a frozen half-precision weight.
-  template <class W>
-  Tensor<W, D> register_weight(std::string name, Tensor<W, D> t) {
-    if constexpr (std::is_same_v<W, T>) {
-      return register_parameter(std::move(name), t);
-    } else {
-      static_assert(is_half_v<W>, "register_weight: weights are stored as the compute type, bf16 or f16");
-      half_.emplace_back(std::move(name), t);
-      return t;
-    }
   }
   template <class M>
   std::shared_ptr<M> register_module(std::string name, std::shared_ptr<M> m) {
@@ -4608,12 +4525,7 @@ class Module {
     for (auto& [name, p] : params_) out.emplace_back(prefix + name, p);
     for (auto& [name, m] : children_) m->collect(prefix + name + ".", out);
   }
-  void collect_half(const std::string& prefix, std::vector<std::pair<std::string, HalfWeight>>& out) const {
-    for (auto& [name, w] : half_) out.emplace_back(prefix + name, w);
-    for (auto& [name, m] : children_) m->collect_half(prefix + name + ".", out);
-  }
   std::vector<std::pair<std::string, TensorT>> params_;
-  std::vector<std::pair<std::string, HalfWeight>> half_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   bool training_ = true;
 };
@@ -4621,30 +4533,27 @@ class Module {
 }  // namespace blip2::nn
 // ---- end blip2/nn/module.hpp ----
 // ---- begin blip2/nn/linear.hpp ----
-// Linear layer: y = x W^T + b, W [out, in] (PyTorch's layout and default initialisation). The weight
-// may be stored as bf16/f16 (W) for a frozen layer; the bias and the arithmetic stay in T.
+// Linear layer: y = x W^T + b, W [out, in] (PyTorch's layout and default initialisation).
 
 
 namespace blip2::nn {
 
-template <class T, class D = cpu, class W = T>
+template <class T, class D = cpu>
 class Linear : public Module<T, D> {
  public:
   Linear(index_t in, index_t out, Generator& gen, bool bias = true) {
-    static_assert(std::is_same_v<W, T>, "Linear: random initialisation is for trainable (compute-type) layers");
     const double bound = 1.0 / std::sqrt(double(std::max<index_t>(in, 1)));
     weight = this->register_parameter("weight", rand<T, D>({out, in}, gen, -bound, bound).requires_grad_());
     if (bias) this->bias = this->register_parameter("bias", rand<T, D>({out}, gen, -bound, bound).requires_grad_());
   }
   // Uninitialised parameters, to be loaded from a checkpoint or filled by init_parameters().
   Linear(index_t in, index_t out, bool bias = true) {
-    weight = this->register_weight("weight", Tensor<W, D>::empty({out, in}));
+    weight = this->register_parameter("weight", Tensor<T, D>::empty({out, in}));
     if (bias) this->bias = this->register_parameter("bias", Tensor<T, D>::empty({out}));
   }
   Tensor<T, D> operator()(const Tensor<T, D>& x) const { return linear(x, weight, bias); }
 
-  Tensor<W, D> weight;
-  Tensor<T, D> bias;
+  Tensor<T, D> weight, bias;
 };
 
 }  // namespace blip2::nn
@@ -6158,7 +6067,6 @@ class Checkpoint {
 // Points `param` at `value`'s data (same shape), keeping the parameter's identity and autograd flags.
 template <class T, class D>
 void assign_parameter(const Tensor<T, D>& param, const Tensor<T, D>& value) {
-  static_assert(std::is_same_v<typename Tensor<T, D>::value_type, T>);
   auto& impl = param.impl();
   impl.storage = value.storage();
   impl.shape = value.shape();
@@ -6175,25 +6083,21 @@ std::vector<std::string> load_parameters(const nn::Module<T, D>& module, const C
                                          const std::string& prefix = "") {
   std::vector<std::string> problems;
   std::set<std::string> used;
-  auto load_one = [&](const std::string& name, const auto& param) {
-    using P = typename std::decay_t<decltype(param)>::value_type;
+  for (const auto& [name, param] : module.named_parameters()) {
     const std::string key = prefix + name;
     if (!ckpt.contains(key)) {
       problems.push_back("missing tensor '" + key + "' (shape " + to_string(param.shape()) + ")");
-      return;
+      continue;
     }
     used.insert(key);
     const auto& e = ckpt.entry(key);
     if (e.shape != param.shape()) {
       problems.push_back("tensor '" + key + "' has shape " + to_string(e.shape) + ", the model expects " +
                          to_string(param.shape()));
-      return;
+      continue;
     }
-    assign_parameter(param, ckpt.template load<P, D>(key));
-  };
-  for (const auto& [name, param] : module.named_parameters()) load_one(name, param);
-  for (const auto& [name, weight] : module.named_half_weights())
-    std::visit([&, &name = name](const auto& w) { load_one(name, w); }, weight);
+    assign_parameter(param, ckpt.template load<T, D>(key));
+  }
   if (!problems.empty()) {
     std::string msg = ckpt.path() + ": cannot load the model:";
     for (const auto& p : problems) msg += "\n  " + p;
