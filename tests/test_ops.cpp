@@ -131,7 +131,9 @@ TEST_CASE("embedding, index_select and cross-entropy") {
 TEST_CASE("attention, causal masks, patch embedding and dropout") {
   Generator g(9);
   auto q = randn<double>({2, 3, 4}, g), k = randn<double>({2, 5, 4}, g), v = randn<double>({2, 5, 2}, g);
-  auto out = scaled_dot_product_attention(q, k, v, Tensor<double>(), {true});
+  AttentionOptions causal;
+  causal.causal = true;
+  auto out = scaled_dot_product_attention(q, k, v, Tensor<double>(), causal);
   // query 0 of 3 with 5 keys sees keys 0..2 (the last 3 queries are aligned with the last 3 keys)
   auto s = softmax(matmul(q, k.transpose(1, 2)) * 0.5, causal_mask<double, cpu>(3, 5));
   CHECK(max_abs_diff(out, matmul(s, v)) < 1e-12);
@@ -159,4 +161,28 @@ TEST_CASE("attention, causal masks, patch embedding and dropout") {
   CHECK(zeros < 2700);
   CHECK(sum(Tensor<float>::from_vector({10000}, a1)).item() == doctest::Approx(10000).epsilon(0.05));
   CHECK(dropout(ones, 0.25, d1, false).is_same(ones));
+}
+
+TEST_CASE("linear and embedding with half-precision (frozen) weights") {
+  Generator g(11);
+  auto x = randn<float>({3, 4, 300}, g).requires_grad_();
+  const auto w = randn<float>({1000, 300}, g), b = randn<float>({1000}, g);
+  for (const bool bf : {true, false}) {
+    INFO("bf16: " << bf);
+    const auto wf = bf ? w.to<bf16>().to<float>() : w.to<f16>().to<float>();
+    const auto y = bf ? linear(x, w.to<bf16>(), b) : linear(x, w.to<f16>(), b);
+    CHECK(max_abs_diff(y, linear(x, wf, b)) < 1e-3);
+    x.zero_grad();
+    sum(y * y).backward();
+    const auto gx = x.grad();
+    x.zero_grad();
+    sum(square(linear(x, wf, b))).backward();
+    CHECK(max_abs_diff(gx, x.grad()) < 1e-5 * std::max(1.0, double(max(abs(x.grad())).item())));
+  }
+  nn::Linear<float, cpu, bf16> layer(300, 1000);
+  CHECK(layer.named_half_weights().size() == 1);
+  CHECK(layer.named_parameters().size() == 1);  // the bias
+  CHECK(layer.weight_bytes() == 300 * 1000 * 2 + 1000 * 4);
+  const auto rows = embedding(w.to<bf16>(), Tensor<std::int64_t>::from_vector({2}, {3, 7})).to<float>();
+  CHECK(rows.to_vector()[0] == float(bf16(w.to_vector()[3 * 300])));
 }

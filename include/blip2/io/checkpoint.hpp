@@ -82,6 +82,7 @@ class Checkpoint {
 // Points `param` at `value`'s data (same shape), keeping the parameter's identity and autograd flags.
 template <class T, class D>
 void assign_parameter(const Tensor<T, D>& param, const Tensor<T, D>& value) {
+  static_assert(std::is_same_v<typename Tensor<T, D>::value_type, T>);
   auto& impl = param.impl();
   impl.storage = value.storage();
   impl.shape = value.shape();
@@ -98,21 +99,25 @@ std::vector<std::string> load_parameters(const nn::Module<T, D>& module, const C
                                          const std::string& prefix = "") {
   std::vector<std::string> problems;
   std::set<std::string> used;
-  for (const auto& [name, param] : module.named_parameters()) {
+  auto load_one = [&](const std::string& name, const auto& param) {
+    using P = typename std::decay_t<decltype(param)>::value_type;
     const std::string key = prefix + name;
     if (!ckpt.contains(key)) {
       problems.push_back("missing tensor '" + key + "' (shape " + to_string(param.shape()) + ")");
-      continue;
+      return;
     }
     used.insert(key);
     const auto& e = ckpt.entry(key);
     if (e.shape != param.shape()) {
       problems.push_back("tensor '" + key + "' has shape " + to_string(e.shape) + ", the model expects " +
                          to_string(param.shape()));
-      continue;
+      return;
     }
-    assign_parameter(param, ckpt.template load<T, D>(key));
-  }
+    assign_parameter(param, ckpt.template load<P, D>(key));
+  };
+  for (const auto& [name, param] : module.named_parameters()) load_one(name, param);
+  for (const auto& [name, weight] : module.named_half_weights())
+    std::visit([&, &name = name](const auto& w) { load_one(name, w); }, weight);
   if (!problems.empty()) {
     std::string msg = ckpt.path() + ": cannot load the model:";
     for (const auto& p : problems) msg += "\n  " + p;

@@ -36,21 +36,26 @@ Tensor<T, D> index_select_impl(const Tensor<T, D>& x, index_t axis_in, const Ten
   const Tensor<T, D> xc = x.contiguous();
   auto out = Tensor<T, D>::empty(out_shape);
   Backend<D>::index_select(xc.data(), ic.data(), ic.numel(), out.data(), outer, s[axis], inner);
-  if (!autograd::needs_grad<T, D>({&x})) return out;
-  Tensor<T, D> keep;  // [1, n, 1]: 0 where the index is `skip`
-  if (skip >= 0) {
-    const auto iv = ic.template to<cpu>().to_vector();
-    std::vector<T> k(iv.size());
-    for (std::size_t j = 0; j < iv.size(); ++j) k[j] = iv[j] == skip ? T(0) : T(1);
-    keep = Tensor<T, D>::from_vector({1, ic.numel(), 1}, k);
+  if constexpr (is_compute_v<T>) {
+    if (!autograd::needs_grad<T, D>({&x})) return out;
+    Tensor<T, D> keep;  // [1, n, 1]: 0 where the index is `skip`
+    if (skip >= 0) {
+      const auto iv = ic.template to<cpu>().to_vector();
+      std::vector<T> k(iv.size());
+      for (std::size_t j = 0; j < iv.size(); ++j) k[j] = iv[j] == skip ? T(0) : T(1);
+      keep = Tensor<T, D>::from_vector({1, ic.numel(), 1}, k);
+    }
+    return autograd::record<T, D>("index_select", out, {x}, [s, ic, outer, inner, axis, keep](const Tensor<T, D>& g) {
+      Tensor<T, D> gc = g.contiguous();
+      if (keep.defined()) gc = binary_raw(BinaryOp::mul, gc.reshape({outer, ic.numel(), inner}), keep, "index_select");
+      auto gx = Tensor<T, D>::zeros(s);
+      Backend<D>::index_add(gx.data(), ic.data(), ic.numel(), gc.data(), outer, s[axis], inner);
+      return std::vector<Tensor<T, D>>{gx};
+    });
+  } else {
+    (void)skip;
+    return out;  // storage types (bf16/f16 tables) take no gradient
   }
-  return autograd::record<T, D>("index_select", out, {x}, [s, ic, outer, inner, axis, keep](const Tensor<T, D>& g) {
-    Tensor<T, D> gc = g.contiguous();
-    if (keep.defined()) gc = binary_raw(BinaryOp::mul, gc.reshape({outer, ic.numel(), inner}), keep, "index_select");
-    auto gx = Tensor<T, D>::zeros(s);
-    Backend<D>::index_add(gx.data(), ic.data(), ic.numel(), gc.data(), outer, s[axis], inner);
-    return std::vector<Tensor<T, D>>{gx};
-  });
 }
 }  // namespace detail
 
