@@ -4085,6 +4085,56 @@ Tensor<T, D> linear(const Tensor<T, D>& x, const Tensor<T, D>& w, const Tensor<T
   });
 }
 
+// y = x W^T (+ b) with W [out, in] stored as bf16/f16 (a frozen weight; T is the compute type).
+// W is converted to T a block of rows at a time, small enough to stay in cache, so no full-precision
+// copy of W is ever made. Gradients flow to x (and b), never to W.
+template <class T, class W, class D, std::enable_if_t<is_half_v<W> && is_compute_v<T>, int> = 0>
+Tensor<T, D> linear(const Tensor<T, D>& x, const Tensor<W, D>& w, const Tensor<T, D>& b = Tensor<T, D>()) {
+  BLIP2_CHECK(w.dim() == 2 && x.dim() >= 1 && x.shape().back() == w.shape()[1], ShapeError, "linear: input ",
+              to_string(x.shape()), " does not fit weight ", to_string(w.shape()), " ([out, in], ", dtype_name<W>, ")");
+  BLIP2_CHECK(!b.defined() || (b.dim() == 1 && b.shape()[0] == w.shape()[0]), ShapeError, "linear: bias ",
+              to_string(b.shape()), " does not fit weight ", to_string(w.shape()));
+  const index_t in = w.shape()[1], out_f = w.shape()[0];
+  const Tensor<W, D> wc = w.contiguous();
+  const Tensor<T, D> x2 = x.detach().contiguous().reshape({-1, in});
+  const index_t rows = x2.shape()[0], block = std::max<index_t>(16, (index_t(1) << 18) / std::max<index_t>(in, 1));
+  // calls f(first output feature, count, that block of W in T)
+  auto for_each_block = [wc, in, out_f, block](auto&& f) {
+    auto tmp = Tensor<T, D>::empty({std::min(block, out_f), in});
+    for (index_t n0 = 0; n0 < out_f; n0 += block) {
+      const index_t nb = std::min(block, out_f - n0);
+      Backend<D>::copy(wc.data() + n0 * in, Strides{in, 1}, tmp.data(), Strides{in, 1}, Shape{nb, in});
+      f(n0, nb, tmp);
+    }
+  };
+  auto y = Tensor<T, D>::empty({rows, out_f});
+  if (b.defined()) copy_(y, b.detach());
+  for_each_block([&](index_t n0, index_t nb, const Tensor<T, D>& wt) {
+    Backend<D>::gemm_batched(false, true, rows, nb, in, T(1), x2.data(), in, 0, wt.data(), in, 0,
+                             b.defined() ? T(1) : T(0), y.data() + n0, out_f, 0, 1);
+  });
+  Shape out_shape = x.shape();
+  out_shape.back() = out_f;
+  Tensor<T, D> out = y.reshape(out_shape);
+  if (!autograd::needs_grad<T, D>({&x, &b})) return out;
+  const bool gx = x.requires_grad(), gb = b.defined() && b.requires_grad();
+  const Shape xshape = x.shape();
+  return autograd::record<T, D>("linear", out, {x, b}, [=](const Tensor<T, D>& g) {
+    const Tensor<T, D> g2 = g.contiguous().reshape({-1, out_f});
+    Tensor<T, D> dx, db;
+    if (gx) {
+      dx = Tensor<T, D>::zeros({g2.size(0), in});
+      for_each_block([&](index_t n0, index_t nb, const Tensor<T, D>& wt) {  // dx += g[:, block] W[block]
+        Backend<D>::gemm_batched(false, false, g2.size(0), in, nb, T(1), g2.data() + n0, out_f, 0, wt.data(), in, 0,
+                                 T(1), dx.data(), in, 0, 1);
+      });
+      dx = dx.reshape(xshape);
+    }
+    if (gb) db = sum(g2, {0});
+    return std::vector<Tensor<T, D>>{dx, db};
+  });
+}
+
 }  // namespace blip2
 // ---- end blip2/ops/matmul.hpp ----
 // ---- begin blip2/ops/softmax.hpp ----
@@ -4238,21 +4288,26 @@ Tensor<T, D> index_select_impl(const Tensor<T, D>& x, index_t axis_in, const Ten
   const Tensor<T, D> xc = x.contiguous();
   auto out = Tensor<T, D>::empty(out_shape);
   Backend<D>::index_select(xc.data(), ic.data(), ic.numel(), out.data(), outer, s[axis], inner);
-  if (!autograd::needs_grad<T, D>({&x})) return out;
-  Tensor<T, D> keep;  // [1, n, 1]: 0 where the index is `skip`
-  if (skip >= 0) {
-    const auto iv = ic.template to<cpu>().to_vector();
-    std::vector<T> k(iv.size());
-    for (std::size_t j = 0; j < iv.size(); ++j) k[j] = iv[j] == skip ? T(0) : T(1);
-    keep = Tensor<T, D>::from_vector({1, ic.numel(), 1}, k);
+  if constexpr (is_compute_v<T>) {
+    if (!autograd::needs_grad<T, D>({&x})) return out;
+    Tensor<T, D> keep;  // [1, n, 1]: 0 where the index is `skip`
+    if (skip >= 0) {
+      const auto iv = ic.template to<cpu>().to_vector();
+      std::vector<T> k(iv.size());
+      for (std::size_t j = 0; j < iv.size(); ++j) k[j] = iv[j] == skip ? T(0) : T(1);
+      keep = Tensor<T, D>::from_vector({1, ic.numel(), 1}, k);
+    }
+    return autograd::record<T, D>("index_select", out, {x}, [s, ic, outer, inner, axis, keep](const Tensor<T, D>& g) {
+      Tensor<T, D> gc = g.contiguous();
+      if (keep.defined()) gc = binary_raw(BinaryOp::mul, gc.reshape({outer, ic.numel(), inner}), keep, "index_select");
+      auto gx = Tensor<T, D>::zeros(s);
+      Backend<D>::index_add(gx.data(), ic.data(), ic.numel(), gc.data(), outer, s[axis], inner);
+      return std::vector<Tensor<T, D>>{gx};
+    });
+  } else {
+    (void)skip;
+    return out;  // storage types (bf16/f16 tables) take no gradient
   }
-  return autograd::record<T, D>("index_select", out, {x}, [s, ic, outer, inner, axis, keep](const Tensor<T, D>& g) {
-    Tensor<T, D> gc = g.contiguous();
-    if (keep.defined()) gc = binary_raw(BinaryOp::mul, gc.reshape({outer, ic.numel(), inner}), keep, "index_select");
-    auto gx = Tensor<T, D>::zeros(s);
-    Backend<D>::index_add(gx.data(), ic.data(), ic.numel(), gc.data(), outer, s[axis], inner);
-    return std::vector<Tensor<T, D>>{gx};
-  });
 }
 }  // namespace detail
 
@@ -4467,7 +4522,9 @@ Tensor<T, D> arange(index_t n) {
 // ---- begin blip2/nn/module.hpp ----
 // Module: a named tree of parameters, as torch.nn.Module. Names compose with dots into the
 // checkpoint keys ("qformer.encoder.layer.0.attention.self.query.weight"). Tensors are handles, so
-// the registry and the member variables see the same storage.
+// the registry and the member variables see the same storage. Frozen weights may be stored in a half
+// type (bf16/f16) while the module computes in T; they load by name like parameters but never train.
+#include <variant>
 
 
 namespace blip2::nn {
@@ -4494,9 +4551,24 @@ class Module {
       if (p.impl().requires_grad) out.push_back(p);
     return out;
   }
+  using HalfWeight = std::variant<Tensor<bf16, D>, Tensor<f16, D>>;
+  // Every half-precision weight below this module, with its dotted name.
+  std::vector<std::pair<std::string, HalfWeight>> named_half_weights() const {
+    std::vector<std::pair<std::string, HalfWeight>> out;
+    collect_half("", out);
+    return out;
+  }
   index_t parameter_count() const {
     index_t n = 0;
     for (auto& [name, p] : named_parameters()) n += p.numel();
+    for (auto& [name, w] : named_half_weights()) n += std::visit([](const auto& t) { return t.numel(); }, w);
+    return n;
+  }
+  // Bytes the weights occupy in their storage types.
+  std::size_t weight_bytes() const {
+    std::size_t n = 0;
+    for (auto& [name, p] : named_parameters()) n += std::size_t(p.numel()) * sizeof(T);
+    for (auto& [name, w] : named_half_weights()) n += std::visit([](const auto& t) { return std::size_t(t.numel()) * 2; }, w);
     return n;
   }
   // Freezes (false) or unfreezes (true) every parameter below this module.
@@ -4509,10 +4581,21 @@ class Module {
   }
   bool training() const { return training_; }
 
- // Registration is public so plain Module objects can serve as named containers ("encoder.layers").
+  // Registration is public so plain Module objects can serve as named containers ("encoder.layers").
   TensorT register_parameter(std::string name, TensorT t) {
     params_.emplace_back(std::move(name), t);
     return t;
+  }
+  // A weight stored as W: a parameter when W is T, otherwise a frozen half-precision weight.
+  template <class W>
+  Tensor<W, D> register_weight(std::string name, Tensor<W, D> t) {
+    if constexpr (std::is_same_v<W, T>) {
+      return register_parameter(std::move(name), t);
+    } else {
+      static_assert(is_half_v<W>, "register_weight: weights are stored as the compute type, bf16 or f16");
+      half_.emplace_back(std::move(name), t);
+      return t;
+    }
   }
   template <class M>
   std::shared_ptr<M> register_module(std::string name, std::shared_ptr<M> m) {
@@ -4525,7 +4608,12 @@ class Module {
     for (auto& [name, p] : params_) out.emplace_back(prefix + name, p);
     for (auto& [name, m] : children_) m->collect(prefix + name + ".", out);
   }
+  void collect_half(const std::string& prefix, std::vector<std::pair<std::string, HalfWeight>>& out) const {
+    for (auto& [name, w] : half_) out.emplace_back(prefix + name, w);
+    for (auto& [name, m] : children_) m->collect_half(prefix + name + ".", out);
+  }
   std::vector<std::pair<std::string, TensorT>> params_;
+  std::vector<std::pair<std::string, HalfWeight>> half_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   bool training_ = true;
 };
@@ -4533,27 +4621,30 @@ class Module {
 }  // namespace blip2::nn
 // ---- end blip2/nn/module.hpp ----
 // ---- begin blip2/nn/linear.hpp ----
-// Linear layer: y = x W^T + b, W [out, in] (PyTorch's layout and default initialisation).
+// Linear layer: y = x W^T + b, W [out, in] (PyTorch's layout and default initialisation). The weight
+// may be stored as bf16/f16 (W) for a frozen layer; the bias and the arithmetic stay in T.
 
 
 namespace blip2::nn {
 
-template <class T, class D = cpu>
+template <class T, class D = cpu, class W = T>
 class Linear : public Module<T, D> {
  public:
   Linear(index_t in, index_t out, Generator& gen, bool bias = true) {
+    static_assert(std::is_same_v<W, T>, "Linear: random initialisation is for trainable (compute-type) layers");
     const double bound = 1.0 / std::sqrt(double(std::max<index_t>(in, 1)));
     weight = this->register_parameter("weight", rand<T, D>({out, in}, gen, -bound, bound).requires_grad_());
     if (bias) this->bias = this->register_parameter("bias", rand<T, D>({out}, gen, -bound, bound).requires_grad_());
   }
   // Uninitialised parameters, to be loaded from a checkpoint or filled by init_parameters().
   Linear(index_t in, index_t out, bool bias = true) {
-    weight = this->register_parameter("weight", Tensor<T, D>::empty({out, in}));
+    weight = this->register_weight("weight", Tensor<W, D>::empty({out, in}));
     if (bias) this->bias = this->register_parameter("bias", Tensor<T, D>::empty({out}));
   }
   Tensor<T, D> operator()(const Tensor<T, D>& x) const { return linear(x, weight, bias); }
 
-  Tensor<T, D> weight, bias;
+  Tensor<W, D> weight;
+  Tensor<T, D> bias;
 };
 
 }  // namespace blip2::nn
@@ -6067,6 +6158,7 @@ class Checkpoint {
 // Points `param` at `value`'s data (same shape), keeping the parameter's identity and autograd flags.
 template <class T, class D>
 void assign_parameter(const Tensor<T, D>& param, const Tensor<T, D>& value) {
+  static_assert(std::is_same_v<typename Tensor<T, D>::value_type, T>);
   auto& impl = param.impl();
   impl.storage = value.storage();
   impl.shape = value.shape();
@@ -6083,21 +6175,25 @@ std::vector<std::string> load_parameters(const nn::Module<T, D>& module, const C
                                          const std::string& prefix = "") {
   std::vector<std::string> problems;
   std::set<std::string> used;
-  for (const auto& [name, param] : module.named_parameters()) {
+  auto load_one = [&](const std::string& name, const auto& param) {
+    using P = typename std::decay_t<decltype(param)>::value_type;
     const std::string key = prefix + name;
     if (!ckpt.contains(key)) {
       problems.push_back("missing tensor '" + key + "' (shape " + to_string(param.shape()) + ")");
-      continue;
+      return;
     }
     used.insert(key);
     const auto& e = ckpt.entry(key);
     if (e.shape != param.shape()) {
       problems.push_back("tensor '" + key + "' has shape " + to_string(e.shape) + ", the model expects " +
                          to_string(param.shape()));
-      continue;
+      return;
     }
-    assign_parameter(param, ckpt.template load<T, D>(key));
-  }
+    assign_parameter(param, ckpt.template load<P, D>(key));
+  };
+  for (const auto& [name, param] : module.named_parameters()) load_one(name, param);
+  for (const auto& [name, weight] : module.named_half_weights())
+    std::visit([&, &name = name](const auto& w) { load_one(name, w); }, weight);
   if (!problems.empty()) {
     std::string msg = ckpt.path() + ": cannot load the model:";
     for (const auto& p : problems) msg += "\n  " + p;
@@ -9647,6 +9743,813 @@ inline std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
 
 }  // namespace blip2::tokenizers
 // ---- end blip2/tokenizers/load.hpp ----
+// ---- begin blip2/generate/options.hpp ----
+// Generation options with Hugging Face transformers' names and defaults (GenerationConfig), read
+// from generation_config.json or set field by field, and what every search returns.
+
+
+namespace blip2 {
+
+// transformers' `early_stopping`: False (stop when no running beam can beat the finished ones, a
+// heuristic), True (stop as soon as num_beams hypotheses are finished) or "never" (canonical beam
+// search: stop only when improvement is impossible).
+enum class EarlyStopping { False, True, Never };
+
+struct GenerationOptions {
+  // Length. max_new_tokens wins over max_length (the whole sequence, prompt included); with neither,
+  // 20 new tokens (capped by the model's position table where it has one).
+  std::optional<int> max_new_tokens;
+  std::optional<int> max_length;
+  std::optional<int> min_new_tokens;
+  int min_length = 0;  // the whole sequence, prompt included; EOS is masked below it
+
+  // Strategy: greedy (num_beams 1, no sampling), multinomial sampling, beam search, beam sampling.
+  bool do_sample = false;
+  int num_beams = 1;
+  int num_return_sequences = 1;
+
+  // Sampling warpers (applied only with do_sample), in this order: temperature, top_k, top_p.
+  double temperature = 1.0;
+  int top_k = 50;      // 0: off
+  double top_p = 1.0;  // 1: off
+  std::uint64_t seed = 0;  // seeds the blip2::Generator that draws the samples
+
+  // Logits processors (all strategies).
+  double repetition_penalty = 1.0;  // 1: off
+  int no_repeat_ngram_size = 0;     // 0: off
+
+  // Beam search.
+  double length_penalty = 1.0;  // finished score = sum of log-probs / (generated length ** length_penalty)
+  EarlyStopping early_stopping = EarlyStopping::False;
+
+  // Special tokens (unset: none, or the model's where the model-level generate fills them in).
+  std::vector<std::int64_t> eos_token_id;  // one or several
+  std::optional<std::int64_t> pad_token_id, bos_token_id, decoder_start_token_id;
+
+  // Sets the keys that `j` holds (generation_config.json or generate()'s keyword arguments);
+  // unknown keys are ignored, a key of the wrong type is an IoError.
+  GenerationOptions& update(const nlohmann::json& j, const std::string& where = "generation config") {
+    BLIP2_CHECK(j.is_object(), IoError, where, ": not a JSON object");
+    auto get = [&](const char* key, auto& slot) {
+      auto it = j.find(key);
+      if (it == j.end()) return;
+      using V = std::decay_t<decltype(slot)>;
+      try {
+        if constexpr (std::is_same_v<V, std::optional<int>> || std::is_same_v<V, std::optional<std::int64_t>>) {
+          if (it->is_null()) slot.reset();
+          else slot = it->get<typename V::value_type>();
+        } else if (!it->is_null()) {
+          slot = it->get<V>();
+        }
+      } catch (const nlohmann::json::exception&) {
+        throw IoError(where + ": key '" + key + "' has the wrong type: " + it->dump());
+      }
+    };
+    get("max_new_tokens", max_new_tokens);
+    get("max_length", max_length);
+    get("min_new_tokens", min_new_tokens);
+    get("min_length", min_length);
+    get("do_sample", do_sample);
+    get("num_beams", num_beams);
+    get("num_return_sequences", num_return_sequences);
+    get("temperature", temperature);
+    get("top_k", top_k);
+    get("top_p", top_p);
+    get("seed", seed);
+    get("repetition_penalty", repetition_penalty);
+    get("no_repeat_ngram_size", no_repeat_ngram_size);
+    get("length_penalty", length_penalty);
+    get("pad_token_id", pad_token_id);
+    get("bos_token_id", bos_token_id);
+    get("decoder_start_token_id", decoder_start_token_id);
+    if (auto it = j.find("early_stopping"); it != j.end() && !it->is_null()) {
+      if (it->is_boolean()) early_stopping = it->get<bool>() ? EarlyStopping::True : EarlyStopping::False;
+      else if (it->is_string() && it->get<std::string>() == "never") early_stopping = EarlyStopping::Never;
+      else throw IoError(where + ": early_stopping must be true, false or \"never\", not " + it->dump());
+    }
+    if (auto it = j.find("eos_token_id"); it != j.end()) {
+      if (it->is_null()) eos_token_id.clear();
+      else if (it->is_number_integer()) eos_token_id = {it->get<std::int64_t>()};
+      else if (it->is_array() && std::all_of(it->begin(), it->end(), [](const auto& e) { return e.is_number_integer(); }))
+        eos_token_id = it->get<std::vector<std::int64_t>>();
+      else throw IoError(where + ": eos_token_id must be an integer or a list of integers, not " + it->dump());
+    }
+    return *this;
+  }
+
+  // generation_config.json's content over transformers' defaults.
+  static GenerationOptions from_generation_config(const nlohmann::json& j,
+                                                  const std::string& where = "generation_config.json") {
+    GenerationOptions o;
+    o.update(j, where);
+    return o;
+  }
+
+  static GenerationOptions load(const std::string& path) {
+    std::ifstream in(path);
+    BLIP2_CHECK(in, IoError, path, ": cannot open");
+    nlohmann::json j;
+    try {
+      in >> j;
+    } catch (const nlohmann::json::exception& e) {
+      throw IoError(path + ": not valid JSON (" + e.what() + ")");
+    }
+    return from_generation_config(j, path);
+  }
+
+  // The whole length (prompt included) at which sequences stop: prompt + max_new_tokens, else
+  // max_length, else prompt + 20 capped by `max_positions` (the model's position table, 0: none).
+  // A prompt that already reaches it is a ValueError.
+  index_t resolved_max_length(index_t prompt_length, index_t max_positions = 0) const {
+    index_t m;
+    if (max_new_tokens) {
+      m = prompt_length + *max_new_tokens;
+    } else if (max_length) {
+      m = *max_length;
+    } else {
+      m = prompt_length + 20;
+      if (max_positions > 0) m = std::min(m, max_positions);
+    }
+    BLIP2_CHECK(prompt_length < m, ValueError, "generate: the prompt holds ", prompt_length,
+                " ids but max_length is ", m, "; set max_new_tokens");
+    return m;
+  }
+
+  bool is_beam() const { return num_beams > 1; }
+  bool is_eos(std::int64_t id) const { return std::find(eos_token_id.begin(), eos_token_id.end(), id) != eos_token_id.end(); }
+
+  // Throws ValueError naming the first option out of range.
+  void validate() const {
+    BLIP2_CHECK(num_beams >= 1, ValueError, "generate: num_beams must be >= 1, got ", num_beams);
+    BLIP2_CHECK(num_return_sequences >= 1, ValueError, "generate: num_return_sequences must be >= 1, got ",
+                num_return_sequences);
+    BLIP2_CHECK(do_sample || num_beams > 1 || num_return_sequences == 1, ValueError,
+                "generate: num_return_sequences (", num_return_sequences,
+                ") must be 1 for greedy search; use num_beams > 1 or do_sample");
+    BLIP2_CHECK(num_beams == 1 || num_return_sequences <= num_beams, ValueError, "generate: num_return_sequences (",
+                num_return_sequences, ") must not exceed num_beams (", num_beams, ")");
+    BLIP2_CHECK(!max_new_tokens || *max_new_tokens >= 1, ValueError, "generate: max_new_tokens must be >= 1, got ",
+                max_new_tokens.value_or(0));
+    BLIP2_CHECK(!max_length || *max_length >= 1, ValueError, "generate: max_length must be >= 1, got ",
+                max_length.value_or(0));
+    BLIP2_CHECK(!min_new_tokens || *min_new_tokens >= 0, ValueError, "generate: min_new_tokens must be >= 0, got ",
+                min_new_tokens.value_or(0));
+    BLIP2_CHECK(min_length >= 0, ValueError, "generate: min_length must be >= 0, got ", min_length);
+    BLIP2_CHECK(top_p > 0 && top_p <= 1, ValueError, "generate: top_p must be in (0, 1], got ", top_p);
+    BLIP2_CHECK(top_k >= 0, ValueError, "generate: top_k must be >= 0 (0 turns it off), got ", top_k);
+    BLIP2_CHECK(!do_sample || temperature > 0, ValueError, "generate: temperature must be > 0 with do_sample, got ",
+                temperature, " (for greedy decoding set do_sample=false)");
+    BLIP2_CHECK(repetition_penalty > 0, ValueError, "generate: repetition_penalty must be > 0, got ", repetition_penalty);
+    BLIP2_CHECK(no_repeat_ngram_size >= 0, ValueError, "generate: no_repeat_ngram_size must be >= 0, got ",
+                no_repeat_ngram_size);
+  }
+};
+
+// What generate returns. sequences [N, L]: N = batch * num_return_sequences (the returned sequences
+// of an input next to each other); for a decoder-only model each row starts with the prompt ids,
+// for an encoder-decoder model with decoder_start_token_id. Finished rows are padded (greedy and
+// sampling: pad_token_id; beam search: transformers' fill value, pad_token_id unless it is 0, else
+// the first EOS id). sequences_scores: beam search only, the length-penalised score of each row.
+struct GenerateOutput {
+  Tensor<std::int64_t> sequences;
+  std::vector<float> sequences_scores;
+  index_t prompt_length = 0;  // columns of `sequences` that were given, not generated
+
+  std::vector<std::vector<std::int64_t>> rows() const {
+    const auto v = sequences.to_vector();
+    const index_t n = sequences.size(0), l = sequences.size(1);
+    std::vector<std::vector<std::int64_t>> out(static_cast<std::size_t>(n));
+    for (index_t r = 0; r < n; ++r) out[std::size_t(r)].assign(v.begin() + r * l, v.begin() + (r + 1) * l);
+    return out;
+  }
+};
+
+}  // namespace blip2
+// ---- end blip2/generate/options.hpp ----
+// ---- begin blip2/generate/logits_processors.hpp ----
+// The logits processors of transformers' generate, on float32 score rows [rows, vocab] as
+// transformers computes them (it casts the last position's logits to float32), in the order its
+// _get_logits_processor adds them: repetition_penalty, no_repeat_ngram_size, min_length /
+// min_new_tokens (EOS masked), then, with sampling only, temperature, top_k, top_p.
+// `ids` are each row's whole sequence so far: for a decoder-only model the prompt ids (for BLIP-2
+// OPT with the image placeholder ids) and the generated ones; for an encoder-decoder model the
+// decoder ids from decoder_start_token_id.
+
+
+namespace blip2 {
+
+namespace generation {
+
+using Ids = std::vector<std::vector<std::int64_t>>;
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// RepetitionPenaltyLogitsProcessor: every id present in the row's sequence has its score divided by
+// the penalty (positive scores) or multiplied by it (negative ones).
+inline void repetition_penalty(const std::vector<std::int64_t>& ids, float* scores, index_t vocab, double penalty) {
+  const float p = float(penalty);
+  std::vector<char> seen(static_cast<std::size_t>(vocab), 0);
+  for (std::int64_t id : ids) {
+    BLIP2_CHECK(id >= 0 && id < vocab, ValueError, "generate: repetition_penalty: id ", id,
+                " is outside the vocabulary of ", vocab);
+    if (seen[std::size_t(id)]) continue;
+    seen[std::size_t(id)] = 1;
+    float& s = scores[id];
+    s = s < 0 ? s * p : s / p;
+  }
+}
+
+// NoRepeatNGramLogitsProcessor: bans every token that would complete an n-gram already present in
+// the row's sequence (prompt included).
+inline void no_repeat_ngram(const std::vector<std::int64_t>& ids, float* scores, index_t vocab, int n) {
+  const std::size_t len = ids.size(), m = std::size_t(n);
+  if (n <= 0 || len < m) return;
+  const std::int64_t* prefix = ids.data() + (len + 1 - m);  // the last n - 1 tokens
+  for (std::size_t start = 0; start + m <= len; ++start) {
+    if (!std::equal(prefix, prefix + (m - 1), ids.data() + start)) continue;
+    const std::int64_t banned = ids[start + m - 1];
+    if (banned >= 0 && banned < vocab) scores[banned] = kNegInf;
+  }
+}
+
+// MinLength / MinNewTokensLength: EOS ids get -inf while the sequence is shorter than `min_length`.
+inline void mask_eos(float* scores, index_t vocab, const std::vector<std::int64_t>& eos) {
+  for (std::int64_t e : eos)
+    if (e >= 0 && e < vocab) scores[e] = kNegInf;
+}
+
+inline void temperature(float* scores, index_t vocab, double t) {
+  const float tf = float(t);
+  for (index_t v = 0; v < vocab; ++v) scores[v] = scores[v] / tf;
+}
+
+// TopKLogitsWarper: scores below the k-th largest become -inf.
+inline void top_k(float* scores, index_t vocab, int k, int min_tokens_to_keep = 1) {
+  const index_t keep = std::min<index_t>(std::max(k, min_tokens_to_keep), vocab);
+  if (keep <= 0 || keep >= vocab) return;
+  std::vector<float> sorted(scores, scores + vocab);
+  std::nth_element(sorted.begin(), sorted.begin() + (keep - 1), sorted.end(), std::greater<float>());
+  const float threshold = sorted[std::size_t(keep - 1)];
+  for (index_t v = 0; v < vocab; ++v)
+    if (scores[v] < threshold) scores[v] = kNegInf;
+}
+
+// TopPLogitsWarper: sorted ascending, the tokens whose cumulative probability is <= 1 - top_p are
+// removed, keeping at least min_tokens_to_keep of the most likely.
+inline void top_p(float* scores, index_t vocab, double p, int min_tokens_to_keep = 1) {
+  if (p >= 1.0) return;
+  std::vector<index_t> order(static_cast<std::size_t>(vocab));
+  std::iota(order.begin(), order.end(), index_t(0));
+  std::stable_sort(order.begin(), order.end(), [&](index_t a, index_t b) { return scores[a] < scores[b]; });
+  const float top = scores[order.back()];
+  std::vector<float> probs(static_cast<std::size_t>(vocab));
+  float sum = 0;
+  for (index_t i = 0; i < vocab; ++i) sum += probs[std::size_t(i)] = std::exp(scores[order[std::size_t(i)]] - top);
+  const float cut = float(1.0 - p);
+  double cum = 0;  // torch's CPU cumsum accumulates float32 in double
+  std::vector<char> remove(static_cast<std::size_t>(vocab), 0);
+  for (index_t i = 0; i < vocab; ++i) {
+    cum += double(probs[std::size_t(i)] / sum);
+    remove[std::size_t(i)] = float(cum) <= cut && i < vocab - min_tokens_to_keep;
+  }
+  for (index_t i = 0; i < vocab; ++i)
+    if (remove[std::size_t(i)]) scores[order[std::size_t(i)]] = kNegInf;
+}
+
+// log_softmax of one row in float32 (beam search scores log-probabilities).
+inline void log_softmax(float* scores, index_t vocab) {
+  const float top = *std::max_element(scores, scores + vocab);
+  float sum = 0;
+  for (index_t v = 0; v < vocab; ++v) sum += std::exp(scores[v] - top);
+  const float lse = std::log(sum);
+  for (index_t v = 0; v < vocab; ++v) scores[v] = scores[v] - top - lse;
+}
+
+inline std::vector<float> softmax(const float* scores, index_t vocab) {
+  std::vector<float> p(static_cast<std::size_t>(vocab));
+  const float top = *std::max_element(scores, scores + vocab);
+  float sum = 0;
+  for (index_t v = 0; v < vocab; ++v) sum += p[std::size_t(v)] = std::exp(scores[v] - top);
+  for (auto& x : p) x /= sum;
+  return p;
+}
+
+}  // namespace generation
+
+// The processors transformers would build for `options` (after the length resolution), applied to
+// score rows [rows, vocab] in place.
+class LogitsProcessorList {
+ public:
+  // prompt_length: the ids a row starts with (what transformers calls input_ids_seq_length).
+  LogitsProcessorList(const GenerationOptions& o, index_t prompt_length) : o_(o) {
+    // transformers turns min_new_tokens into min_length = prompt + min_new_tokens (both processors
+    // then mask EOS below the same length).
+    eos_until_ = o.min_new_tokens ? prompt_length + *o.min_new_tokens : index_t(o.min_length);
+    if (o.do_sample) {
+      // Beam sampling keeps at least one non-EOS continuation.
+      min_keep_ = o.num_beams > 1 ? int(o.eos_token_id.empty() ? 2 : o.eos_token_id.size() + 1) : 1;
+    }
+  }
+
+  void operator()(const generation::Ids& ids, std::vector<float>& scores, index_t vocab) const {
+    const index_t rows = index_t(ids.size());
+    BLIP2_CHECK(index_t(scores.size()) == rows * vocab, ShapeError, "LogitsProcessorList: ", scores.size(),
+                " scores for ", rows, " rows of vocabulary ", vocab);
+    for (index_t r = 0; r < rows; ++r) {
+      float* s = scores.data() + r * vocab;
+      const auto& seq = ids[std::size_t(r)];
+      if (o_.repetition_penalty != 1.0) generation::repetition_penalty(seq, s, vocab, o_.repetition_penalty);
+      if (o_.no_repeat_ngram_size > 0) generation::no_repeat_ngram(seq, s, vocab, o_.no_repeat_ngram_size);
+      if (!o_.eos_token_id.empty() && eos_until_ > 0 && index_t(seq.size()) < eos_until_)
+        generation::mask_eos(s, vocab, o_.eos_token_id);
+      if (o_.do_sample) {
+        if (o_.temperature != 1.0) generation::temperature(s, vocab, o_.temperature);
+        if (o_.top_k != 0) generation::top_k(s, vocab, o_.top_k, min_keep_);
+        if (o_.top_p < 1.0) generation::top_p(s, vocab, o_.top_p, min_keep_);
+      }
+    }
+  }
+
+ private:
+  GenerationOptions o_;
+  index_t eos_until_ = 0;
+  int min_keep_ = 1;
+};
+
+}  // namespace blip2
+// ---- end blip2/generate/logits_processors.hpp ----
+// ---- begin blip2/generate/sampling.hpp ----
+// Greedy search and multinomial sampling (transformers' `_sample`): one token per row and step;
+// rows that produced an EOS id continue with pad_token_id until every row is finished or the
+// sequences reach max_length.
+//
+// `Step` is a decoder step (see generate.hpp): start() runs the prompt once and returns the
+// next-token logits [B, V] (float32, CPU); expand(n) repeats every row n times; step(tokens) feeds
+// one token per row and returns the next logits [rows, V]; reorder(rows) keeps the given rows.
+
+namespace blip2 {
+
+namespace generation {
+
+// The first row index whose cumulative probability exceeds u * total (torch.multinomial's
+// inversion, with blip2's counter-based uniform numbers).
+inline index_t draw(const std::vector<float>& probs, double u) {
+  double total = 0;
+  for (float p : probs) total += p;
+  BLIP2_CHECK(total > 0 && std::isfinite(total), ValueError,
+              "generate: sampling from a row whose probabilities sum to ", total);
+  const double target = u * total;
+  double cum = 0;
+  index_t last = -1;
+  for (std::size_t i = 0; i < probs.size(); ++i) {
+    if (!(probs[i] > 0)) continue;
+    cum += probs[i];
+    last = index_t(i);
+    if (cum > target) return last;
+  }
+  return last;
+}
+
+// Rows of logits [rows0, V] repeated `times` times each, as float32 scores [rows0 * times * V].
+inline std::vector<float> repeat_rows(const Tensor<float>& logits, index_t times) {
+  const auto v = logits.contiguous().to_vector();
+  if (times == 1) return v;
+  const index_t rows = logits.size(0), vocab = logits.size(1);
+  std::vector<float> out;
+  out.reserve(v.size() * std::size_t(times));
+  for (index_t r = 0; r < rows; ++r)
+    for (index_t t = 0; t < times; ++t) out.insert(out.end(), v.begin() + r * vocab, v.begin() + (r + 1) * vocab);
+  return out;
+}
+
+// The pad id transformers uses: pad_token_id, else the first EOS id; -1 when neither is set.
+inline std::int64_t resolved_pad(const GenerationOptions& o) {
+  if (o.pad_token_id) return *o.pad_token_id;
+  return o.eos_token_id.empty() ? -1 : o.eos_token_id.front();
+}
+
+// Sequences [rows][len] -> tensor [rows, max len] filled with `fill`.
+inline Tensor<std::int64_t> to_tensor(const Ids& rows, std::int64_t fill) {
+  std::size_t len = 0;
+  for (const auto& r : rows) len = std::max(len, r.size());
+  std::vector<std::int64_t> flat(rows.size() * len, fill);
+  for (std::size_t i = 0; i < rows.size(); ++i) std::copy(rows[i].begin(), rows[i].end(), flat.begin() + i * len);
+  return Tensor<std::int64_t>::from_vector({index_t(rows.size()), index_t(len)}, flat);
+}
+
+}  // namespace generation
+
+// Greedy search (do_sample false) or multinomial sampling (do_sample true, num_return_sequences
+// samples per input) from `prompts` (one row per input, all of the same length; what the logits
+// processors see) until max_length ids per row.
+template <class Step>
+GenerateOutput sample_search(Step& step, const GenerationOptions& o, const generation::Ids& prompts, index_t max_length) {
+  using namespace generation;
+  o.validate();
+  BLIP2_CHECK(!prompts.empty() && !prompts[0].empty(), ValueError, "generate: the prompt is empty");
+  const index_t P = index_t(prompts[0].size());
+  const index_t copies = o.do_sample ? o.num_return_sequences : 1;
+  const bool has_eos = !o.eos_token_id.empty();
+  const std::int64_t pad = resolved_pad(o);
+  const LogitsProcessorList processors(o, P);
+  Generator gen(o.seed);
+
+  Ids seqs;
+  for (const auto& p : prompts)
+    for (index_t c = 0; c < copies; ++c) seqs.push_back(p);
+  const index_t rows = index_t(seqs.size());
+  std::vector<char> unfinished(static_cast<std::size_t>(rows), 1);
+
+  const Tensor<float> first = step.start();
+  const index_t vocab = first.size(1);
+  if (copies > 1) step.expand(copies);
+  std::vector<float> scores = repeat_rows(first, copies);
+  for (index_t cur = P;;) {
+    processors(seqs, scores, vocab);
+    std::vector<std::int64_t> next(static_cast<std::size_t>(rows));
+    for (index_t r = 0; r < rows; ++r) {
+      const float* s = scores.data() + r * vocab;
+      index_t tok;
+      if (o.do_sample) tok = draw(softmax(s, vocab), gen.uniform());
+      else tok = index_t(std::max_element(s, s + vocab) - s);  // the first maximum, as torch.argmax
+      if (has_eos && !unfinished[std::size_t(r)]) tok = pad;
+      next[std::size_t(r)] = tok;
+      seqs[std::size_t(r)].push_back(tok);
+    }
+    ++cur;
+    bool any = false;
+    for (index_t r = 0; r < rows; ++r) {
+      const bool done = cur >= max_length || o.is_eos(next[std::size_t(r)]);
+      unfinished[std::size_t(r)] = unfinished[std::size_t(r)] && !done;
+      any = any || unfinished[std::size_t(r)];
+    }
+    if (!any) break;
+    scores = step.step(next).contiguous().to_vector();
+  }
+  GenerateOutput out;
+  out.sequences = to_tensor(seqs, pad);
+  out.prompt_length = P;
+  return out;
+}
+
+}  // namespace blip2
+// ---- end blip2/generate/sampling.hpp ----
+// ---- begin blip2/generate/beam_search.hpp ----
+// Beam search (and beam sampling) as transformers' vectorised `_beam_search` does it:
+// - scores are float32 log-softmax of the logits, then the logits processors, plus the running
+//   beam's score; at the start only the first beam of each input is live (the others sit at -1e9);
+// - each step keeps the best K = max(2, 1 + number of EOS ids) * num_beams candidates over all
+//   beams of an input (beam sampling draws them without replacement instead);
+// - a candidate is finished when its token is an EOS id or the sequence reaches max_length; the
+//   best num_beams unfinished ones run on; finished ones among the first num_beams candidates
+//   compete for the num_beams finished slots with score / (generated length ** length_penalty),
+//   where the generated length counts the new tokens only (not the prompt) and includes the EOS;
+// - early_stopping: True stops an input once its slots are full; False stops it when the best
+//   running score over the current generated length cannot beat the worst finished one; "never"
+//   uses the longest possible length for that bound when length_penalty > 0;
+// - the returned sequences are each input's best num_return_sequences finished ones, cut to the
+//   longest of them and filled with pad_token_id (or, where that is unset or 0, the first EOS id).
+
+namespace blip2 {
+
+namespace generation {
+
+// Indices of the `k` largest values, largest first (ties: lower index first).
+inline std::vector<index_t> top_indices(const std::vector<float>& v, index_t k) {
+  std::vector<index_t> idx(v.size());
+  std::iota(idx.begin(), idx.end(), index_t(0));
+  const auto better = [&](index_t a, index_t b) { return v[std::size_t(a)] > v[std::size_t(b)] || (v[std::size_t(a)] == v[std::size_t(b)] && a < b); };
+  k = std::min<index_t>(k, index_t(v.size()));
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), better);
+  idx.resize(std::size_t(k));
+  return idx;
+}
+
+// `k` distinct indices drawn without replacement with probabilities softmax(v).
+inline std::vector<index_t> sample_without_replacement(const std::vector<float>& v, index_t k, Generator& gen) {
+  std::vector<float> p = softmax(v.data(), index_t(v.size()));
+  std::vector<index_t> out;
+  for (index_t i = 0; i < k; ++i) {
+    double total = 0;
+    for (float x : p) total += x;
+    index_t pick = -1;
+    if (total > 0) {
+      pick = draw(p, gen.uniform());
+    } else {  // fewer categories with mass than draws: the rest in index order
+      for (std::size_t j = 0; j < p.size() && pick < 0; ++j)
+        if (std::find(out.begin(), out.end(), index_t(j)) == out.end()) pick = index_t(j);
+    }
+    out.push_back(pick);
+    p[std::size_t(pick)] = 0;
+  }
+  return out;
+}
+
+}  // namespace generation
+
+template <class Step>
+GenerateOutput beam_search(Step& step, const GenerationOptions& o, const generation::Ids& prompts, index_t max_length) {
+  using namespace generation;
+  o.validate();
+  BLIP2_CHECK(!prompts.empty() && !prompts[0].empty(), ValueError, "generate: the prompt is empty");
+  constexpr float kBig = -1.0e9f;
+  const index_t B = index_t(prompts.size()), n = o.num_beams, P = index_t(prompts[0].size());
+  const index_t K = std::max<index_t>(2, 1 + index_t(o.eos_token_id.size())) * n;
+  const std::int64_t fill =
+      o.eos_token_id.empty() ? -1 : (o.pad_token_id && *o.pad_token_id != 0 ? *o.pad_token_id : o.eos_token_id.front());
+  const LogitsProcessorList processors(o, P);
+  Generator gen(o.seed);
+  const auto pow_len = [&](index_t len) { return float(std::pow(double(len), o.length_penalty)); };
+
+  struct Hyp {
+    std::vector<std::int64_t> seq;
+    float score;
+    bool finished;
+  };
+  Ids running;
+  std::vector<float> running_scores;
+  std::vector<Hyp> done;  // the num_beams finished slots per input
+  for (const auto& p : prompts)
+    for (index_t j = 0; j < n; ++j) {
+      running.push_back(p);
+      running_scores.push_back(j == 0 ? 0.f : kBig);
+      done.push_back({p, kBig, false});
+    }
+  std::vector<char> improvable(static_cast<std::size_t>(B), 1);  // transformers' is_early_stop_heuristic_unsatisfied
+
+  const Tensor<float> first = step.start();
+  const index_t V = first.size(1);
+  step.expand(n);
+  std::vector<float> scores = repeat_rows(first, n);
+  for (index_t cur = P;;) {
+    for (index_t r = 0; r < B * n; ++r) log_softmax(scores.data() + r * V, V);
+    processors(running, scores, V);
+
+    Ids next_running(static_cast<std::size_t>(B * n));
+    std::vector<float> next_scores(static_cast<std::size_t>(B * n));
+    std::vector<std::int64_t> origin(static_cast<std::size_t>(B * n)), last(static_cast<std::size_t>(B * n));
+    bool all_hit = true;
+    const float denom = pow_len(cur + 1 - P);
+    for (index_t b = 0; b < B; ++b) {
+      std::vector<float> acc(static_cast<std::size_t>(n * V));
+      for (index_t j = 0; j < n; ++j)
+        for (index_t v = 0; v < V; ++v)
+          acc[std::size_t(j * V + v)] = scores[std::size_t((b * n + j) * V + v)] + running_scores[std::size_t(b * n + j)];
+      const std::vector<index_t> picks = o.do_sample ? sample_without_replacement(acc, K, gen) : top_indices(acc, K);
+
+      std::vector<float> cand_scores(static_cast<std::size_t>(K)), run_lp(static_cast<std::size_t>(K));
+      std::vector<char> hits(static_cast<std::size_t>(K));
+      for (index_t k = 0; k < K; ++k) {
+        const index_t idx = picks[std::size_t(k)], tok = idx % V;
+        cand_scores[std::size_t(k)] = acc[std::size_t(idx)];
+        hits[std::size_t(k)] = cur + 1 >= max_length || o.is_eos(tok);
+        run_lp[std::size_t(k)] = cand_scores[std::size_t(k)] + (hits[std::size_t(k)] ? kBig : 0.f);
+        all_hit = all_hit && hits[std::size_t(k)];
+      }
+      const auto candidate = [&](index_t k) {
+        const index_t idx = picks[std::size_t(k)];
+        std::vector<std::int64_t> s = running[std::size_t(b * n + idx / V)];
+        s.push_back(idx % V);
+        return s;
+      };
+
+      // The best num_beams unfinished candidates run on.
+      const std::vector<index_t> keep = top_indices(run_lp, n);
+      for (index_t i = 0; i < n; ++i) {
+        const index_t k = keep[std::size_t(i)], idx = picks[std::size_t(k)];
+        next_running[std::size_t(b * n + i)] = candidate(k);
+        next_scores[std::size_t(b * n + i)] = run_lp[std::size_t(k)];
+        origin[std::size_t(b * n + i)] = b * n + idx / V;
+        last[std::size_t(b * n + i)] = idx % V;
+      }
+
+      // Finished candidates among the first num_beams compete for the finished slots.
+      bool full = o.early_stopping == EarlyStopping::True;
+      for (index_t j = 0; j < n; ++j) full = full && done[std::size_t(b * n + j)].finished;
+      std::vector<float> merged(static_cast<std::size_t>(n + K));
+      for (index_t j = 0; j < n; ++j) merged[std::size_t(j)] = done[std::size_t(b * n + j)].score;
+      for (index_t k = 0; k < K; ++k) {
+        float s = cand_scores[std::size_t(k)] / denom;
+        if (full) s += kBig;
+        if (!improvable[std::size_t(b)]) s += kBig;
+        if (!(hits[std::size_t(k)] && k < n)) s += kBig;
+        merged[std::size_t(n + k)] = s;
+      }
+      const std::vector<index_t> best = top_indices(merged, n);
+      std::vector<Hyp> slots;
+      for (index_t m : best) {
+        if (m < n) slots.push_back(done[std::size_t(b * n + m)]);
+        else slots.push_back({candidate(m - n), merged[std::size_t(m)], hits[std::size_t(m - n)] && m - n < n});
+      }
+      std::move(slots.begin(), slots.end(), done.begin() + b * n);
+    }
+    running = std::move(next_running);
+    running_scores = std::move(next_scores);
+    ++cur;
+
+    // Can a running beam still beat the worst finished one?
+    bool any_improvable = false, all_finished = true;
+    for (index_t b = 0; b < B; ++b) {
+      const index_t len = o.early_stopping == EarlyStopping::Never && o.length_penalty > 0 ? max_length - P : cur - P;
+      const float bound = running_scores[std::size_t(b * n)] / pow_len(len);
+      float worst = done[std::size_t(b * n)].score;
+      for (index_t j = 0; j < n; ++j) worst = std::min(worst, done[std::size_t(b * n + j)].score);
+      bool beats = false;
+      for (index_t j = 0; j < n; ++j) {
+        const bool fin = done[std::size_t(b * n + j)].finished;
+        beats = beats || bound > (fin ? worst : kBig);
+        all_finished = all_finished && fin;
+      }
+      improvable[std::size_t(b)] = improvable[std::size_t(b)] && beats;
+      any_improvable = any_improvable || improvable[std::size_t(b)];
+    }
+    const bool stop = !any_improvable || (all_finished && o.early_stopping == EarlyStopping::True) || all_hit;
+    if (stop) break;
+    step.reorder(origin);
+    scores = step.step(last).contiguous().to_vector();
+  }
+
+  Ids rows;
+  GenerateOutput out;
+  for (index_t b = 0; b < B; ++b)
+    for (index_t i = 0; i < o.num_return_sequences; ++i) {
+      rows.push_back(done[std::size_t(b * n + i)].seq);
+      out.sequences_scores.push_back(done[std::size_t(b * n + i)].score);
+    }
+  out.sequences = to_tensor(rows, fill);
+  out.prompt_length = P;
+  return out;
+}
+
+}  // namespace blip2
+// ---- end blip2/generate/beam_search.hpp ----
+// ---- begin blip2/generate/generate.hpp ----
+// Text generation for BLIP-2 (transformers' `generate` semantics): greedy search, multinomial
+// sampling, beam search and beam sampling over one "decoder step" interface, so the same search
+// code serves the decoder-only OPT (image queries and prompt run once through the KV cache, then
+// one token per step) and the encoder-decoder Flan-T5 (encoder once, decoder step by step).
+//
+//   auto o = GenerationOptions::load(dir + "/generation_config.json");
+//   o.max_new_tokens = 30; o.num_beams = 5;
+//   GenerateOutput out = generate(model, pixel_values, input_ids, attention_mask, o);
+//   // out.sequences [B * num_return_sequences, L]: for OPT the prompt ids, then the new tokens
+
+namespace blip2 {
+
+// One step of a language model during generation. Rows are the batch (after expand: the beams or
+// samples of each input, next to each other).
+struct DecoderStep {
+  virtual ~DecoderStep() = default;
+  // Runs the prompt once; returns the logits for the next token [B, V] (float32, CPU).
+  virtual Tensor<float> start() = 0;
+  // Repeats every row n times (row r becomes rows r*n .. r*n+n-1).
+  virtual void expand(index_t n) = 0;
+  // Feeds one token per row; returns the logits for the next token [rows, V].
+  virtual Tensor<float> step(const std::vector<std::int64_t>& tokens) = 0;
+  // Keeps the given rows, in that order (beam search reorders hypotheses).
+  virtual void reorder(const std::vector<std::int64_t>& rows) = 0;
+};
+
+namespace generation {
+// Last position's logits [B, L, V] -> [B, V] as float32 on the CPU.
+template <class T, class D>
+Tensor<float> last_logits(const Tensor<T, D>& logits) {
+  const index_t B = logits.size(0), L = logits.size(1), V = logits.size(2);
+  return logits.slice(1, L - 1, L).contiguous().reshape({B, V}).template to<float>().template to<cpu>();
+}
+
+inline std::vector<std::int64_t> interleave(index_t rows, index_t n) {
+  std::vector<std::int64_t> order;
+  for (index_t r = 0; r < rows; ++r)
+    for (index_t i = 0; i < n; ++i) order.push_back(r);
+  return order;
+}
+
+// Tensor rows [B, L] -> host rows.
+inline Ids host_rows(const Tensor<std::int64_t>& t) {
+  const auto v = t.contiguous().to_vector();
+  const index_t B = t.size(0), L = t.size(1);
+  Ids out(static_cast<std::size_t>(B));
+  for (index_t b = 0; b < B; ++b) out[std::size_t(b)].assign(v.begin() + b * L, v.begin() + (b + 1) * L);
+  return out;
+}
+}  // namespace generation
+
+// OPTForCausalLM with a KV cache: start() runs inputs_embeds [B, L, E] under attention_mask [B, L]
+// (0 for left padding), each step() one token per row with the mask grown by a 1.
+template <class T, class D = cpu>
+class OPTDecoderStep : public DecoderStep {
+ public:
+  OPTDecoderStep(const OPTForCausalLM<T, D>& lm, Tensor<T, D> inputs_embeds, const Tensor<std::int64_t, D>& attention_mask)
+      : lm_(lm), embeds_(std::move(inputs_embeds)) {
+    BLIP2_CHECK(embeds_.dim() == 3 && embeds_.size(1) > 0, ValueError, "generate: OPT needs a non-empty prompt, got inputs_embeds ",
+                to_string(embeds_.shape()));
+    const index_t B = embeds_.size(0), L = embeds_.size(1);
+    BLIP2_CHECK(!attention_mask.defined() || (attention_mask.dim() == 2 && attention_mask.size(0) == B &&
+                                              attention_mask.size(1) == L),
+                ShapeError, "generate: attention_mask ", to_string(attention_mask.shape()), " does not fit inputs_embeds ",
+                to_string(embeds_.shape()));
+    mask_ = attention_mask.defined() ? generation::host_rows(attention_mask.template to<cpu>())
+                                     : generation::Ids(static_cast<std::size_t>(B), std::vector<std::int64_t>(std::size_t(L), 1));
+  }
+
+  Tensor<float> start() override {
+    NoGrad no_grad;
+    cache_ = KVCache<T, D>();
+    return generation::last_logits(lm_(embeds_, mask_tensor(), &cache_));
+  }
+
+  void expand(index_t n) override {
+    if (n > 1) select(generation::interleave(index_t(mask_.size()), n));
+  }
+
+  void reorder(const std::vector<std::int64_t>& rows) override { select(rows); }
+
+  Tensor<float> step(const std::vector<std::int64_t>& tokens) override {
+    NoGrad no_grad;
+    const index_t rows = index_t(mask_.size());
+    BLIP2_CHECK(index_t(tokens.size()) == rows, ShapeError, "generate: ", tokens.size(), " tokens for ", rows, " rows");
+    for (auto& m : mask_) m.push_back(1);
+    const auto ids = Tensor<std::int64_t, D>::from_vector({rows, 1}, tokens);
+    return generation::last_logits(lm_(lm_.embed(ids), mask_tensor(), &cache_));
+  }
+
+  const KVCache<T, D>& cache() const { return cache_; }
+
+ private:
+  Tensor<std::int64_t, D> mask_tensor() const {
+    std::vector<std::int64_t> flat;
+    for (const auto& m : mask_) flat.insert(flat.end(), m.begin(), m.end());
+    return Tensor<std::int64_t, D>::from_vector({index_t(mask_.size()), index_t(mask_.empty() ? 0 : mask_[0].size())}, flat);
+  }
+  void select(const std::vector<std::int64_t>& rows) {
+    generation::Ids m;
+    for (std::int64_t r : rows) m.push_back(mask_.at(std::size_t(r)));
+    mask_ = std::move(m);
+    cache_.select_rows(Tensor<std::int64_t, D>::from_vector({index_t(rows.size())}, rows));
+  }
+
+  const OPTForCausalLM<T, D>& lm_;
+  Tensor<T, D> embeds_;
+  generation::Ids mask_;
+  KVCache<T, D> cache_;
+};
+
+// Runs the search the options pick (beam search when num_beams > 1, else greedy or sampling) over
+// `step` from `prompts` (the ids the logits processors see and the sequences start with; one row per
+// input, equal lengths). max_positions caps the default length (0: no cap).
+template <class Step>
+GenerateOutput generate(Step& step, const generation::Ids& prompts, const GenerationOptions& o, index_t max_positions = 0) {
+  o.validate();
+  BLIP2_CHECK(!prompts.empty() && !prompts[0].empty(), ValueError, "generate: the prompt is empty");
+  for (const auto& p : prompts)
+    BLIP2_CHECK(p.size() == prompts[0].size(), ShapeError, "generate: prompt rows of lengths ", prompts[0].size(), " and ",
+                p.size(), " (pad them)");
+  const index_t max_length = o.resolved_max_length(index_t(prompts[0].size()), max_positions);
+  return o.num_beams > 1 ? beam_search(step, o, prompts, max_length) : sample_search(step, o, prompts, max_length);
+}
+
+// Special tokens the options leave unset taken from the language model's config (what
+// transformers' generation config holds when generation_config.json does not say).
+inline GenerationOptions with_model_defaults(GenerationOptions o, const Blip2Config& c) {
+  const bool t5 = c.text_model_type == "t5";
+  if (o.eos_token_id.empty()) o.eos_token_id = {t5 ? c.t5.eos_token_id : c.opt.eos_token_id};
+  if (!o.pad_token_id) o.pad_token_id = t5 ? c.t5.pad_token_id : c.opt.pad_token_id;
+  if (!o.bos_token_id && !t5) o.bos_token_id = c.opt.bos_token_id;
+  if (!o.decoder_start_token_id && t5) o.decoder_start_token_id = c.t5.decoder_start_token_id;
+  return o;
+}
+
+// Blip2ForConditionalGeneration.generate with OPT: pixels [B, 3, H, W]; input_ids [B, L] with the
+// image placeholders (image_token_index, as the HF processor builds them; rows left-padded) or
+// without them (the queries go in front); undefined: Q placeholders and bos_token_id. The returned
+// sequences start with input_ids. Unset special tokens come from the model's config.
+template <class T, class D>
+GenerateOutput generate(const Blip2OPT<T, D>& model, const Tensor<T, D>& pixels, Tensor<std::int64_t, D> input_ids = {},
+                        const Tensor<std::int64_t, D>& attention_mask = {}, const GenerationOptions& options = {}) {
+  const GenerationOptions o = with_model_defaults(options, model.config);
+  o.validate();
+  NoGrad no_grad;
+  const index_t B = pixels.size(0);
+  if (!input_ids.defined()) {
+    std::vector<std::int64_t> row;
+    if (model.config.image_token_index) row.assign(std::size_t(model.config.num_query_tokens), *model.config.image_token_index);
+    BLIP2_CHECK(o.bos_token_id, ValueError, "generate: no input_ids and no bos_token_id to start from");
+    row.push_back(*o.bos_token_id);
+    std::vector<std::int64_t> flat;
+    for (index_t b = 0; b < B; ++b) flat.insert(flat.end(), row.begin(), row.end());
+    input_ids = Tensor<std::int64_t, D>::from_vector({B, index_t(row.size())}, flat);
+  }
+  BLIP2_CHECK(input_ids.dim() == 2 && input_ids.size(0) == B, ShapeError, "generate: input_ids ",
+              to_string(input_ids.shape()), " do not fit ", B, " images");
+  BLIP2_CHECK(input_ids.size(1) > 0, ValueError, "generate: input_ids is empty; give at least bos_token_id or leave it undefined");
+  const auto image = model.query_image(pixels);
+  const auto [embeds, mask] = model.merge(model.project(image.queries), input_ids, attention_mask);
+  OPTDecoderStep<T, D> step(*model.language_model, embeds, mask);
+  return generate(step, generation::host_rows(input_ids.template to<cpu>()), o, model.config.opt.max_position_embeddings);
+}
+
+}  // namespace blip2
+// ---- end blip2/generate/generate.hpp ----
 // ---- begin blip2/pipelines/dump.hpp ----
 // `blip2 dump`: runs the model a directory holds on inputs named as in the reference fixtures and
 // writes every output under the fixture's names, for side-by-side debugging with transformers.
