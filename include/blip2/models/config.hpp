@@ -115,7 +115,10 @@ struct T5Config {
   int pad_token_id = 0, eos_token_id = 1, decoder_start_token_id = 0;
   double layer_norm_epsilon = 1e-6, dropout_rate = 0.1;
   std::string feed_forward_proj = "relu";  // "relu", "gated-gelu", ...
-  bool tie_word_embeddings = true;
+  bool tie_word_embeddings = true;  // true: the head is shared.weight; false: a separate lm_head.weight
+  // Multiply the decoder output by d_model^-0.5 before the head (the original T5's tied head).
+  // transformers 5.x saves the flag; older configs imply it from tie_word_embeddings (absent = true).
+  bool scale_decoder_outputs = true;
 
   bool is_gated() const { return feed_forward_proj.rfind("gated-", 0) == 0; }
   // The feed-forward activation: "gated-gelu" means gelu_new (tanh form) unless dense_act_fn names another.
@@ -140,6 +143,7 @@ struct T5Config {
     c.dropout_rate = detail::json_or(j, "dropout_rate", c.dropout_rate);
     c.feed_forward_proj = detail::json_or(j, "feed_forward_proj", c.feed_forward_proj);
     c.tie_word_embeddings = detail::json_or(j, "tie_word_embeddings", c.tie_word_embeddings);
+    c.scale_decoder_outputs = detail::json_or(j, "scale_decoder_outputs", c.tie_word_embeddings);
     const std::string act = c.is_gated() ? c.feed_forward_proj.substr(6) : c.feed_forward_proj;
     c.dense_act_fn = detail::json_or(j, "dense_act_fn", act == "gelu" ? std::string("gelu_new") : act);
     return c;
