@@ -127,3 +127,34 @@ TEST_CASE("checkpoint loading reports missing and misshaped tensors by name") {
   std::ofstream(bad) << R"({"model_type": "blip-2", "text_config": {"model_type": "llama"}})";
   CHECK_THROWS_WITH_AS(Blip2Config::load(bad), doctest::Contains("'llama'"), IoError);
 }
+
+TEST_CASE("bf16 and f16 storage of the frozen weights (float32 compute)") {
+  Fixture f;
+  NoGrad no_grad;
+  const auto ref = f.model(f.in("pixel_values"), f.ids("text_input_ids"), f.ids("text_attention_mask")).logits;
+  Blip2OPT<float, cpu, bf16> half(f.config);
+  CHECK(io::load_parameters(half, io::Checkpoint::open(f.dir + "model")).empty());
+  std::size_t half_elements = 0;
+  for (const auto& [name, w] : half.named_half_weights()) half_elements += std::visit([](const auto& t) { return std::size_t(t.numel()); }, w);
+  CHECK(half.weight_bytes() == f.model.weight_bytes() - 2 * half_elements);  // ViT and OPT matrices in 2 bytes
+  CHECK(!half.named_half_weights().empty());
+  const auto logits = half(f.in("pixel_values"), f.ids("text_input_ids"), f.ids("text_attention_mask")).logits;
+  check_activation("bf16-weight logits vs float32", logits, ref, 3e-2);  // bf16 keeps 8 bits of mantissa
+  Blip2OPT<float, cpu, f16> f16_model(f.config);
+  io::load_parameters(f16_model, io::Checkpoint::open(f.dir + "model"));
+  check_activation("f16-weight logits vs float32",
+                   f16_model(f.in("pixel_values"), f.ids("text_input_ids"), f.ids("text_attention_mask")).logits, ref, 4e-3);
+}
+
+TEST_CASE("stage-2 training with bf16 frozen weights") {
+  Fixture f;
+  Blip2OPT<float, cpu, bf16> model(f.config);
+  io::load_parameters(model, io::Checkpoint::open(f.dir + "model"));
+  model.set_stage2_trainable();
+  const auto loss = model(f.in("pixel_values"), f.ids("text_input_ids"), f.ids("text_attention_mask"), f.ids("labels")).loss;
+  CHECK(loss.item() == doctest::Approx(f.in("loss").item()).epsilon(2e-2));
+  loss.backward();
+  const auto grads = io::SafeTensorsFile::open(f.dir + "grads.safetensors");
+  // the frozen ViT and OPT run at bf16 precision, so the gradient is close, not equal
+  check_gradient("query_tokens", model.query_tokens.grad(), grads.load<float>("grad.query_tokens"), 1e-1);
+}

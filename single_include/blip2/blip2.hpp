@@ -6659,49 +6659,49 @@ struct VisionEmbeddings : nn::Module<T, D> {
   std::shared_ptr<nn::Module<T, D>> patch_embedding;
 };
 
-template <class T, class D = cpu>
+template <class T, class D = cpu, class W = T>
 struct VisionAttention : nn::Module<T, D> {
   explicit VisionAttention(const VisionConfig& c) : heads(c.num_attention_heads) {
-    qkv = this->register_module("qkv", std::make_shared<nn::Linear<T, D>>(c.hidden_size, 3 * c.hidden_size, c.qkv_bias));
-    projection = this->register_module("projection", std::make_shared<nn::Linear<T, D>>(c.hidden_size, c.hidden_size));
+    qkv = this->register_module("qkv", std::make_shared<nn::Linear<T, D, W>>(c.hidden_size, 3 * c.hidden_size, c.qkv_bias));
+    projection = this->register_module("projection", std::make_shared<nn::Linear<T, D, W>>(c.hidden_size, c.hidden_size));
   }
   Tensor<T, D> operator()(const Tensor<T, D>& x) const {
     const auto parts = split((*qkv)(x), {x.size(2), x.size(2), x.size(2)}, 2);
     return (*projection)(multi_head_attention(parts[0], parts[1], parts[2], heads));
   }
   index_t heads;
-  std::shared_ptr<nn::Linear<T, D>> qkv, projection;
+  std::shared_ptr<nn::Linear<T, D, W>> qkv, projection;
 };
 
-template <class T, class D = cpu>
+template <class T, class D = cpu, class W = T>
 struct VisionMLP : nn::Module<T, D> {
   VisionMLP(index_t hidden, index_t inner, const std::string& act) : act(nn::activation_from_name(act)) {
-    fc1 = this->register_module("fc1", std::make_shared<nn::Linear<T, D>>(hidden, inner));
-    fc2 = this->register_module("fc2", std::make_shared<nn::Linear<T, D>>(inner, hidden));
+    fc1 = this->register_module("fc1", std::make_shared<nn::Linear<T, D, W>>(hidden, inner));
+    fc2 = this->register_module("fc2", std::make_shared<nn::Linear<T, D, W>>(inner, hidden));
   }
   Tensor<T, D> operator()(const Tensor<T, D>& x) const { return (*fc2)(nn::activate(act, (*fc1)(x))); }
   nn::Activation act;
-  std::shared_ptr<nn::Linear<T, D>> fc1, fc2;
+  std::shared_ptr<nn::Linear<T, D, W>> fc1, fc2;
 };
 
-template <class T, class D = cpu>
+template <class T, class D = cpu, class W = T>
 struct VisionLayer : nn::Module<T, D> {
   explicit VisionLayer(const VisionConfig& c) {
-    self_attn = this->register_module("self_attn", std::make_shared<VisionAttention<T, D>>(c));
+    self_attn = this->register_module("self_attn", std::make_shared<VisionAttention<T, D, W>>(c));
     layer_norm1 = this->register_module("layer_norm1", std::make_shared<nn::LayerNorm<T, D>>(c.hidden_size, c.layer_norm_eps));
-    mlp = this->register_module("mlp", std::make_shared<VisionMLP<T, D>>(c.hidden_size, c.intermediate_size, c.hidden_act));
+    mlp = this->register_module("mlp", std::make_shared<VisionMLP<T, D, W>>(c.hidden_size, c.intermediate_size, c.hidden_act));
     layer_norm2 = this->register_module("layer_norm2", std::make_shared<nn::LayerNorm<T, D>>(c.hidden_size, c.layer_norm_eps));
   }
   Tensor<T, D> operator()(const Tensor<T, D>& x) const {
     const Tensor<T, D> h = x + (*self_attn)((*layer_norm1)(x));
     return h + (*mlp)((*layer_norm2)(h));
   }
-  std::shared_ptr<VisionAttention<T, D>> self_attn;
-  std::shared_ptr<VisionMLP<T, D>> mlp;
+  std::shared_ptr<VisionAttention<T, D, W>> self_attn;
+  std::shared_ptr<VisionMLP<T, D, W>> mlp;
   std::shared_ptr<nn::LayerNorm<T, D>> layer_norm1, layer_norm2;
 };
 
-template <class T, class D = cpu>
+template <class T, class D = cpu, class W = T>
 struct VisionModel : nn::Module<T, D> {
   struct Output {
     Tensor<T, D> last_hidden_state;  // [B, 1 + patches, hidden], after post_layernorm
@@ -6712,7 +6712,7 @@ struct VisionModel : nn::Module<T, D> {
     embeddings = this->register_module("embeddings", std::make_shared<VisionEmbeddings<T, D>>(c));
     auto encoder = this->register_module("encoder", std::make_shared<nn::Module<T, D>>());
     for (int i = 0; i < c.num_hidden_layers; ++i)
-      layers.push_back(encoder->register_module("layers." + std::to_string(i), std::make_shared<VisionLayer<T, D>>(c)));
+      layers.push_back(encoder->register_module("layers." + std::to_string(i), std::make_shared<VisionLayer<T, D, W>>(c)));
     post_layernorm =
         this->register_module("post_layernorm", std::make_shared<nn::LayerNorm<T, D>>(c.hidden_size, c.layer_norm_eps));
   }
@@ -6730,7 +6730,7 @@ struct VisionModel : nn::Module<T, D> {
 
   VisionConfig config;
   std::shared_ptr<VisionEmbeddings<T, D>> embeddings;
-  std::vector<std::shared_ptr<VisionLayer<T, D>>> layers;
+  std::vector<std::shared_ptr<VisionLayer<T, D, W>>> layers;
   std::shared_ptr<nn::LayerNorm<T, D>> post_layernorm;
 };
 
@@ -6739,15 +6739,15 @@ struct VisionModel : nn::Module<T, D> {
 
 namespace blip2 {
 
-template <class T, class D = cpu>
+template <class T, class D = cpu, class W = T>
 struct Blip2Backbone : nn::Module<T, D> {
   struct ImageQueries {
-    typename VisionModel<T, D>::Output vision;
+    typename VisionModel<T, D, W>::Output vision;
     Tensor<T, D> queries;  // Q-Former output for the query tokens [B, Q, qformer hidden]
   };
 
   explicit Blip2Backbone(const Blip2Config& c) : config(c) {
-    vision_model = this->register_module("vision_model", std::make_shared<VisionModel<T, D>>(c.vision));
+    vision_model = this->register_module("vision_model", std::make_shared<VisionModel<T, D, W>>(c.vision));
     query_tokens = this->register_parameter("query_tokens", Tensor<T, D>::empty({1, c.num_query_tokens, c.qformer.hidden_size}));
     qformer = this->register_module("qformer", std::make_shared<QFormerModel<T, D>>(c.qformer));
   }
@@ -6763,7 +6763,7 @@ struct Blip2Backbone : nn::Module<T, D> {
   }
 
   Blip2Config config;
-  std::shared_ptr<VisionModel<T, D>> vision_model;
+  std::shared_ptr<VisionModel<T, D, W>> vision_model;
   Tensor<T, D> query_tokens;
   std::shared_ptr<QFormerModel<T, D>> qformer;
 };
@@ -6773,10 +6773,10 @@ struct Blip2Backbone : nn::Module<T, D> {
 
 namespace blip2 {
 
-template <class T, class D, class LanguageModel>
-struct Blip2Generative : Blip2Backbone<T, D> {
+template <class T, class D, class W, class LanguageModel>
+struct Blip2Generative : Blip2Backbone<T, D, W> {
   struct Output {
-    typename Blip2Backbone<T, D>::ImageQueries image;
+    typename Blip2Backbone<T, D, W>::ImageQueries image;
     Tensor<T, D> language_model_inputs;  // [B, Q, LM width]
     Tensor<T, D> logits;                 // [B, L, vocab]
     Tensor<T, D> loss;                   // when labels were given
@@ -6786,7 +6786,7 @@ struct Blip2Generative : Blip2Backbone<T, D> {
   // model is built from `lm_config`; `width` is the width of its input embeddings.
   template <class LMConfig>
   Blip2Generative(const Blip2Config& c, const char* who, const char* text_type, const LMConfig& lm_config, index_t width)
-      : Blip2Backbone<T, D>(checked(c, who, text_type)) {
+      : Blip2Backbone<T, D, W>(checked(c, who, text_type)) {
     language_projection =
         this->register_module("language_projection", std::make_shared<nn::Linear<T, D>>(c.qformer.hidden_size, width));
     language_model = this->register_module("language_model", std::make_shared<LanguageModel>(lm_config));
@@ -6891,12 +6891,12 @@ struct KVCache {
 
 namespace blip2 {
 
-template <class T, class D = cpu>
+template <class T, class D = cpu, class W = T>
 struct OPTAttention : nn::Module<T, D> {
   explicit OPTAttention(const OPTConfig& c) : heads(c.num_attention_heads) {
     const index_t h = c.hidden_size;
     for (auto [name, slot] : {std::pair{"k_proj", &k_proj}, {"v_proj", &v_proj}, {"q_proj", &q_proj}, {"out_proj", &out_proj}})
-      *slot = this->register_module(name, std::make_shared<nn::Linear<T, D>>(h, h, c.enable_bias));
+      *slot = this->register_module(name, std::make_shared<nn::Linear<T, D, W>>(h, h, c.enable_bias));
   }
   Tensor<T, D> operator()(const Tensor<T, D>& x, const Tensor<T, D>& mask, KVCache<T, D>* cache, std::size_t layer) const {
     Tensor<T, D> k = (*k_proj)(x), v = (*v_proj)(x);
@@ -6904,16 +6904,16 @@ struct OPTAttention : nn::Module<T, D> {
     return (*out_proj)(multi_head_attention((*q_proj)(x), k, v, heads, mask));
   }
   index_t heads;
-  std::shared_ptr<nn::Linear<T, D>> q_proj, k_proj, v_proj, out_proj;
+  std::shared_ptr<nn::Linear<T, D, W>> q_proj, k_proj, v_proj, out_proj;
 };
 
-template <class T, class D = cpu>
+template <class T, class D = cpu, class W = T>
 struct OPTLayer : nn::Module<T, D> {
   explicit OPTLayer(const OPTConfig& c) : pre_norm(c.do_layer_norm_before), act(nn::activation_from_name(c.activation_function)) {
-    self_attn = this->register_module("self_attn", std::make_shared<OPTAttention<T, D>>(c));
+    self_attn = this->register_module("self_attn", std::make_shared<OPTAttention<T, D, W>>(c));
     self_attn_layer_norm = this->register_module("self_attn_layer_norm", std::make_shared<nn::LayerNorm<T, D>>(c.hidden_size));
-    fc1 = this->register_module("fc1", std::make_shared<nn::Linear<T, D>>(c.hidden_size, c.ffn_dim, c.enable_bias));
-    fc2 = this->register_module("fc2", std::make_shared<nn::Linear<T, D>>(c.ffn_dim, c.hidden_size, c.enable_bias));
+    fc1 = this->register_module("fc1", std::make_shared<nn::Linear<T, D, W>>(c.hidden_size, c.ffn_dim, c.enable_bias));
+    fc2 = this->register_module("fc2", std::make_shared<nn::Linear<T, D, W>>(c.ffn_dim, c.hidden_size, c.enable_bias));
     final_layer_norm = this->register_module("final_layer_norm", std::make_shared<nn::LayerNorm<T, D>>(c.hidden_size));
   }
   Tensor<T, D> operator()(const Tensor<T, D>& x, const Tensor<T, D>& mask, KVCache<T, D>* cache, std::size_t layer) const {
@@ -6924,13 +6924,13 @@ struct OPTLayer : nn::Module<T, D> {
   }
   bool pre_norm;
   nn::Activation act;
-  std::shared_ptr<OPTAttention<T, D>> self_attn;
+  std::shared_ptr<OPTAttention<T, D, W>> self_attn;
   std::shared_ptr<nn::LayerNorm<T, D>> self_attn_layer_norm, final_layer_norm;
-  std::shared_ptr<nn::Linear<T, D>> fc1, fc2;
+  std::shared_ptr<nn::Linear<T, D, W>> fc1, fc2;
 };
 
 // Checkpoint prefix "model.decoder." inside the language model.
-template <class T, class D = cpu>
+template <class T, class D = cpu, class W = T>
 struct OPTForCausalLM : nn::Module<T, D> {
   static constexpr index_t kPositionOffset = 2;
 
@@ -6938,23 +6938,23 @@ struct OPTForCausalLM : nn::Module<T, D> {
     auto decoder = this->register_module("model", std::make_shared<nn::Module<T, D>>())
                        ->register_module("decoder", std::make_shared<nn::Module<T, D>>());
     embed_tokens = decoder->register_module("embed_tokens", std::make_shared<nn::Module<T, D>>())
-                       ->register_parameter("weight", Tensor<T, D>::empty({c.vocab_size, c.embed_dim()}));
+                       ->register_weight("weight", Tensor<W, D>::empty({c.vocab_size, c.embed_dim()}));
     embed_positions = decoder->register_module("embed_positions", std::make_shared<nn::Module<T, D>>())
-                          ->register_parameter("weight", Tensor<T, D>::empty({c.max_position_embeddings + kPositionOffset,
+                          ->register_weight("weight", Tensor<W, D>::empty({c.max_position_embeddings + kPositionOffset,
                                                                               c.hidden_size}));
     if (c.embed_dim() != c.hidden_size) {
-      project_in = decoder->register_module("project_in", std::make_shared<nn::Linear<T, D>>(c.embed_dim(), c.hidden_size, false));
-      project_out = decoder->register_module("project_out", std::make_shared<nn::Linear<T, D>>(c.hidden_size, c.embed_dim(), false));
+      project_in = decoder->register_module("project_in", std::make_shared<nn::Linear<T, D, W>>(c.embed_dim(), c.hidden_size, false));
+      project_out = decoder->register_module("project_out", std::make_shared<nn::Linear<T, D, W>>(c.hidden_size, c.embed_dim(), false));
     }
     if (c.do_layer_norm_before && !c.remove_final_layer_norm)
       final_layer_norm = decoder->register_module("final_layer_norm", std::make_shared<nn::LayerNorm<T, D>>(c.hidden_size));
     for (int i = 0; i < c.num_hidden_layers; ++i)
-      layers.push_back(decoder->register_module("layers." + std::to_string(i), std::make_shared<OPTLayer<T, D>>(c)));
+      layers.push_back(decoder->register_module("layers." + std::to_string(i), std::make_shared<OPTLayer<T, D, W>>(c)));
   }
 
   // Token ids [B, L] -> embeddings [B, L, embed_dim] (an id outside the vocabulary is a ValueError;
   // the padding id's row receives no gradient, as in transformers).
-  Tensor<T, D> embed(const Tensor<std::int64_t, D>& ids) const { return embedding(embed_tokens, ids, config.pad_token_id); }
+  Tensor<T, D> embed(const Tensor<std::int64_t, D>& ids) const { return embedding(embed_tokens, ids, config.pad_token_id).template to<T>(); }
 
   // inputs_embeds [B, L, embed_dim]; attention_mask [B, past + L] of 0/1 covering the cached
   // positions too. Returns logits [B, L, vocab]. With a cache, keys/values are appended to it.
@@ -6983,7 +6983,7 @@ struct OPTForCausalLM : nn::Module<T, D> {
     }
     const auto positions = Tensor<std::int64_t, D>::from_vector({B, L}, pos);
     Tensor<T, D> h = project_in ? (*project_in)(inputs_embeds) : inputs_embeds;
-    h = h + embedding(embed_positions, positions);
+    h = h + embedding(embed_positions, positions).template to<T>();
     const auto additive = Tensor<T, D>::from_vector({B, 1, L, S}, mask);
     for (std::size_t i = 0; i < layers.size(); ++i) h = (*layers[i])(h, additive, cache, i);
     if (final_layer_norm) h = (*final_layer_norm)(h);
@@ -6992,10 +6992,10 @@ struct OPTForCausalLM : nn::Module<T, D> {
   }
 
   OPTConfig config;
-  Tensor<T, D> embed_tokens, embed_positions;
-  std::shared_ptr<nn::Linear<T, D>> project_in, project_out;
+  Tensor<W, D> embed_tokens, embed_positions;
+  std::shared_ptr<nn::Linear<T, D, W>> project_in, project_out;
   std::shared_ptr<nn::LayerNorm<T, D>> final_layer_norm;
-  std::vector<std::shared_ptr<OPTLayer<T, D>>> layers;
+  std::vector<std::shared_ptr<OPTLayer<T, D, W>>> layers;
 };
 
 }  // namespace blip2
@@ -7003,9 +7003,9 @@ struct OPTForCausalLM : nn::Module<T, D> {
 
 namespace blip2 {
 
-template <class T, class D = cpu>
-struct Blip2OPT : Blip2Generative<T, D, OPTForCausalLM<T, D>> {
-  using Base = Blip2Generative<T, D, OPTForCausalLM<T, D>>;
+template <class T, class D = cpu, class W = T>
+struct Blip2OPT : Blip2Generative<T, D, W, OPTForCausalLM<T, D, W>> {
+  using Base = Blip2Generative<T, D, W, OPTForCausalLM<T, D, W>>;
   using Output = typename Base::Output;  // logits over the whole LM input [B, L, vocab]
 
   explicit Blip2OPT(const Blip2Config& c) : Base(c, "Blip2OPT", "opt", c.opt, c.opt.embed_dim()) {}
@@ -7085,13 +7085,13 @@ struct T5LayerNorm : nn::Module<T, D> {
 
 // "SelfAttention" / "EncDecAttention": q, k, v, o without biases, no 1/sqrt(d) scaling; the first
 // self-attention of a stack also holds "relative_attention_bias.weight" [num_buckets, heads].
-template <class T, class D = cpu>
+template <class T, class D = cpu, class W = T>
 struct T5Attention : nn::Module<T, D> {
   T5Attention(const T5Config& c, bool has_relative_attention_bias) : config(c), heads(c.num_heads) {
     const index_t d = c.d_model, inner = index_t(c.num_heads) * c.d_kv;
     for (auto [name, slot] : {std::pair{"q", &q}, {"k", &k}, {"v", &v}})
-      *slot = this->register_module(name, std::make_shared<nn::Linear<T, D>>(d, inner, false));
-    o = this->register_module("o", std::make_shared<nn::Linear<T, D>>(inner, d, false));
+      *slot = this->register_module(name, std::make_shared<nn::Linear<T, D, W>>(d, inner, false));
+    o = this->register_module("o", std::make_shared<nn::Linear<T, D, W>>(inner, d, false));
     if (has_relative_attention_bias)
       relative_attention_bias = this->register_module("relative_attention_bias", std::make_shared<nn::Module<T, D>>())
                                     ->register_parameter("weight", Tensor<T, D>::empty({c.relative_attention_num_buckets,
@@ -7122,28 +7122,28 @@ struct T5Attention : nn::Module<T, D> {
 
   T5Config config;
   index_t heads;
-  std::shared_ptr<nn::Linear<T, D>> q, k, v, o;
+  std::shared_ptr<nn::Linear<T, D, W>> q, k, v, o;
   Tensor<T, D> relative_attention_bias;
 };
 
 // "DenseReluDense": wo(act(wi_0 x) * wi_1 x) when gated, wo(act(wi x)) otherwise.
-template <class T, class D = cpu>
+template <class T, class D = cpu, class W = T>
 struct T5DenseActDense : nn::Module<T, D> {
   explicit T5DenseActDense(const T5Config& c) : act(nn::activation_from_name(c.dense_act_fn)) {
     const index_t d = c.d_model, ff = c.d_ff;
     if (c.is_gated()) {
-      wi_0 = this->register_module("wi_0", std::make_shared<nn::Linear<T, D>>(d, ff, false));
-      wi_1 = this->register_module("wi_1", std::make_shared<nn::Linear<T, D>>(d, ff, false));
+      wi_0 = this->register_module("wi_0", std::make_shared<nn::Linear<T, D, W>>(d, ff, false));
+      wi_1 = this->register_module("wi_1", std::make_shared<nn::Linear<T, D, W>>(d, ff, false));
     } else {
-      wi = this->register_module("wi", std::make_shared<nn::Linear<T, D>>(d, ff, false));
+      wi = this->register_module("wi", std::make_shared<nn::Linear<T, D, W>>(d, ff, false));
     }
-    wo = this->register_module("wo", std::make_shared<nn::Linear<T, D>>(ff, d, false));
+    wo = this->register_module("wo", std::make_shared<nn::Linear<T, D, W>>(ff, d, false));
   }
   Tensor<T, D> operator()(const Tensor<T, D>& x) const {
     return (*wo)(wi ? nn::activate(act, (*wi)(x)) : nn::activate(act, (*wi_0)(x)) * (*wi_1)(x));
   }
   nn::Activation act;
-  std::shared_ptr<nn::Linear<T, D>> wi, wi_0, wi_1, wo;
+  std::shared_ptr<nn::Linear<T, D, W>> wi, wi_0, wi_1, wo;
 };
 
 // Keys/values a decoder keeps between steps: its self-attention's, growing with every step, and the
@@ -7167,7 +7167,7 @@ struct T5DecoderCache {
 // "block.i": "layer.0" self-attention, "layer.1" cross-attention (decoder only), then the
 // feed-forward ("layer.1" in the encoder, "layer.2" in the decoder); each sub-layer is
 // x + f(layer_norm(x)).
-template <class T, class D = cpu>
+template <class T, class D = cpu, class W = T>
 struct T5Block : nn::Module<T, D> {
   T5Block(const T5Config& c, bool is_decoder, bool has_relative_attention_bias) {
     auto sub = [&](int i) { return this->register_module("layer." + std::to_string(i), std::make_shared<nn::Module<T, D>>()); };
@@ -7175,15 +7175,15 @@ struct T5Block : nn::Module<T, D> {
       return m->register_module("layer_norm", std::make_shared<T5LayerNorm<T, D>>(c.d_model, c.layer_norm_epsilon));
     };
     auto self = sub(0);
-    self_attention = self->register_module("SelfAttention", std::make_shared<T5Attention<T, D>>(c, has_relative_attention_bias));
+    self_attention = self->register_module("SelfAttention", std::make_shared<T5Attention<T, D, W>>(c, has_relative_attention_bias));
     self_norm = norm(self);
     if (is_decoder) {
       auto cross = sub(1);
-      cross_attention = cross->register_module("EncDecAttention", std::make_shared<T5Attention<T, D>>(c, false));
+      cross_attention = cross->register_module("EncDecAttention", std::make_shared<T5Attention<T, D, W>>(c, false));
       cross_norm = norm(cross);
     }
     auto ff = sub(is_decoder ? 2 : 1);
-    feed_forward = ff->register_module("DenseReluDense", std::make_shared<T5DenseActDense<T, D>>(c));
+    feed_forward = ff->register_module("DenseReluDense", std::make_shared<T5DenseActDense<T, D, W>>(c));
     ff_norm = norm(ff);
   }
 
@@ -7201,26 +7201,26 @@ struct T5Block : nn::Module<T, D> {
     return h + (*feed_forward)((*ff_norm)(h));
   }
 
-  std::shared_ptr<T5Attention<T, D>> self_attention, cross_attention;
+  std::shared_ptr<T5Attention<T, D, W>> self_attention, cross_attention;
   std::shared_ptr<T5LayerNorm<T, D>> self_norm, cross_norm, ff_norm;
-  std::shared_ptr<T5DenseActDense<T, D>> feed_forward;
+  std::shared_ptr<T5DenseActDense<T, D, W>> feed_forward;
 };
 
 // "encoder" / "decoder": the blocks and "final_layer_norm".
-template <class T, class D = cpu>
+template <class T, class D = cpu, class W = T>
 struct T5Stack : nn::Module<T, D> {
   T5Stack(const T5Config& c, bool is_decoder) : is_decoder(is_decoder) {
     const int n = is_decoder ? c.num_decoder_layers : c.num_layers;
     for (int i = 0; i < n; ++i)
-      blocks.push_back(this->register_module("block." + std::to_string(i), std::make_shared<T5Block<T, D>>(c, is_decoder, i == 0)));
+      blocks.push_back(this->register_module("block." + std::to_string(i), std::make_shared<T5Block<T, D, W>>(c, is_decoder, i == 0)));
     final_layer_norm = this->register_module("final_layer_norm", std::make_shared<T5LayerNorm<T, D>>(c.d_model, c.layer_norm_epsilon));
   }
   bool is_decoder;
-  std::vector<std::shared_ptr<T5Block<T, D>>> blocks;
+  std::vector<std::shared_ptr<T5Block<T, D, W>>> blocks;
   std::shared_ptr<T5LayerNorm<T, D>> final_layer_norm;
 };
 
-template <class T, class D = cpu>
+template <class T, class D = cpu, class W = T>
 struct T5ForConditionalGeneration : nn::Module<T, D> {
   explicit T5ForConditionalGeneration(const T5Config& c) : config(c) {
     BLIP2_CHECK(c.num_layers > 0 && c.num_decoder_layers > 0 && c.num_heads > 0 && c.relative_attention_num_buckets > 0,
@@ -7228,15 +7228,15 @@ struct T5ForConditionalGeneration : nn::Module<T, D> {
                 ", num_decoder_layers ", c.num_decoder_layers, ", num_heads ", c.num_heads, ", buckets ",
                 c.relative_attention_num_buckets, ")");
     shared = this->register_module("shared", std::make_shared<nn::Module<T, D>>())
-                 ->register_parameter("weight", Tensor<T, D>::empty({c.vocab_size, c.d_model}));
-    encoder = this->register_module("encoder", std::make_shared<T5Stack<T, D>>(c, false));
-    decoder = this->register_module("decoder", std::make_shared<T5Stack<T, D>>(c, true));
+                 ->register_weight("weight", Tensor<W, D>::empty({c.vocab_size, c.d_model}));
+    encoder = this->register_module("encoder", std::make_shared<T5Stack<T, D, W>>(c, false));
+    decoder = this->register_module("decoder", std::make_shared<T5Stack<T, D, W>>(c, true));
     if (!c.tie_word_embeddings)
-      lm_head = this->register_module("lm_head", std::make_shared<nn::Linear<T, D>>(c.d_model, c.vocab_size, false));
+      lm_head = this->register_module("lm_head", std::make_shared<nn::Linear<T, D, W>>(c.d_model, c.vocab_size, false));
   }
 
   // Token ids [B, L] -> embeddings [B, L, d_model] (an id outside the vocabulary is a ValueError).
-  Tensor<T, D> embed(const Tensor<std::int64_t, D>& ids) const { return embedding(shared, ids); }
+  Tensor<T, D> embed(const Tensor<std::int64_t, D>& ids) const { return embedding(shared, ids).template to<T>(); }
 
   // Encoder over inputs_embeds [B, S, d_model] with attention_mask [B, S] of 0/1 (undefined: all
   // attend). Returns the last hidden state [B, S, d_model] (after final_layer_norm).
@@ -7335,9 +7335,9 @@ struct T5ForConditionalGeneration : nn::Module<T, D> {
   }
 
   T5Config config;
-  Tensor<T, D> shared;
-  std::shared_ptr<T5Stack<T, D>> encoder, decoder;
-  std::shared_ptr<nn::Linear<T, D>> lm_head;
+  Tensor<W, D> shared;
+  std::shared_ptr<T5Stack<T, D, W>> encoder, decoder;
+  std::shared_ptr<nn::Linear<T, D, W>> lm_head;
 };
 
 }  // namespace blip2
@@ -7351,9 +7351,9 @@ struct T5ForConditionalGeneration : nn::Module<T, D> {
 
 namespace blip2 {
 
-template <class T, class D = cpu>
-struct Blip2T5 : Blip2Generative<T, D, T5ForConditionalGeneration<T, D>> {
-  using Base = Blip2Generative<T, D, T5ForConditionalGeneration<T, D>>;
+template <class T, class D = cpu, class W = T>
+struct Blip2T5 : Blip2Generative<T, D, W, T5ForConditionalGeneration<T, D, W>> {
+  using Base = Blip2Generative<T, D, W, T5ForConditionalGeneration<T, D, W>>;
   struct Output : Base::Output {                     // logits over the decoder positions [B, L', vocab]
     Tensor<T, D> encoder_last_hidden_state;          // [B, S, d_model], S = Q + prompt length (legacy layout)
     Tensor<std::int64_t, D> encoder_attention_mask;  // [B, S]
@@ -7432,8 +7432,8 @@ void init_parameters(const Module<T, D>& m, Generator& gen, double stddev = 0.02
 
 namespace blip2 {
 
-template <class T, class D = cpu>
-struct Blip2Retrieval : Blip2Backbone<T, D> {
+template <class T, class D = cpu, class W = T>
+struct Blip2Retrieval : Blip2Backbone<T, D, W> {
   struct Contrastive {
     Tensor<T, D> logits_per_image;  // [images, texts]
     Tensor<T, D> logits_per_text;   // [texts, images]
@@ -7441,7 +7441,7 @@ struct Blip2Retrieval : Blip2Backbone<T, D> {
     Tensor<T, D> image_embeds;      // [images, Q, D], normalised
   };
 
-  explicit Blip2Retrieval(const Blip2Config& c) : Blip2Backbone<T, D>(c) {
+  explicit Blip2Retrieval(const Blip2Config& c) : Blip2Backbone<T, D, W>(c) {
     BLIP2_CHECK(c.qformer.use_qformer_text_input, ValueError,
                 "Blip2Retrieval: the config's qformer_config must have use_qformer_text_input true");
     const index_t h = c.qformer.hidden_size;

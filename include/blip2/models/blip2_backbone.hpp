@@ -7,15 +7,15 @@
 
 namespace blip2 {
 
-template <class T, class D = cpu>
+template <class T, class D = cpu, class W = T>
 struct Blip2Backbone : nn::Module<T, D> {
   struct ImageQueries {
-    typename VisionModel<T, D>::Output vision;
+    typename VisionModel<T, D, W>::Output vision;
     Tensor<T, D> queries;  // Q-Former output for the query tokens [B, Q, qformer hidden]
   };
 
   explicit Blip2Backbone(const Blip2Config& c) : config(c) {
-    vision_model = this->register_module("vision_model", std::make_shared<VisionModel<T, D>>(c.vision));
+    vision_model = this->register_module("vision_model", std::make_shared<VisionModel<T, D, W>>(c.vision));
     query_tokens = this->register_parameter("query_tokens", Tensor<T, D>::empty({1, c.num_query_tokens, c.qformer.hidden_size}));
     qformer = this->register_module("qformer", std::make_shared<QFormerModel<T, D>>(c.qformer));
   }
@@ -31,7 +31,7 @@ struct Blip2Backbone : nn::Module<T, D> {
   }
 
   Blip2Config config;
-  std::shared_ptr<VisionModel<T, D>> vision_model;
+  std::shared_ptr<VisionModel<T, D, W>> vision_model;
   Tensor<T, D> query_tokens;
   std::shared_ptr<QFormerModel<T, D>> qformer;
 };

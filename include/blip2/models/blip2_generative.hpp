@@ -10,10 +10,10 @@
 
 namespace blip2 {
 
-template <class T, class D, class LanguageModel>
-struct Blip2Generative : Blip2Backbone<T, D> {
+template <class T, class D, class W, class LanguageModel>
+struct Blip2Generative : Blip2Backbone<T, D, W> {
   struct Output {
-    typename Blip2Backbone<T, D>::ImageQueries image;
+    typename Blip2Backbone<T, D, W>::ImageQueries image;
     Tensor<T, D> language_model_inputs;  // [B, Q, LM width]
     Tensor<T, D> logits;                 // [B, L, vocab]
     Tensor<T, D> loss;                   // when labels were given
@@ -23,7 +23,7 @@ struct Blip2Generative : Blip2Backbone<T, D> {
   // model is built from `lm_config`; `width` is the width of its input embeddings.
   template <class LMConfig>
   Blip2Generative(const Blip2Config& c, const char* who, const char* text_type, const LMConfig& lm_config, index_t width)
-      : Blip2Backbone<T, D>(checked(c, who, text_type)) {
+      : Blip2Backbone<T, D, W>(checked(c, who, text_type)) {
     language_projection =
         this->register_module("language_projection", std::make_shared<nn::Linear<T, D>>(c.qformer.hidden_size, width));
     language_model = this->register_module("language_model", std::make_shared<LanguageModel>(lm_config));

@@ -8,9 +8,9 @@
 
 namespace blip2 {
 
-template <class T, class D = cpu>
-struct Blip2OPT : Blip2Generative<T, D, OPTForCausalLM<T, D>> {
-  using Base = Blip2Generative<T, D, OPTForCausalLM<T, D>>;
+template <class T, class D = cpu, class W = T>
+struct Blip2OPT : Blip2Generative<T, D, W, OPTForCausalLM<T, D, W>> {
+  using Base = Blip2Generative<T, D, W, OPTForCausalLM<T, D, W>>;
   using Output = typename Base::Output;  // logits over the whole LM input [B, L, vocab]
 
   explicit Blip2OPT(const Blip2Config& c) : Base(c, "Blip2OPT", "opt", c.opt, c.opt.embed_dim()) {}

@@ -9,8 +9,8 @@
 
 namespace blip2 {
 
-template <class T, class D = cpu>
-struct Blip2Retrieval : Blip2Backbone<T, D> {
+template <class T, class D = cpu, class W = T>
+struct Blip2Retrieval : Blip2Backbone<T, D, W> {
   struct Contrastive {
     Tensor<T, D> logits_per_image;  // [images, texts]
     Tensor<T, D> logits_per_text;   // [texts, images]
@@ -18,7 +18,7 @@ struct Blip2Retrieval : Blip2Backbone<T, D> {
     Tensor<T, D> image_embeds;      // [images, Q, D], normalised
   };
 
-  explicit Blip2Retrieval(const Blip2Config& c) : Blip2Backbone<T, D>(c) {
+  explicit Blip2Retrieval(const Blip2Config& c) : Blip2Backbone<T, D, W>(c) {
     BLIP2_CHECK(c.qformer.use_qformer_text_input, ValueError,
                 "Blip2Retrieval: the config's qformer_config must have use_qformer_text_input true");
     const index_t h = c.qformer.hidden_size;

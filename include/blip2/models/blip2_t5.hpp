@@ -9,9 +9,9 @@
 
 namespace blip2 {
 
-template <class T, class D = cpu>
-struct Blip2T5 : Blip2Generative<T, D, T5ForConditionalGeneration<T, D>> {
-  using Base = Blip2Generative<T, D, T5ForConditionalGeneration<T, D>>;
+template <class T, class D = cpu, class W = T>
+struct Blip2T5 : Blip2Generative<T, D, W, T5ForConditionalGeneration<T, D, W>> {
+  using Base = Blip2Generative<T, D, W, T5ForConditionalGeneration<T, D, W>>;
   struct Output : Base::Output {                     // logits over the decoder positions [B, L', vocab]
     Tensor<T, D> encoder_last_hidden_state;          // [B, S, d_model], S = Q + prompt length (legacy layout)
     Tensor<std::int64_t, D> encoder_attention_mask;  // [B, S]

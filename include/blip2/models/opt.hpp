@@ -16,12 +16,12 @@
 
 namespace blip2 {
 
-template <class T, class D = cpu>
+template <class T, class D = cpu, class W = T>
 struct OPTAttention : nn::Module<T, D> {
   explicit OPTAttention(const OPTConfig& c) : heads(c.num_attention_heads) {
     const index_t h = c.hidden_size;
     for (auto [name, slot] : {std::pair{"k_proj", &k_proj}, {"v_proj", &v_proj}, {"q_proj", &q_proj}, {"out_proj", &out_proj}})
-      *slot = this->register_module(name, std::make_shared<nn::Linear<T, D>>(h, h, c.enable_bias));
+      *slot = this->register_module(name, std::make_shared<nn::Linear<T, D, W>>(h, h, c.enable_bias));
   }
   Tensor<T, D> operator()(const Tensor<T, D>& x, const Tensor<T, D>& mask, KVCache<T, D>* cache, std::size_t layer) const {
     Tensor<T, D> k = (*k_proj)(x), v = (*v_proj)(x);
@@ -29,16 +29,16 @@ struct OPTAttention : nn::Module<T, D> {
     return (*out_proj)(multi_head_attention((*q_proj)(x), k, v, heads, mask));
   }
   index_t heads;
-  std::shared_ptr<nn::Linear<T, D>> q_proj, k_proj, v_proj, out_proj;
+  std::shared_ptr<nn::Linear<T, D, W>> q_proj, k_proj, v_proj, out_proj;
 };
 
-template <class T, class D = cpu>
+template <class T, class D = cpu, class W = T>
 struct OPTLayer : nn::Module<T, D> {
   explicit OPTLayer(const OPTConfig& c) : pre_norm(c.do_layer_norm_before), act(nn::activation_from_name(c.activation_function)) {
-    self_attn = this->register_module("self_attn", std::make_shared<OPTAttention<T, D>>(c));
+    self_attn = this->register_module("self_attn", std::make_shared<OPTAttention<T, D, W>>(c));
     self_attn_layer_norm = this->register_module("self_attn_layer_norm", std::make_shared<nn::LayerNorm<T, D>>(c.hidden_size));
-    fc1 = this->register_module("fc1", std::make_shared<nn::Linear<T, D>>(c.hidden_size, c.ffn_dim, c.enable_bias));
-    fc2 = this->register_module("fc2", std::make_shared<nn::Linear<T, D>>(c.ffn_dim, c.hidden_size, c.enable_bias));
+    fc1 = this->register_module("fc1", std::make_shared<nn::Linear<T, D, W>>(c.hidden_size, c.ffn_dim, c.enable_bias));
+    fc2 = this->register_module("fc2", std::make_shared<nn::Linear<T, D, W>>(c.ffn_dim, c.hidden_size, c.enable_bias));
     final_layer_norm = this->register_module("final_layer_norm", std::make_shared<nn::LayerNorm<T, D>>(c.hidden_size));
   }
   Tensor<T, D> operator()(const Tensor<T, D>& x, const Tensor<T, D>& mask, KVCache<T, D>* cache, std::size_t layer) const {
@@ -49,13 +49,13 @@ struct OPTLayer : nn::Module<T, D> {
   }
   bool pre_norm;
   nn::Activation act;
-  std::shared_ptr<OPTAttention<T, D>> self_attn;
+  std::shared_ptr<OPTAttention<T, D, W>> self_attn;
   std::shared_ptr<nn::LayerNorm<T, D>> self_attn_layer_norm, final_layer_norm;
-  std::shared_ptr<nn::Linear<T, D>> fc1, fc2;
+  std::shared_ptr<nn::Linear<T, D, W>> fc1, fc2;
 };
 
 // Checkpoint prefix "model.decoder." inside the language model.
-template <class T, class D = cpu>
+template <class T, class D = cpu, class W = T>
 struct OPTForCausalLM : nn::Module<T, D> {
   static constexpr index_t kPositionOffset = 2;
 
@@ -63,23 +63,23 @@ struct OPTForCausalLM : nn::Module<T, D> {
     auto decoder = this->register_module("model", std::make_shared<nn::Module<T, D>>())
                        ->register_module("decoder", std::make_shared<nn::Module<T, D>>());
     embed_tokens = decoder->register_module("embed_tokens", std::make_shared<nn::Module<T, D>>())
-                       ->register_parameter("weight", Tensor<T, D>::empty({c.vocab_size, c.embed_dim()}));
+                       ->register_weight("weight", Tensor<W, D>::empty({c.vocab_size, c.embed_dim()}));
     embed_positions = decoder->register_module("embed_positions", std::make_shared<nn::Module<T, D>>())
-                          ->register_parameter("weight", Tensor<T, D>::empty({c.max_position_embeddings + kPositionOffset,
+                          ->register_weight("weight", Tensor<W, D>::empty({c.max_position_embeddings + kPositionOffset,
                                                                               c.hidden_size}));
     if (c.embed_dim() != c.hidden_size) {
-      project_in = decoder->register_module("project_in", std::make_shared<nn::Linear<T, D>>(c.embed_dim(), c.hidden_size, false));
-      project_out = decoder->register_module("project_out", std::make_shared<nn::Linear<T, D>>(c.hidden_size, c.embed_dim(), false));
+      project_in = decoder->register_module("project_in", std::make_shared<nn::Linear<T, D, W>>(c.embed_dim(), c.hidden_size, false));
+      project_out = decoder->register_module("project_out", std::make_shared<nn::Linear<T, D, W>>(c.hidden_size, c.embed_dim(), false));
     }
     if (c.do_layer_norm_before && !c.remove_final_layer_norm)
       final_layer_norm = decoder->register_module("final_layer_norm", std::make_shared<nn::LayerNorm<T, D>>(c.hidden_size));
     for (int i = 0; i < c.num_hidden_layers; ++i)
-      layers.push_back(decoder->register_module("layers." + std::to_string(i), std::make_shared<OPTLayer<T, D>>(c)));
+      layers.push_back(decoder->register_module("layers." + std::to_string(i), std::make_shared<OPTLayer<T, D, W>>(c)));
   }
 
   // Token ids [B, L] -> embeddings [B, L, embed_dim] (an id outside the vocabulary is a ValueError;
   // the padding id's row receives no gradient, as in transformers).
-  Tensor<T, D> embed(const Tensor<std::int64_t, D>& ids) const { return embedding(embed_tokens, ids, config.pad_token_id); }
+  Tensor<T, D> embed(const Tensor<std::int64_t, D>& ids) const { return embedding(embed_tokens, ids, config.pad_token_id).template to<T>(); }
 
   // inputs_embeds [B, L, embed_dim]; attention_mask [B, past + L] of 0/1 covering the cached
   // positions too. Returns logits [B, L, vocab]. With a cache, keys/values are appended to it.
@@ -108,7 +108,7 @@ struct OPTForCausalLM : nn::Module<T, D> {
     }
     const auto positions = Tensor<std::int64_t, D>::from_vector({B, L}, pos);
     Tensor<T, D> h = project_in ? (*project_in)(inputs_embeds) : inputs_embeds;
-    h = h + embedding(embed_positions, positions);
+    h = h + embedding(embed_positions, positions).template to<T>();
     const auto additive = Tensor<T, D>::from_vector({B, 1, L, S}, mask);
     for (std::size_t i = 0; i < layers.size(); ++i) h = (*layers[i])(h, additive, cache, i);
     if (final_layer_norm) h = (*final_layer_norm)(h);
@@ -117,10 +117,10 @@ struct OPTForCausalLM : nn::Module<T, D> {
   }
 
   OPTConfig config;
-  Tensor<T, D> embed_tokens, embed_positions;
-  std::shared_ptr<nn::Linear<T, D>> project_in, project_out;
+  Tensor<W, D> embed_tokens, embed_positions;
+  std::shared_ptr<nn::Linear<T, D, W>> project_in, project_out;
   std::shared_ptr<nn::LayerNorm<T, D>> final_layer_norm;
-  std::vector<std::shared_ptr<OPTLayer<T, D>>> layers;
+  std::vector<std::shared_ptr<OPTLayer<T, D, W>>> layers;
 };
 
 }  // namespace blip2

@@ -57,13 +57,13 @@ struct T5LayerNorm : nn::Module<T, D> {
 
 // "SelfAttention" / "EncDecAttention": q, k, v, o without biases, no 1/sqrt(d) scaling; the first
 // self-attention of a stack also holds "relative_attention_bias.weight" [num_buckets, heads].
-template <class T, class D = cpu>
+template <class T, class D = cpu, class W = T>
 struct T5Attention : nn::Module<T, D> {
   T5Attention(const T5Config& c, bool has_relative_attention_bias) : config(c), heads(c.num_heads) {
     const index_t d = c.d_model, inner = index_t(c.num_heads) * c.d_kv;
     for (auto [name, slot] : {std::pair{"q", &q}, {"k", &k}, {"v", &v}})
-      *slot = this->register_module(name, std::make_shared<nn::Linear<T, D>>(d, inner, false));
-    o = this->register_module("o", std::make_shared<nn::Linear<T, D>>(inner, d, false));
+      *slot = this->register_module(name, std::make_shared<nn::Linear<T, D, W>>(d, inner, false));
+    o = this->register_module("o", std::make_shared<nn::Linear<T, D, W>>(inner, d, false));
     if (has_relative_attention_bias)
       relative_attention_bias = this->register_module("relative_attention_bias", std::make_shared<nn::Module<T, D>>())
                                     ->register_parameter("weight", Tensor<T, D>::empty({c.relative_attention_num_buckets,
@@ -94,28 +94,28 @@ struct T5Attention : nn::Module<T, D> {
 
   T5Config config;
   index_t heads;
-  std::shared_ptr<nn::Linear<T, D>> q, k, v, o;
+  std::shared_ptr<nn::Linear<T, D, W>> q, k, v, o;
   Tensor<T, D> relative_attention_bias;
 };
 
 // "DenseReluDense": wo(act(wi_0 x) * wi_1 x) when gated, wo(act(wi x)) otherwise.
-template <class T, class D = cpu>
+template <class T, class D = cpu, class W = T>
 struct T5DenseActDense : nn::Module<T, D> {
   explicit T5DenseActDense(const T5Config& c) : act(nn::activation_from_name(c.dense_act_fn)) {
     const index_t d = c.d_model, ff = c.d_ff;
     if (c.is_gated()) {
-      wi_0 = this->register_module("wi_0", std::make_shared<nn::Linear<T, D>>(d, ff, false));
-      wi_1 = this->register_module("wi_1", std::make_shared<nn::Linear<T, D>>(d, ff, false));
+      wi_0 = this->register_module("wi_0", std::make_shared<nn::Linear<T, D, W>>(d, ff, false));
+      wi_1 = this->register_module("wi_1", std::make_shared<nn::Linear<T, D, W>>(d, ff, false));
     } else {
-      wi = this->register_module("wi", std::make_shared<nn::Linear<T, D>>(d, ff, false));
+      wi = this->register_module("wi", std::make_shared<nn::Linear<T, D, W>>(d, ff, false));
     }
-    wo = this->register_module("wo", std::make_shared<nn::Linear<T, D>>(ff, d, false));
+    wo = this->register_module("wo", std::make_shared<nn::Linear<T, D, W>>(ff, d, false));
   }
   Tensor<T, D> operator()(const Tensor<T, D>& x) const {
     return (*wo)(wi ? nn::activate(act, (*wi)(x)) : nn::activate(act, (*wi_0)(x)) * (*wi_1)(x));
   }
   nn::Activation act;
-  std::shared_ptr<nn::Linear<T, D>> wi, wi_0, wi_1, wo;
+  std::shared_ptr<nn::Linear<T, D, W>> wi, wi_0, wi_1, wo;
 };
 
 // Keys/values a decoder keeps between steps: its self-attention's, growing with every step, and the
@@ -139,7 +139,7 @@ struct T5DecoderCache {
 // "block.i": "layer.0" self-attention, "layer.1" cross-attention (decoder only), then the
 // feed-forward ("layer.1" in the encoder, "layer.2" in the decoder); each sub-layer is
 // x + f(layer_norm(x)).
-template <class T, class D = cpu>
+template <class T, class D = cpu, class W = T>
 struct T5Block : nn::Module<T, D> {
   T5Block(const T5Config& c, bool is_decoder, bool has_relative_attention_bias) {
     auto sub = [&](int i) { return this->register_module("layer." + std::to_string(i), std::make_shared<nn::Module<T, D>>()); };
@@ -147,15 +147,15 @@ struct T5Block : nn::Module<T, D> {
       return m->register_module("layer_norm", std::make_shared<T5LayerNorm<T, D>>(c.d_model, c.layer_norm_epsilon));
     };
     auto self = sub(0);
-    self_attention = self->register_module("SelfAttention", std::make_shared<T5Attention<T, D>>(c, has_relative_attention_bias));
+    self_attention = self->register_module("SelfAttention", std::make_shared<T5Attention<T, D, W>>(c, has_relative_attention_bias));
     self_norm = norm(self);
     if (is_decoder) {
       auto cross = sub(1);
-      cross_attention = cross->register_module("EncDecAttention", std::make_shared<T5Attention<T, D>>(c, false));
+      cross_attention = cross->register_module("EncDecAttention", std::make_shared<T5Attention<T, D, W>>(c, false));
       cross_norm = norm(cross);
     }
     auto ff = sub(is_decoder ? 2 : 1);
-    feed_forward = ff->register_module("DenseReluDense", std::make_shared<T5DenseActDense<T, D>>(c));
+    feed_forward = ff->register_module("DenseReluDense", std::make_shared<T5DenseActDense<T, D, W>>(c));
     ff_norm = norm(ff);
   }
 
@@ -173,26 +173,26 @@ struct T5Block : nn::Module<T, D> {
     return h + (*feed_forward)((*ff_norm)(h));
   }
 
-  std::shared_ptr<T5Attention<T, D>> self_attention, cross_attention;
+  std::shared_ptr<T5Attention<T, D, W>> self_attention, cross_attention;
   std::shared_ptr<T5LayerNorm<T, D>> self_norm, cross_norm, ff_norm;
-  std::shared_ptr<T5DenseActDense<T, D>> feed_forward;
+  std::shared_ptr<T5DenseActDense<T, D, W>> feed_forward;
 };
 
 // "encoder" / "decoder": the blocks and "final_layer_norm".
-template <class T, class D = cpu>
+template <class T, class D = cpu, class W = T>
 struct T5Stack : nn::Module<T, D> {
   T5Stack(const T5Config& c, bool is_decoder) : is_decoder(is_decoder) {
     const int n = is_decoder ? c.num_decoder_layers : c.num_layers;
     for (int i = 0; i < n; ++i)
-      blocks.push_back(this->register_module("block." + std::to_string(i), std::make_shared<T5Block<T, D>>(c, is_decoder, i == 0)));
+      blocks.push_back(this->register_module("block." + std::to_string(i), std::make_shared<T5Block<T, D, W>>(c, is_decoder, i == 0)));
     final_layer_norm = this->register_module("final_layer_norm", std::make_shared<T5LayerNorm<T, D>>(c.d_model, c.layer_norm_epsilon));
   }
   bool is_decoder;
-  std::vector<std::shared_ptr<T5Block<T, D>>> blocks;
+  std::vector<std::shared_ptr<T5Block<T, D, W>>> blocks;
   std::shared_ptr<T5LayerNorm<T, D>> final_layer_norm;
 };
 
-template <class T, class D = cpu>
+template <class T, class D = cpu, class W = T>
 struct T5ForConditionalGeneration : nn::Module<T, D> {
   explicit T5ForConditionalGeneration(const T5Config& c) : config(c) {
     BLIP2_CHECK(c.num_layers > 0 && c.num_decoder_layers > 0 && c.num_heads > 0 && c.relative_attention_num_buckets > 0,
@@ -200,15 +200,15 @@ struct T5ForConditionalGeneration : nn::Module<T, D> {
                 ", num_decoder_layers ", c.num_decoder_layers, ", num_heads ", c.num_heads, ", buckets ",
                 c.relative_attention_num_buckets, ")");
     shared = this->register_module("shared", std::make_shared<nn::Module<T, D>>())
-                 ->register_parameter("weight", Tensor<T, D>::empty({c.vocab_size, c.d_model}));
-    encoder = this->register_module("encoder", std::make_shared<T5Stack<T, D>>(c, false));
-    decoder = this->register_module("decoder", std::make_shared<T5Stack<T, D>>(c, true));
+                 ->register_weight("weight", Tensor<W, D>::empty({c.vocab_size, c.d_model}));
+    encoder = this->register_module("encoder", std::make_shared<T5Stack<T, D, W>>(c, false));
+    decoder = this->register_module("decoder", std::make_shared<T5Stack<T, D, W>>(c, true));
     if (!c.tie_word_embeddings)
-      lm_head = this->register_module("lm_head", std::make_shared<nn::Linear<T, D>>(c.d_model, c.vocab_size, false));
+      lm_head = this->register_module("lm_head", std::make_shared<nn::Linear<T, D, W>>(c.d_model, c.vocab_size, false));
   }
 
   // Token ids [B, L] -> embeddings [B, L, d_model] (an id outside the vocabulary is a ValueError).
-  Tensor<T, D> embed(const Tensor<std::int64_t, D>& ids) const { return embedding(shared, ids); }
+  Tensor<T, D> embed(const Tensor<std::int64_t, D>& ids) const { return embedding(shared, ids).template to<T>(); }
 
   // Encoder over inputs_embeds [B, S, d_model] with attention_mask [B, S] of 0/1 (undefined: all
   // attend). Returns the last hidden state [B, S, d_model] (after final_layer_norm).
@@ -307,9 +307,9 @@ struct T5ForConditionalGeneration : nn::Module<T, D> {
   }
 
   T5Config config;
-  Tensor<T, D> shared;
-  std::shared_ptr<T5Stack<T, D>> encoder, decoder;
-  std::shared_ptr<nn::Linear<T, D>> lm_head;
+  Tensor<W, D> shared;
+  std::shared_ptr<T5Stack<T, D, W>> encoder, decoder;
+  std::shared_ptr<nn::Linear<T, D, W>> lm_head;
 };
 
 }  // namespace blip2

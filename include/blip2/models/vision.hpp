@@ -74,49 +74,49 @@ struct VisionEmbeddings : nn::Module<T, D> {
   std::shared_ptr<nn::Module<T, D>> patch_embedding;
 };
 
-template <class T, class D = cpu>
+template <class T, class D = cpu, class W = T>
 struct VisionAttention : nn::Module<T, D> {
   explicit VisionAttention(const VisionConfig& c) : heads(c.num_attention_heads) {
-    qkv = this->register_module("qkv", std::make_shared<nn::Linear<T, D>>(c.hidden_size, 3 * c.hidden_size, c.qkv_bias));
-    projection = this->register_module("projection", std::make_shared<nn::Linear<T, D>>(c.hidden_size, c.hidden_size));
+    qkv = this->register_module("qkv", std::make_shared<nn::Linear<T, D, W>>(c.hidden_size, 3 * c.hidden_size, c.qkv_bias));
+    projection = this->register_module("projection", std::make_shared<nn::Linear<T, D, W>>(c.hidden_size, c.hidden_size));
   }
   Tensor<T, D> operator()(const Tensor<T, D>& x) const {
     const auto parts = split((*qkv)(x), {x.size(2), x.size(2), x.size(2)}, 2);
     return (*projection)(multi_head_attention(parts[0], parts[1], parts[2], heads));
   }
   index_t heads;
-  std::shared_ptr<nn::Linear<T, D>> qkv, projection;
+  std::shared_ptr<nn::Linear<T, D, W>> qkv, projection;
 };
 
-template <class T, class D = cpu>
+template <class T, class D = cpu, class W = T>
 struct VisionMLP : nn::Module<T, D> {
   VisionMLP(index_t hidden, index_t inner, const std::string& act) : act(nn::activation_from_name(act)) {
-    fc1 = this->register_module("fc1", std::make_shared<nn::Linear<T, D>>(hidden, inner));
-    fc2 = this->register_module("fc2", std::make_shared<nn::Linear<T, D>>(inner, hidden));
+    fc1 = this->register_module("fc1", std::make_shared<nn::Linear<T, D, W>>(hidden, inner));
+    fc2 = this->register_module("fc2", std::make_shared<nn::Linear<T, D, W>>(inner, hidden));
   }
   Tensor<T, D> operator()(const Tensor<T, D>& x) const { return (*fc2)(nn::activate(act, (*fc1)(x))); }
   nn::Activation act;
-  std::shared_ptr<nn::Linear<T, D>> fc1, fc2;
+  std::shared_ptr<nn::Linear<T, D, W>> fc1, fc2;
 };
 
-template <class T, class D = cpu>
+template <class T, class D = cpu, class W = T>
 struct VisionLayer : nn::Module<T, D> {
   explicit VisionLayer(const VisionConfig& c) {
-    self_attn = this->register_module("self_attn", std::make_shared<VisionAttention<T, D>>(c));
+    self_attn = this->register_module("self_attn", std::make_shared<VisionAttention<T, D, W>>(c));
     layer_norm1 = this->register_module("layer_norm1", std::make_shared<nn::LayerNorm<T, D>>(c.hidden_size, c.layer_norm_eps));
-    mlp = this->register_module("mlp", std::make_shared<VisionMLP<T, D>>(c.hidden_size, c.intermediate_size, c.hidden_act));
+    mlp = this->register_module("mlp", std::make_shared<VisionMLP<T, D, W>>(c.hidden_size, c.intermediate_size, c.hidden_act));
     layer_norm2 = this->register_module("layer_norm2", std::make_shared<nn::LayerNorm<T, D>>(c.hidden_size, c.layer_norm_eps));
   }
   Tensor<T, D> operator()(const Tensor<T, D>& x) const {
     const Tensor<T, D> h = x + (*self_attn)((*layer_norm1)(x));
     return h + (*mlp)((*layer_norm2)(h));
   }
-  std::shared_ptr<VisionAttention<T, D>> self_attn;
-  std::shared_ptr<VisionMLP<T, D>> mlp;
+  std::shared_ptr<VisionAttention<T, D, W>> self_attn;
+  std::shared_ptr<VisionMLP<T, D, W>> mlp;
   std::shared_ptr<nn::LayerNorm<T, D>> layer_norm1, layer_norm2;
 };
 
-template <class T, class D = cpu>
+template <class T, class D = cpu, class W = T>
 struct VisionModel : nn::Module<T, D> {
   struct Output {
     Tensor<T, D> last_hidden_state;  // [B, 1 + patches, hidden], after post_layernorm
@@ -127,7 +127,7 @@ struct VisionModel : nn::Module<T, D> {
     embeddings = this->register_module("embeddings", std::make_shared<VisionEmbeddings<T, D>>(c));
     auto encoder = this->register_module("encoder", std::make_shared<nn::Module<T, D>>());
     for (int i = 0; i < c.num_hidden_layers; ++i)
-      layers.push_back(encoder->register_module("layers." + std::to_string(i), std::make_shared<VisionLayer<T, D>>(c)));
+      layers.push_back(encoder->register_module("layers." + std::to_string(i), std::make_shared<VisionLayer<T, D, W>>(c)));
     post_layernorm =
         this->register_module("post_layernorm", std::make_shared<nn::LayerNorm<T, D>>(c.hidden_size, c.layer_norm_eps));
   }
@@ -145,7 +145,7 @@ struct VisionModel : nn::Module<T, D> {
 
   VisionConfig config;
   std::shared_ptr<VisionEmbeddings<T, D>> embeddings;
-  std::vector<std::shared_ptr<VisionLayer<T, D>>> layers;
+  std::vector<std::shared_ptr<VisionLayer<T, D, W>>> layers;
   std::shared_ptr<nn::LayerNorm<T, D>> post_layernorm;
 };
 
