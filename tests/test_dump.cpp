@@ -8,7 +8,7 @@ using namespace blip2;
 using namespace blip2::testing;
 
 TEST_CASE("dump reproduces the fixtures' outputs") {
-  for (const std::string name : {"blip2-opt-tiny", "blip2-itm-tiny", "blip2-opt-generate"}) {
+  for (const std::string name : {"blip2-opt-tiny", "blip2-itm-tiny", "blip2-opt-generate", "blip2-t5-tiny"}) {
     INFO(name);
     const std::string dir = kFixtures + name + "/", out = "/tmp/blip2_dump_" + std::to_string(::getpid()) + ".safetensors";
     const auto written = dump_outputs(dir + "model", dir + "io.safetensors", out);

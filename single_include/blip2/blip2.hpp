@@ -7403,7 +7403,7 @@ struct Blip2T5 : Blip2Generative<T, D, W, T5ForConditionalGeneration<T, D, W>> {
 // ---- end blip2/models/blip2_t5.hpp ----
 // ---- begin blip2/nn/init.hpp ----
 // Random initialisation of a whole module as transformers' _init_weights does it: weight matrices
-// and embeddings N(0, std), biases 0, norm gains 1.
+// and embeddings N(0, std), biases 0, norm gains 1; half-precision weights N(0, std) rounded.
 
 namespace blip2::nn {
 
@@ -7419,6 +7419,9 @@ void init_parameters(const Module<T, D>& m, Generator& gen, double stddev = 0.02
     else if (norm && p.dim() == 1) copy_(p, Tensor<T, D>::ones(p.shape()));
     else copy_(p, randn<T, D>(p.shape(), gen, 0.0, stddev));
   }
+  for (const auto& [name, w] : m.named_half_weights())
+    std::visit([&](const auto& t) { copy_(t, randn<typename std::decay_t<decltype(t)>::value_type, D>(t.shape(), gen, 0.0, stddev)); },
+               w);
 }
 
 }  // namespace blip2::nn
@@ -10956,6 +10959,7 @@ GenerateOutput generate(const Blip2OPT<T, D>& model, const Tensor<T, D>& pixels,
 // writes every output under the fixture's names, for side-by-side debugging with transformers.
 //   OPT:       pixel_values + input_ids_with_image_tokens/attention_mask_with_image_tokens (or
 //              text_input_ids/text_attention_mask), optional labels
+//   T5:        pixel_values, text_input_ids, text_attention_mask, labels (decoder targets)
 //   retrieval: pixel_values, input_ids, attention_mask
 // ---- begin blip2/pipelines/model_dir.hpp ----
 // A Hugging Face BLIP-2 model directory: config.json plus safetensors weights (one file or
@@ -11015,20 +11019,25 @@ inline std::vector<std::string> dump_outputs(const std::string& model_dir, const
     put("itc_logits_per_text", c.logits_per_text);
     put("itc_text_embeds", c.text_embeds);
     put("itc_image_embeds", c.image_embeds);
-  } else if (config.text_model_type == "opt") {
-    const auto model = load_model<Blip2OPT<float>>(model_dir, config);
+  } else {
+    auto put_generative = [&](const auto& r) {
+      put("vision_last_hidden_state", r.image.vision.last_hidden_state);
+      put("vision_pooler_output", r.image.vision.pooler_output);
+      put("qformer_last_hidden_state", r.image.queries);
+      put("language_model_inputs", r.language_model_inputs);
+      put("logits", r.logits);
+      if (r.loss.defined()) put("loss", r.loss.reshape({1}));
+    };
     const bool placeholders = in.contains("input_ids_with_image_tokens");
     const auto ids = detail::required_ids(in, placeholders ? "input_ids_with_image_tokens" : "text_input_ids");
     const auto mask = detail::optional_ids(in, placeholders ? "attention_mask_with_image_tokens" : "text_attention_mask");
-    const auto r = (*model)(pixels, ids, mask, detail::optional_ids(in, "labels"));
-    put("vision_last_hidden_state", r.image.vision.last_hidden_state);
-    put("vision_pooler_output", r.image.vision.pooler_output);
-    put("qformer_last_hidden_state", r.image.queries);
-    put("language_model_inputs", r.language_model_inputs);
-    put("logits", r.logits);
-    if (r.loss.defined()) put("loss", r.loss.reshape({1}));
-  } else {
-    throw ValueError(model_dir + ": dump does not support text model '" + config.text_model_type + "' yet");
+    const auto labels = detail::optional_ids(in, "labels");
+    if (config.text_model_type == "opt") {
+      put_generative((*load_model<Blip2OPT<float>>(model_dir, config))(pixels, ids, mask, labels));
+    } else {
+      BLIP2_CHECK(labels.defined(), IoError, in.path(), ": a T5 model needs 'labels' (the decoder targets)");
+      put_generative((*load_model<Blip2T5<float>>(model_dir, config))(pixels, ids, mask, labels));
+    }
   }
   io::save_safetensors(out_path, out);
   std::vector<std::string> names;

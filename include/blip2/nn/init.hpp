@@ -1,6 +1,6 @@
 #pragma once
 // Random initialisation of a whole module as transformers' _init_weights does it: weight matrices
-// and embeddings N(0, std), biases 0, norm gains 1.
+// and embeddings N(0, std), biases 0, norm gains 1; half-precision weights N(0, std) rounded.
 #include "../ops/creation.hpp"
 #include "../ops/elementwise.hpp"
 #include "module.hpp"
@@ -19,6 +19,9 @@ void init_parameters(const Module<T, D>& m, Generator& gen, double stddev = 0.02
     else if (norm && p.dim() == 1) copy_(p, Tensor<T, D>::ones(p.shape()));
     else copy_(p, randn<T, D>(p.shape(), gen, 0.0, stddev));
   }
+  for (const auto& [name, w] : m.named_half_weights())
+    std::visit([&](const auto& t) { copy_(t, randn<typename std::decay_t<decltype(t)>::value_type, D>(t.shape(), gen, 0.0, stddev)); },
+               w);
 }
 
 }  // namespace blip2::nn

@@ -3,6 +3,7 @@
 // writes every output under the fixture's names, for side-by-side debugging with transformers.
 //   OPT:       pixel_values + input_ids_with_image_tokens/attention_mask_with_image_tokens (or
 //              text_input_ids/text_attention_mask), optional labels
+//   T5:        pixel_values, text_input_ids, text_attention_mask, labels (decoder targets)
 //   retrieval: pixel_values, input_ids, attention_mask
 #include "model_dir.hpp"
 
@@ -41,20 +42,25 @@ inline std::vector<std::string> dump_outputs(const std::string& model_dir, const
     put("itc_logits_per_text", c.logits_per_text);
     put("itc_text_embeds", c.text_embeds);
     put("itc_image_embeds", c.image_embeds);
-  } else if (config.text_model_type == "opt") {
-    const auto model = load_model<Blip2OPT<float>>(model_dir, config);
+  } else {
+    auto put_generative = [&](const auto& r) {
+      put("vision_last_hidden_state", r.image.vision.last_hidden_state);
+      put("vision_pooler_output", r.image.vision.pooler_output);
+      put("qformer_last_hidden_state", r.image.queries);
+      put("language_model_inputs", r.language_model_inputs);
+      put("logits", r.logits);
+      if (r.loss.defined()) put("loss", r.loss.reshape({1}));
+    };
     const bool placeholders = in.contains("input_ids_with_image_tokens");
     const auto ids = detail::required_ids(in, placeholders ? "input_ids_with_image_tokens" : "text_input_ids");
     const auto mask = detail::optional_ids(in, placeholders ? "attention_mask_with_image_tokens" : "text_attention_mask");
-    const auto r = (*model)(pixels, ids, mask, detail::optional_ids(in, "labels"));
-    put("vision_last_hidden_state", r.image.vision.last_hidden_state);
-    put("vision_pooler_output", r.image.vision.pooler_output);
-    put("qformer_last_hidden_state", r.image.queries);
-    put("language_model_inputs", r.language_model_inputs);
-    put("logits", r.logits);
-    if (r.loss.defined()) put("loss", r.loss.reshape({1}));
-  } else {
-    throw ValueError(model_dir + ": dump does not support text model '" + config.text_model_type + "' yet");
+    const auto labels = detail::optional_ids(in, "labels");
+    if (config.text_model_type == "opt") {
+      put_generative((*load_model<Blip2OPT<float>>(model_dir, config))(pixels, ids, mask, labels));
+    } else {
+      BLIP2_CHECK(labels.defined(), IoError, in.path(), ": a T5 model needs 'labels' (the decoder targets)");
+      put_generative((*load_model<Blip2T5<float>>(model_dir, config))(pixels, ids, mask, labels));
+    }
   }
   io::save_safetensors(out_path, out);
   std::vector<std::string> names;

@@ -7,6 +7,7 @@
 #include "../io/checkpoint.hpp"
 #include "../models/blip2_opt.hpp"
 #include "../models/blip2_retrieval.hpp"
+#include "../models/blip2_t5.hpp"
 
 namespace blip2 {
 
