@@ -113,6 +113,64 @@ TEST_CASE("generate: every OPT fixture case gives transformers' ids exactly") {
   run_fixture_cases("blip2-opt-generate", 7);
 }
 
+TEST_CASE("generate: every T5 fixture case gives transformers' decoder ids exactly") {
+  const std::string dir = kFixtures + "blip2-t5-tiny/";
+  const auto config = Blip2Config::load(dir + "model/config.json");
+  Blip2T5<float> model(config);
+  REQUIRE(io::load_parameters(model, io::Checkpoint::open(dir + "model")).empty());
+  const auto io = io::SafeTensorsFile::open(dir + "io.safetensors");
+  const auto meta = read_json(dir + "meta.json");
+  std::size_t cases = 0;
+  for (const auto& [case_name, c] : meta["generate"].items()) {
+    auto o = GenerationOptions::load(dir + "model/generation_config.json");
+    o.update(c["kwargs"], "meta.json kwargs");
+    o.max_new_tokens = c["max_new_tokens"].get<int>();
+    const auto out = generate(model, io.load<float>("pixel_values"), io.load<std::int64_t>("input_ids_with_image_tokens"),
+                              io.load<std::int64_t>("attention_mask_with_image_tokens"), o);
+    check_rows("blip2-t5-tiny " + case_name, out.rows(), c["sequences"].get<Rows>());
+    CHECK(out.prompt_length == 1);
+    ++cases;
+  }
+  CHECK(cases == 2);
+
+  // Cached decoder steps (also after a reorder) give the logits of decoding the whole sequence.
+  NoGrad no_grad;
+  const auto enc = model.encode(io.load<float>("pixel_values"), io.load<std::int64_t>("input_ids_with_image_tokens"),
+                                io.load<std::int64_t>("attention_mask_with_image_tokens"));
+  T5DecoderStep<float> step(*model.language_model, enc.encoder_last_hidden_state, enc.encoder_attention_mask, 0);
+  Rows ids{{0}, {0}};
+  Tensor<float> logits = step.start();
+  const auto full_logits = [&](const Rows& r, index_t row) {
+    const auto d = model.language_model->decode(Tensor<std::int64_t>::from_vector({1, index_t(r[std::size_t(row)].size())},
+                                                                                  r[std::size_t(row)]),
+                                                enc.encoder_last_hidden_state.slice(0, row, row + 1),
+                                                enc.encoder_attention_mask.slice(0, row, row + 1).contiguous());
+    const index_t L = d.size(1);
+    return d.slice(1, L - 1, L).contiguous().reshape({1, d.size(2)});
+  };
+  for (const std::vector<std::int64_t>& tokens : {std::vector<std::int64_t>{4, 65}, {82, 3}, {1, 100}}) {
+    logits = step.step(tokens);
+    for (std::size_t b = 0; b < 2; ++b) ids[b].push_back(tokens[b]);
+    for (index_t b = 0; b < 2; ++b)
+      check_activation("t5 step row " + std::to_string(b), logits.slice(0, b, b + 1).contiguous(), full_logits(ids, b));
+  }
+  step.reorder({1, 1});
+  logits = step.step({7, 9});
+  Rows r{ids[1], ids[1]};
+  r[0].push_back(7);
+  r[1].push_back(9);
+  // Both rows now decode input 1's encoder output.
+  for (index_t b = 0; b < 2; ++b) {
+    const auto d = model.language_model->decode(Tensor<std::int64_t>::from_vector({1, index_t(r[std::size_t(b)].size())},
+                                                                                  r[std::size_t(b)]),
+                                                enc.encoder_last_hidden_state.slice(0, 1, 2),
+                                                enc.encoder_attention_mask.slice(0, 1, 2).contiguous());
+    const index_t L = d.size(1);
+    check_activation("t5 reordered row " + std::to_string(b), logits.slice(0, b, b + 1).contiguous(),
+                     d.slice(1, L - 1, L).contiguous().reshape({1, d.size(2)}));
+  }
+}
+
 TEST_CASE("generate: an EOS id stops its row, which is padded while the others go on") {
   OPTFixture f("blip2-opt-generate");
   const auto& greedy = f.meta["generate"]["greedy"];

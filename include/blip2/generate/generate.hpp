@@ -10,6 +10,7 @@
 //   // out.sequences [B * num_return_sequences, L]: for OPT the prompt ids, then the new tokens
 #include "../autograd/grad_mode.hpp"
 #include "../models/blip2_opt.hpp"
+#include "../models/blip2_t5.hpp"
 #include "beam_search.hpp"
 #include "sampling.hpp"
 
@@ -114,6 +115,69 @@ class OPTDecoderStep : public DecoderStep {
   KVCache<T, D> cache_;
 };
 
+// T5ForConditionalGeneration's decoder with a T5DecoderCache over a fixed encoder output
+// [B, S, d_model] and its mask [B, S]: start() feeds decoder_start_token_id (storing the
+// cross-attention keys/values once), each step() one token per row.
+template <class T, class D = cpu>
+class T5DecoderStep : public DecoderStep {
+ public:
+  T5DecoderStep(const T5ForConditionalGeneration<T, D>& lm, Tensor<T, D> encoder_out, const Tensor<std::int64_t, D>& encoder_mask,
+                std::int64_t decoder_start_token_id)
+      : lm_(lm), encoder_out_(std::move(encoder_out)), start_(decoder_start_token_id) {
+    BLIP2_CHECK(encoder_out_.dim() == 3 && encoder_out_.size(1) > 0, ValueError,
+                "generate: T5 needs a non-empty encoder output, got ", to_string(encoder_out_.shape()));
+    const index_t B = encoder_out_.size(0), S = encoder_out_.size(1);
+    BLIP2_CHECK(!encoder_mask.defined() || (encoder_mask.dim() == 2 && encoder_mask.size(0) == B && encoder_mask.size(1) == S),
+                ShapeError, "generate: encoder mask ", to_string(encoder_mask.shape()), " does not fit the encoder output ",
+                to_string(encoder_out_.shape()));
+    mask_ = encoder_mask.defined() ? generation::host_rows(encoder_mask.template to<cpu>())
+                                   : generation::Ids(std::size_t(B), std::vector<std::int64_t>(std::size_t(S), 1));
+  }
+
+  Tensor<float> start() override {
+    NoGrad no_grad;
+    cache_ = T5DecoderCache<T, D>();
+    const index_t B = encoder_out_.size(0);
+    const auto ids = Tensor<std::int64_t, D>::full({B, 1}, start_);
+    return generation::last_logits(lm_.decode(ids, encoder_out_, mask_tensor(), &cache_));
+  }
+
+  void expand(index_t n) override {
+    if (n > 1) select(generation::interleave(index_t(mask_.size()), n));
+  }
+
+  void reorder(const std::vector<std::int64_t>& rows) override { select(rows); }
+
+  Tensor<float> step(const std::vector<std::int64_t>& tokens) override {
+    NoGrad no_grad;
+    const index_t rows = index_t(mask_.size());
+    BLIP2_CHECK(index_t(tokens.size()) == rows, ShapeError, "generate: ", tokens.size(), " tokens for ", rows, " rows");
+    const auto ids = Tensor<std::int64_t, D>::from_vector({rows, 1}, tokens);
+    return generation::last_logits(lm_.decode(ids, Tensor<T, D>(), mask_tensor(), &cache_));
+  }
+
+  const T5DecoderCache<T, D>& cache() const { return cache_; }
+
+ private:
+  Tensor<std::int64_t, D> mask_tensor() const {
+    std::vector<std::int64_t> flat;
+    for (const auto& m : mask_) flat.insert(flat.end(), m.begin(), m.end());
+    return Tensor<std::int64_t, D>::from_vector({index_t(mask_.size()), index_t(mask_[0].size())}, flat);
+  }
+  void select(const std::vector<std::int64_t>& rows) {
+    generation::Ids m;
+    for (std::int64_t r : rows) m.push_back(mask_.at(std::size_t(r)));
+    mask_ = std::move(m);
+    cache_.select_rows(Tensor<std::int64_t, D>::from_vector({index_t(rows.size())}, rows));
+  }
+
+  const T5ForConditionalGeneration<T, D>& lm_;
+  Tensor<T, D> encoder_out_;
+  std::int64_t start_;
+  generation::Ids mask_;
+  T5DecoderCache<T, D> cache_;
+};
+
 // Runs the search the options pick (beam search when num_beams > 1, else greedy or sampling) over
 // `step` from `prompts` (the ids the logits processors see and the sequences start with; one row per
 // input, equal lengths). max_positions caps the default length (0: no cap).
@@ -166,6 +230,33 @@ GenerateOutput generate(const Blip2OPT<T, D>& model, const Tensor<T, D>& pixels,
   const auto [embeds, mask] = model.merge(model.project(image.queries), input_ids, attention_mask);
   OPTDecoderStep<T, D> step(*model.language_model, embeds, mask);
   return generate(step, generation::host_rows(input_ids.template to<cpu>()), o, model.config.opt.max_position_embeddings);
+}
+
+// Blip2ForConditionalGeneration.generate with Flan-T5: the encoder reads the image queries and the
+// prompt input_ids [B, L] once (with the image placeholders, or without them: the queries go in
+// front; undefined: the Q placeholders alone); the decoder starts from decoder_start_token_id. The
+// returned sequences are the decoder ids, starting with decoder_start_token_id.
+template <class T, class D>
+GenerateOutput generate(const Blip2T5<T, D>& model, const Tensor<T, D>& pixels, Tensor<std::int64_t, D> input_ids = {},
+                        const Tensor<std::int64_t, D>& attention_mask = {}, const GenerationOptions& options = {}) {
+  const GenerationOptions o = with_model_defaults(options, model.config);
+  o.validate();
+  BLIP2_CHECK(o.decoder_start_token_id, ValueError, "generate: T5 needs decoder_start_token_id");
+  NoGrad no_grad;
+  const index_t B = pixels.size(0);
+  if (!input_ids.defined()) {
+    BLIP2_CHECK(model.config.image_token_index, ValueError,
+                "generate: no input_ids and no image_token_index to build a prompt from");
+    input_ids = Tensor<std::int64_t, D>::full({B, index_t(model.config.num_query_tokens)}, *model.config.image_token_index);
+  }
+  BLIP2_CHECK(input_ids.dim() == 2 && input_ids.size(0) == B, ShapeError, "generate: input_ids ",
+              to_string(input_ids.shape()), " do not fit ", B, " images");
+  BLIP2_CHECK(input_ids.size(1) > 0, ValueError, "generate: input_ids is empty; give a prompt or leave it undefined");
+  const auto enc = model.encode(pixels, input_ids, attention_mask);
+  T5DecoderStep<T, D> step(*model.language_model, enc.encoder_last_hidden_state, enc.encoder_attention_mask,
+                           *o.decoder_start_token_id);
+  const generation::Ids prompts(static_cast<std::size_t>(B), std::vector<std::int64_t>{*o.decoder_start_token_id});
+  return generate(step, prompts, o);
 }
 
 }  // namespace blip2
