@@ -229,7 +229,7 @@ TEST_CASE("softmax float32 kernel: tails, masks, fully masked rows, log-softmax;
   std::uniform_real_distribution<float> u(-8.0f, 8.0f);
   const float inf = std::numeric_limits<float>::infinity();
   for (int threads : {1, 2})
-    for (index_t cols : {1, 5, 16, 17, 42, 43, 80, 257, 1000}) {
+    for (index_t cols : {1, 5, 16, 17, 31, 42, 43, 48, 64, 65, 80, 257, 1000}) {
       Threads t(threads);
       const index_t rows = 37;
       std::vector<float> x(std::size_t(rows * cols));
@@ -276,5 +276,44 @@ TEST_CASE("softmax float32 kernel: tails, masks, fully masked rows, log-softmax;
         }
         CHECK(bad == 0);
       }
+    }
+}
+
+// Layer norm / RMS norm float32 kernels (four-accumulator row reductions) against float64.
+TEST_CASE("layer_norm and rms_norm float32 kernels against float64") {
+  std::mt19937 rng(13);
+  std::uniform_real_distribution<float> u(-2.0f, 3.0f);
+  for (int threads : {1, 2})
+    for (index_t cols : {1, 7, 16, 63, 64, 65, 1408, 2560}) {
+      Threads t(threads);
+      INFO("cols=" << cols << " threads=" << threads);
+      const index_t rows = 9;
+      const auto n = [](index_t k) { return static_cast<std::size_t>(k); };
+      std::vector<float> x(n(rows * cols)), w(n(cols)), b(n(cols));
+      for (float& v : x) v = u(rng);
+      for (float& v : w) v = u(rng);
+      for (float& v : b) v = u(rng);
+      std::vector<float> y(x.size()), mean(n(rows)), rstd(n(rows)), yr(x.size()), rr(n(rows));
+      cpu_kernel::layer_norm(x.data(), w.data(), b.data(), y.data(), mean.data(), rstd.data(), rows, cols, 1e-5f);
+      cpu_kernel::rms_norm(x.data(), w.data(), yr.data(), rr.data(), rows, cols, 1e-6f);
+      index_t bad = 0;
+      for (index_t r = 0; r < rows; ++r) {
+        const float* xr = x.data() + r * cols;
+        double mu = 0, ms = 0;
+        for (index_t c = 0; c < cols; ++c) mu += xr[c], ms += double(xr[c]) * xr[c];
+        mu /= double(cols);
+        double var = 0;
+        for (index_t c = 0; c < cols; ++c) var += (xr[c] - mu) * (xr[c] - mu);
+        const double rs = 1 / std::sqrt(var / double(cols) + 1e-5), rms = 1 / std::sqrt(ms / double(cols) + 1e-6);
+        bad += !(std::abs(mean[std::size_t(r)] - mu) <= 1e-5 * (1 + std::abs(mu)));
+        bad += !(std::abs(rstd[std::size_t(r)] - rs) <= 1e-4 * rs);
+        for (index_t c = 0; c < cols; ++c) {
+          const double ref = (xr[c] - mu) * rs * w[std::size_t(c)] + b[std::size_t(c)];
+          const double refr = xr[c] * rms * w[std::size_t(c)];
+          bad += !(std::abs(y[std::size_t(r * cols + c)] - ref) <= 1e-4 * (1 + std::abs(ref)));
+          bad += !(std::abs(yr[std::size_t(r * cols + c)] - refr) <= 1e-4 * (1 + std::abs(refr)));
+        }
+      }
+      CHECK(bad == 0);
     }
 }

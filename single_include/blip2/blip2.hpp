@@ -1639,26 +1639,52 @@ std::shared_ptr<T> allocate(index_t n) {
 namespace blip2::cpu_kernel {
 
 namespace detail {
+// The row reductions keep four vector accumulators: one accumulator is a chain of dependent adds
+// (4 cycles each), which made a 2560-wide row's reduction latency-bound rather than load-bound.
+template <class T, class F>
+T reduce4(index_t n, F&& term) {
+  using V = simd<T>;
+  constexpr index_t W = simd_width<T>;
+  V acc0(T(0)), acc1(T(0)), acc2(T(0)), acc3(T(0));
+  index_t i = 0;
+  for (; i + 4 * W <= n; i += 4 * W) {
+    acc0 = term(acc0, i);
+    acc1 = term(acc1, i + W);
+    acc2 = term(acc2, i + 2 * W);
+    acc3 = term(acc3, i + 3 * W);
+  }
+  for (; i + W <= n; i += W) acc0 = term(acc0, i);
+  return xsimd::hadd((acc0 + acc1) + (acc2 + acc3));
+}
 template <class T>
 T dot(const T* a, const T* b, index_t n) {
   using V = simd<T>;
   constexpr index_t W = simd_width<T>;
-  V acc(T(0));
-  index_t i = 0;
-  for (; i + W <= n; i += W) acc = xsimd::fma(V::load_unaligned(a + i), V::load_unaligned(b + i), acc);
-  T s = xsimd::hadd(acc);
-  for (; i < n; ++i) s += a[i] * b[i];
+  T s = reduce4<T>(n, [&](const V& acc, index_t i) {
+    return xsimd::fma(V::load_unaligned(a + i), V::load_unaligned(b + i), acc);
+  });
+  for (index_t i = n / W * W; i < n; ++i) s += a[i] * b[i];
   return s;
 }
 template <class T>
 T sum(const T* a, index_t n) {
   using V = simd<T>;
   constexpr index_t W = simd_width<T>;
-  V acc(T(0));
-  index_t i = 0;
-  for (; i + W <= n; i += W) acc += V::load_unaligned(a + i);
-  T s = xsimd::hadd(acc);
-  for (; i < n; ++i) s += a[i];
+  T s = reduce4<T>(n, [&](const V& acc, index_t i) { return acc + V::load_unaligned(a + i); });
+  for (index_t i = n / W * W; i < n; ++i) s += a[i];
+  return s;
+}
+// sum (a[i] - mu)^2
+template <class T>
+T centered_squares(const T* a, T mu, index_t n) {
+  using V = simd<T>;
+  constexpr index_t W = simd_width<T>;
+  const V vmu(mu);
+  T s = reduce4<T>(n, [&](const V& acc, index_t i) {
+    const V d = V::load_unaligned(a + i) - vmu;
+    return xsimd::fma(d, d, acc);
+  });
+  for (index_t i = n / W * W; i < n; ++i) s += (a[i] - mu) * (a[i] - mu);
   return s;
 }
 // Per-chunk partial sums of parameter gradients, added into the outputs at the end.
@@ -1681,15 +1707,9 @@ void layer_norm(const T* x, const T* w, const T* b, T* y, T* mean, T* rstd, inde
       const T* xr = x + r * cols;
       T* yr = y + r * cols;
       const T mu = detail::sum(xr, cols) / T(cols);
-      V acc(T(0));
       const V vmu(mu);
+      const T var = detail::centered_squares(xr, mu, cols);
       index_t i = 0;
-      for (; i + W <= cols; i += W) {
-        const V d = V::load_unaligned(xr + i) - vmu;
-        acc = xsimd::fma(d, d, acc);
-      }
-      T var = xsimd::hadd(acc);
-      for (; i < cols; ++i) var += (xr[i] - mu) * (xr[i] - mu);
       const T rs = T(1) / std::sqrt(var / T(cols) + eps);
       if (mean) mean[r] = mu;
       if (rstd) rstd[r] = rs;
@@ -1961,6 +1981,71 @@ inline void softmax_row_avx512(const float* x, float* y, index_t cols, bool log)
     if (tm) _mm512_mask_storeu_ps(y + cv, tm, _mm512_mul_ps(_mm512_maskz_loadu_ps(tm, y + cv), inv));
   }
 }
+
+// Rows of at most 64 entries (attention over a short prompt or a KV cache: 42, 43 keys) held whole in
+// registers, four rows at a time: the four rows' max / exp / sum chains are independent, so their
+// latencies overlap instead of adding up row after row (about twice the throughput of one row at a
+// time at 42 columns).
+template <int NV>
+void softmax_short_rows_avx512(const float* x, float* y, index_t rows, index_t cols, bool log) {
+  constexpr int G = 4;
+  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  __mmask16 mask[NV];
+  for (int j = 0; j < NV; ++j) {
+    const index_t n = std::min<index_t>(16, cols - 16 * j);
+    mask[j] = n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
+  }
+  index_t r = 0;
+  for (; r + G <= rows; r += G) {
+    __m512 v[G][NV], e[G][NV];
+    float m[G], sum[G];
+    for (int i = 0; i < G; ++i) {
+      __m512 vmax = ninf;
+      for (int j = 0; j < NV; ++j) {
+        v[i][j] = _mm512_mask_loadu_ps(ninf, mask[j], x + (r + i) * cols + 16 * j);
+        vmax = _mm512_max_ps(vmax, v[i][j]);
+      }
+      m[i] = _mm512_reduce_max_ps(vmax);
+    }
+    bool all_live = true;
+    for (int i = 0; i < G; ++i) all_live = all_live && m[i] > kernel::kMaskedBelow<float>;
+    if (!all_live) {  // a fully masked row in the group: take the general path for these rows
+      for (int i = 0; i < G; ++i) softmax_row_avx512(x + (r + i) * cols, y + (r + i) * cols, cols, log);
+      continue;
+    }
+    for (int i = 0; i < G; ++i) {
+      const __m512 vm = _mm512_set1_ps(m[i]);
+      __m512 vsum = _mm512_setzero_ps();
+      for (int j = 0; j < NV; ++j) {
+        e[i][j] = exp_avx512(_mm512_sub_ps(v[i][j], vm));
+        vsum = _mm512_add_ps(vsum, e[i][j]);
+      }
+      sum[i] = _mm512_reduce_add_ps(vsum);
+    }
+    for (int i = 0; i < G; ++i) {
+      float* yr = y + (r + i) * cols;
+      if (log) {
+        const __m512 vs = _mm512_set1_ps(m[i] + std::log(sum[i]));
+        for (int j = 0; j < NV; ++j) _mm512_mask_storeu_ps(yr + 16 * j, mask[j], _mm512_sub_ps(v[i][j], vs));
+      } else {
+        const __m512 inv = _mm512_set1_ps(1.0f / sum[i]);
+        for (int j = 0; j < NV; ++j) _mm512_mask_storeu_ps(yr + 16 * j, mask[j], _mm512_mul_ps(e[i][j], inv));
+      }
+    }
+  }
+  for (; r < rows; ++r) softmax_row_avx512(x + r * cols, y + r * cols, cols, log);
+}
+
+inline void softmax_rows_avx512(const float* x, float* y, index_t rows, index_t cols, bool log) {
+  switch ((cols + 15) / 16) {
+    case 1: return softmax_short_rows_avx512<1>(x, y, rows, cols, log);
+    case 2: return softmax_short_rows_avx512<2>(x, y, rows, cols, log);
+    case 3: return softmax_short_rows_avx512<3>(x, y, rows, cols, log);
+    case 4: return softmax_short_rows_avx512<4>(x, y, rows, cols, log);
+    default:
+      for (index_t r = 0; r < rows; ++r) softmax_row_avx512(x + r * cols, y + r * cols, cols, log);
+  }
+}
 }  // namespace detail
 #endif
 
@@ -1971,7 +2056,7 @@ void softmax(const T* x, T* y, index_t rows, index_t cols, bool log) {
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float>) {
     parallel_for(rows, std::max<index_t>(1, 8192 / std::max<index_t>(cols, 1)), [&](index_t lo, index_t hi) {
-      for (index_t r = lo; r < hi; ++r) detail::softmax_row_avx512(x + r * cols, y + r * cols, cols, log);
+      detail::softmax_rows_avx512(x + lo * cols, y + lo * cols, hi - lo, cols, log);
     });
     return;
   }

@@ -9,26 +9,52 @@
 namespace blip2::cpu_kernel {
 
 namespace detail {
+// The row reductions keep four vector accumulators: one accumulator is a chain of dependent adds
+// (4 cycles each), which made a 2560-wide row's reduction latency-bound rather than load-bound.
+template <class T, class F>
+T reduce4(index_t n, F&& term) {
+  using V = simd<T>;
+  constexpr index_t W = simd_width<T>;
+  V acc0(T(0)), acc1(T(0)), acc2(T(0)), acc3(T(0));
+  index_t i = 0;
+  for (; i + 4 * W <= n; i += 4 * W) {
+    acc0 = term(acc0, i);
+    acc1 = term(acc1, i + W);
+    acc2 = term(acc2, i + 2 * W);
+    acc3 = term(acc3, i + 3 * W);
+  }
+  for (; i + W <= n; i += W) acc0 = term(acc0, i);
+  return xsimd::hadd((acc0 + acc1) + (acc2 + acc3));
+}
 template <class T>
 T dot(const T* a, const T* b, index_t n) {
   using V = simd<T>;
   constexpr index_t W = simd_width<T>;
-  V acc(T(0));
-  index_t i = 0;
-  for (; i + W <= n; i += W) acc = xsimd::fma(V::load_unaligned(a + i), V::load_unaligned(b + i), acc);
-  T s = xsimd::hadd(acc);
-  for (; i < n; ++i) s += a[i] * b[i];
+  T s = reduce4<T>(n, [&](const V& acc, index_t i) {
+    return xsimd::fma(V::load_unaligned(a + i), V::load_unaligned(b + i), acc);
+  });
+  for (index_t i = n / W * W; i < n; ++i) s += a[i] * b[i];
   return s;
 }
 template <class T>
 T sum(const T* a, index_t n) {
   using V = simd<T>;
   constexpr index_t W = simd_width<T>;
-  V acc(T(0));
-  index_t i = 0;
-  for (; i + W <= n; i += W) acc += V::load_unaligned(a + i);
-  T s = xsimd::hadd(acc);
-  for (; i < n; ++i) s += a[i];
+  T s = reduce4<T>(n, [&](const V& acc, index_t i) { return acc + V::load_unaligned(a + i); });
+  for (index_t i = n / W * W; i < n; ++i) s += a[i];
+  return s;
+}
+// sum (a[i] - mu)^2
+template <class T>
+T centered_squares(const T* a, T mu, index_t n) {
+  using V = simd<T>;
+  constexpr index_t W = simd_width<T>;
+  const V vmu(mu);
+  T s = reduce4<T>(n, [&](const V& acc, index_t i) {
+    const V d = V::load_unaligned(a + i) - vmu;
+    return xsimd::fma(d, d, acc);
+  });
+  for (index_t i = n / W * W; i < n; ++i) s += (a[i] - mu) * (a[i] - mu);
   return s;
 }
 // Per-chunk partial sums of parameter gradients, added into the outputs at the end.
@@ -51,15 +77,9 @@ void layer_norm(const T* x, const T* w, const T* b, T* y, T* mean, T* rstd, inde
       const T* xr = x + r * cols;
       T* yr = y + r * cols;
       const T mu = detail::sum(xr, cols) / T(cols);
-      V acc(T(0));
       const V vmu(mu);
+      const T var = detail::centered_squares(xr, mu, cols);
       index_t i = 0;
-      for (; i + W <= cols; i += W) {
-        const V d = V::load_unaligned(xr + i) - vmu;
-        acc = xsimd::fma(d, d, acc);
-      }
-      T var = xsimd::hadd(acc);
-      for (; i < cols; ++i) var += (xr[i] - mu) * (xr[i] - mu);
       const T rs = T(1) / std::sqrt(var / T(cols) + eps);
       if (mean) mean[r] = mu;
       if (rstd) rstd[r] = rs;

@@ -75,6 +75,71 @@ inline void softmax_row_avx512(const float* x, float* y, index_t cols, bool log)
     if (tm) _mm512_mask_storeu_ps(y + cv, tm, _mm512_mul_ps(_mm512_maskz_loadu_ps(tm, y + cv), inv));
   }
 }
+
+// Rows of at most 64 entries (attention over a short prompt or a KV cache: 42, 43 keys) held whole in
+// registers, four rows at a time: the four rows' max / exp / sum chains are independent, so their
+// latencies overlap instead of adding up row after row (about twice the throughput of one row at a
+// time at 42 columns).
+template <int NV>
+void softmax_short_rows_avx512(const float* x, float* y, index_t rows, index_t cols, bool log) {
+  constexpr int G = 4;
+  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  __mmask16 mask[NV];
+  for (int j = 0; j < NV; ++j) {
+    const index_t n = std::min<index_t>(16, cols - 16 * j);
+    mask[j] = n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
+  }
+  index_t r = 0;
+  for (; r + G <= rows; r += G) {
+    __m512 v[G][NV], e[G][NV];
+    float m[G], sum[G];
+    for (int i = 0; i < G; ++i) {
+      __m512 vmax = ninf;
+      for (int j = 0; j < NV; ++j) {
+        v[i][j] = _mm512_mask_loadu_ps(ninf, mask[j], x + (r + i) * cols + 16 * j);
+        vmax = _mm512_max_ps(vmax, v[i][j]);
+      }
+      m[i] = _mm512_reduce_max_ps(vmax);
+    }
+    bool all_live = true;
+    for (int i = 0; i < G; ++i) all_live = all_live && m[i] > kernel::kMaskedBelow<float>;
+    if (!all_live) {  // a fully masked row in the group: take the general path for these rows
+      for (int i = 0; i < G; ++i) softmax_row_avx512(x + (r + i) * cols, y + (r + i) * cols, cols, log);
+      continue;
+    }
+    for (int i = 0; i < G; ++i) {
+      const __m512 vm = _mm512_set1_ps(m[i]);
+      __m512 vsum = _mm512_setzero_ps();
+      for (int j = 0; j < NV; ++j) {
+        e[i][j] = exp_avx512(_mm512_sub_ps(v[i][j], vm));
+        vsum = _mm512_add_ps(vsum, e[i][j]);
+      }
+      sum[i] = _mm512_reduce_add_ps(vsum);
+    }
+    for (int i = 0; i < G; ++i) {
+      float* yr = y + (r + i) * cols;
+      if (log) {
+        const __m512 vs = _mm512_set1_ps(m[i] + std::log(sum[i]));
+        for (int j = 0; j < NV; ++j) _mm512_mask_storeu_ps(yr + 16 * j, mask[j], _mm512_sub_ps(v[i][j], vs));
+      } else {
+        const __m512 inv = _mm512_set1_ps(1.0f / sum[i]);
+        for (int j = 0; j < NV; ++j) _mm512_mask_storeu_ps(yr + 16 * j, mask[j], _mm512_mul_ps(e[i][j], inv));
+      }
+    }
+  }
+  for (; r < rows; ++r) softmax_row_avx512(x + r * cols, y + r * cols, cols, log);
+}
+
+inline void softmax_rows_avx512(const float* x, float* y, index_t rows, index_t cols, bool log) {
+  switch ((cols + 15) / 16) {
+    case 1: return softmax_short_rows_avx512<1>(x, y, rows, cols, log);
+    case 2: return softmax_short_rows_avx512<2>(x, y, rows, cols, log);
+    case 3: return softmax_short_rows_avx512<3>(x, y, rows, cols, log);
+    case 4: return softmax_short_rows_avx512<4>(x, y, rows, cols, log);
+    default:
+      for (index_t r = 0; r < rows; ++r) softmax_row_avx512(x + r * cols, y + r * cols, cols, log);
+  }
+}
 }  // namespace detail
 #endif
 
@@ -85,7 +150,7 @@ void softmax(const T* x, T* y, index_t rows, index_t cols, bool log) {
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float>) {
     parallel_for(rows, std::max<index_t>(1, 8192 / std::max<index_t>(cols, 1)), [&](index_t lo, index_t hi) {
-      for (index_t r = lo; r < hi; ++r) detail::softmax_row_avx512(x + r * cols, y + r * cols, cols, log);
+      detail::softmax_rows_avx512(x + lo * cols, y + lo * cols, hi - lo, cols, log);
     });
     return;
   }
