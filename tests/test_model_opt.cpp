@@ -1,6 +1,7 @@
 // Blip2ForConditionalGeneration with OPT against transformers: every recorded intermediate, the
 // loss, all gradients and two AdamW steps (tests/data/hf-blip2/blip2-opt-tiny).
 #include <blip2/models/blip2_opt.hpp>
+#include <filesystem>
 #include <fstream>
 #include <set>
 
@@ -157,4 +158,31 @@ TEST_CASE("stage-2 training with bf16 frozen weights") {
   const auto grads = io::SafeTensorsFile::open(f.dir + "grads.safetensors");
   // the frozen ViT and OPT run at bf16 precision, so the gradient is close, not equal
   check_gradient("query_tokens", model.query_tokens.grad(), grads.load<float>("grad.query_tokens"), 1e-1);
+}
+
+TEST_CASE("sharded checkpoints load through model.safetensors.index.json") {
+  namespace fs = std::filesystem;
+  Fixture f;
+  const fs::path dir = fs::temp_directory_path() / ("blip2_sharded_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const auto whole = io::SafeTensorsFile::open(f.dir + "model/model.safetensors");
+  std::vector<io::TensorRecord> shard[2];
+  nlohmann::json index = {{"metadata", {{"total_size", 0}}}, {"weight_map", nlohmann::json::object()}};
+  for (std::size_t i = 0; i < whole.entries().size(); ++i) {
+    const auto& e = whole.entries()[i];
+    shard[i % 2].push_back(io::TensorRecord::from(e.name, whole.load<float>(e.name)));
+    index["weight_map"][e.name] = i % 2 ? "model-00002-of-00002.safetensors" : "model-00001-of-00002.safetensors";
+  }
+  io::save_safetensors((dir / "model-00001-of-00002.safetensors").string(), shard[0]);
+  io::save_safetensors((dir / "model-00002-of-00002.safetensors").string(), shard[1]);
+  std::ofstream(dir / "model.safetensors.index.json") << index.dump();
+  Blip2OPT<float> sharded(f.config);
+  CHECK(io::load_parameters(sharded, io::Checkpoint::open(dir.string())).empty());
+  NoGrad no_grad;
+  check_activation("logits from the sharded checkpoint",
+                   sharded(f.in("pixel_values"), f.ids("text_input_ids"), f.ids("text_attention_mask")).logits, f.in("logits"));
+  index["weight_map"]["query_tokens"] = "missing-shard.safetensors";
+  std::ofstream(dir / "model.safetensors.index.json") << index.dump();
+  CHECK_THROWS_WITH_AS(io::Checkpoint::open(dir.string()), doctest::Contains("missing-shard.safetensors"), IoError);
+  fs::remove_all(dir);
 }

@@ -6170,6 +6170,26 @@ inline Image random_horizontal_flip(const Image& img, Generator& gen, double p =
 #include <filesystem>
 #include <set>
 
+// ---- begin blip2/io/json.hpp ----
+// Reading JSON files (config.json, generation_config.json, index files) with errors that name the file.
+
+
+namespace blip2::io {
+
+inline nlohmann::json read_json_file(const std::string& path) {
+  std::ifstream in(path);
+  BLIP2_CHECK(in, IoError, path, ": cannot open");
+  try {
+    nlohmann::json j;
+    in >> j;
+    return j;
+  } catch (const nlohmann::json::exception& e) {
+    throw IoError(path + ": not valid JSON (" + e.what() + ")");
+  }
+}
+
+}  // namespace blip2::io
+// ---- end blip2/io/json.hpp ----
 
 namespace blip2::io {
 
@@ -6190,13 +6210,7 @@ class Checkpoint {
     }
     const fs::path index = dir / "model.safetensors.index.json";
     BLIP2_CHECK(fs::exists(index), IoError, path, ": no model.safetensors or model.safetensors.index.json");
-    std::ifstream in(index);
-    nlohmann::json j;
-    try {
-      in >> j;
-    } catch (const nlohmann::json::exception& e) {
-      throw IoError(index.string() + ": not valid JSON (" + e.what() + ")");
-    }
+    const nlohmann::json j = read_json_file(index.string());
     BLIP2_CHECK(j.contains("weight_map") && j["weight_map"].is_object(), IoError, index.string(), ": no weight_map");
     std::map<std::string, std::size_t> shard_of_file;
     for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
@@ -6480,17 +6494,7 @@ struct Blip2Config {
     return c;
   }
 
-  static Blip2Config load(const std::string& path) {
-    std::ifstream in(path);
-    BLIP2_CHECK(in, IoError, path, ": cannot open");
-    nlohmann::json j;
-    try {
-      in >> j;
-    } catch (const nlohmann::json::exception& e) {
-      throw IoError(path + ": not valid JSON (" + e.what() + ")");
-    }
-    return from_json(j, path);
-  }
+  static Blip2Config load(const std::string& path) { return from_json(io::read_json_file(path), path); }
 };
 
 }  // namespace blip2

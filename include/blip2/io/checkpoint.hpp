@@ -3,11 +3,11 @@
 // sharded `model.safetensors.index.json` (weight_map: tensor name -> shard file). Parameters are
 // loaded into modules by their dotted names, without copies where types and alignment allow.
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <set>
 
 #include "../nn/module.hpp"
+#include "json.hpp"
 #include "safetensors.hpp"
 
 namespace blip2::io {
@@ -29,13 +29,7 @@ class Checkpoint {
     }
     const fs::path index = dir / "model.safetensors.index.json";
     BLIP2_CHECK(fs::exists(index), IoError, path, ": no model.safetensors or model.safetensors.index.json");
-    std::ifstream in(index);
-    nlohmann::json j;
-    try {
-      in >> j;
-    } catch (const nlohmann::json::exception& e) {
-      throw IoError(index.string() + ": not valid JSON (" + e.what() + ")");
-    }
+    const nlohmann::json j = read_json_file(index.string());
     BLIP2_CHECK(j.contains("weight_map") && j["weight_map"].is_object(), IoError, index.string(), ": no weight_map");
     std::map<std::string, std::size_t> shard_of_file;
     for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {

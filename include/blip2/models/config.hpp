@@ -2,12 +2,12 @@
 // BLIP-2 configuration as Hugging Face's config.json holds it (model_type "blip-2", with nested
 // vision_config, qformer_config and text_config of model_type "opt" or "t5"). Keys that are absent
 // take transformers' defaults.
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
 #include "../core/error.hpp"
+#include "../io/json.hpp"
 
 namespace blip2 {
 
@@ -191,17 +191,7 @@ struct Blip2Config {
     return c;
   }
 
-  static Blip2Config load(const std::string& path) {
-    std::ifstream in(path);
-    BLIP2_CHECK(in, IoError, path, ": cannot open");
-    nlohmann::json j;
-    try {
-      in >> j;
-    } catch (const nlohmann::json::exception& e) {
-      throw IoError(path + ": not valid JSON (" + e.what() + ")");
-    }
-    return from_json(j, path);
-  }
+  static Blip2Config load(const std::string& path) { return from_json(io::read_json_file(path), path); }
 };
 
 }  // namespace blip2
