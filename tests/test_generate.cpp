@@ -239,6 +239,20 @@ TEST_CASE("generate: KV-cached steps give the logits of a full recomputation") {
   check_activation("reordered row", logits.slice(0, 1, 2).contiguous(), full.slice(1, L - 1, L).contiguous().reshape({1, 128}));
 }
 
+TEST_CASE("generate: bf16-stored frozen weights (float32 compute)") {
+  OPTFixture f("blip2-opt-tiny");
+  Blip2OPT<float, cpu, bf16> half(f.config);
+  REQUIRE(io::load_parameters(half, io::Checkpoint::open(f.dir + "model")).empty());
+  const auto& c = f.meta["generate"]["beam3"];
+  const auto out = generate(half, f.pixels(), f.ids(), f.mask(), f.options(c));
+  // bf16 weights move the logits by ~1e-2: the ids may part from float32's, the shape may not.
+  CHECK(out.sequences.size(0) == 2);
+  CHECK(out.sequences.size(1) == f.ids().size(1) + 10);
+  const Rows rows = out.rows(), ref = c["sequences"].get<Rows>();
+  for (std::size_t r = 0; r < 2; ++r)
+    for (std::size_t t = 0; t < std::size_t(f.ids().size(1)); ++t) CHECK(rows[r][t] == ref[r][t]);
+}
+
 TEST_CASE("generate: default prompt is the image placeholders and BOS") {
   OPTFixture f("blip2-opt-tiny");
   GenerationOptions o;

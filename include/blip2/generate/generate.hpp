@@ -56,11 +56,12 @@ inline Ids host_rows(const Tensor<std::int64_t>& t) {
 }  // namespace generation
 
 // OPTForCausalLM with a KV cache: start() runs inputs_embeds [B, L, E] under attention_mask [B, L]
-// (0 for left padding), each step() one token per row with the mask grown by a 1.
-template <class T, class D = cpu>
+// (0 for left padding), each step() one token per row with the mask grown by a 1. W: the storage
+// type of the model's frozen weights (T, bf16 or f16).
+template <class T, class D = cpu, class W = T>
 class OPTDecoderStep : public DecoderStep {
  public:
-  OPTDecoderStep(const OPTForCausalLM<T, D>& lm, Tensor<T, D> inputs_embeds, const Tensor<std::int64_t, D>& attention_mask)
+  OPTDecoderStep(const OPTForCausalLM<T, D, W>& lm, Tensor<T, D> inputs_embeds, const Tensor<std::int64_t, D>& attention_mask)
       : lm_(lm), embeds_(std::move(inputs_embeds)) {
     BLIP2_CHECK(embeds_.dim() == 3 && embeds_.size(1) > 0, ValueError, "generate: OPT needs a non-empty prompt, got inputs_embeds ",
                 to_string(embeds_.shape()));
@@ -109,7 +110,7 @@ class OPTDecoderStep : public DecoderStep {
     cache_.select_rows(Tensor<std::int64_t, D>::from_vector({index_t(rows.size())}, rows));
   }
 
-  const OPTForCausalLM<T, D>& lm_;
+  const OPTForCausalLM<T, D, W>& lm_;
   Tensor<T, D> embeds_;
   generation::Ids mask_;
   KVCache<T, D> cache_;
@@ -118,10 +119,10 @@ class OPTDecoderStep : public DecoderStep {
 // T5ForConditionalGeneration's decoder with a T5DecoderCache over a fixed encoder output
 // [B, S, d_model] and its mask [B, S]: start() feeds decoder_start_token_id (storing the
 // cross-attention keys/values once), each step() one token per row.
-template <class T, class D = cpu>
+template <class T, class D = cpu, class W = T>
 class T5DecoderStep : public DecoderStep {
  public:
-  T5DecoderStep(const T5ForConditionalGeneration<T, D>& lm, Tensor<T, D> encoder_out, const Tensor<std::int64_t, D>& encoder_mask,
+  T5DecoderStep(const T5ForConditionalGeneration<T, D, W>& lm, Tensor<T, D> encoder_out, const Tensor<std::int64_t, D>& encoder_mask,
                 std::int64_t decoder_start_token_id)
       : lm_(lm), encoder_out_(std::move(encoder_out)), start_(decoder_start_token_id) {
     BLIP2_CHECK(encoder_out_.dim() == 3 && encoder_out_.size(1) > 0, ValueError,
@@ -171,7 +172,7 @@ class T5DecoderStep : public DecoderStep {
     cache_.select_rows(Tensor<std::int64_t, D>::from_vector({index_t(rows.size())}, rows));
   }
 
-  const T5ForConditionalGeneration<T, D>& lm_;
+  const T5ForConditionalGeneration<T, D, W>& lm_;
   Tensor<T, D> encoder_out_;
   std::int64_t start_;
   generation::Ids mask_;
@@ -207,8 +208,8 @@ inline GenerationOptions with_model_defaults(GenerationOptions o, const Blip2Con
 // image placeholders (image_token_index, as the HF processor builds them; rows left-padded) or
 // without them (the queries go in front); undefined: Q placeholders and bos_token_id. The returned
 // sequences start with input_ids. Unset special tokens come from the model's config.
-template <class T, class D>
-GenerateOutput generate(const Blip2OPT<T, D>& model, const Tensor<T, D>& pixels, Tensor<std::int64_t, D> input_ids = {},
+template <class T, class D, class W>
+GenerateOutput generate(const Blip2OPT<T, D, W>& model, const Tensor<T, D>& pixels, Tensor<std::int64_t, D> input_ids = {},
                         const Tensor<std::int64_t, D>& attention_mask = {}, const GenerationOptions& options = {}) {
   const GenerationOptions o = with_model_defaults(options, model.config);
   o.validate();
@@ -228,7 +229,7 @@ GenerateOutput generate(const Blip2OPT<T, D>& model, const Tensor<T, D>& pixels,
   BLIP2_CHECK(input_ids.size(1) > 0, ValueError, "generate: input_ids is empty; give at least bos_token_id or leave it undefined");
   const auto image = model.query_image(pixels);
   const auto [embeds, mask] = model.merge(model.project(image.queries), input_ids, attention_mask);
-  OPTDecoderStep<T, D> step(*model.language_model, embeds, mask);
+  OPTDecoderStep<T, D, W> step(*model.language_model, embeds, mask);
   return generate(step, generation::host_rows(input_ids.template to<cpu>()), o, model.config.opt.max_position_embeddings);
 }
 
@@ -236,8 +237,8 @@ GenerateOutput generate(const Blip2OPT<T, D>& model, const Tensor<T, D>& pixels,
 // prompt input_ids [B, L] once (with the image placeholders, or without them: the queries go in
 // front; undefined: the Q placeholders alone); the decoder starts from decoder_start_token_id. The
 // returned sequences are the decoder ids, starting with decoder_start_token_id.
-template <class T, class D>
-GenerateOutput generate(const Blip2T5<T, D>& model, const Tensor<T, D>& pixels, Tensor<std::int64_t, D> input_ids = {},
+template <class T, class D, class W>
+GenerateOutput generate(const Blip2T5<T, D, W>& model, const Tensor<T, D>& pixels, Tensor<std::int64_t, D> input_ids = {},
                         const Tensor<std::int64_t, D>& attention_mask = {}, const GenerationOptions& options = {}) {
   const GenerationOptions o = with_model_defaults(options, model.config);
   o.validate();
@@ -253,7 +254,7 @@ GenerateOutput generate(const Blip2T5<T, D>& model, const Tensor<T, D>& pixels, 
               to_string(input_ids.shape()), " do not fit ", B, " images");
   BLIP2_CHECK(input_ids.size(1) > 0, ValueError, "generate: input_ids is empty; give a prompt or leave it undefined");
   const auto enc = model.encode(pixels, input_ids, attention_mask);
-  T5DecoderStep<T, D> step(*model.language_model, enc.encoder_last_hidden_state, enc.encoder_attention_mask,
+  T5DecoderStep<T, D, W> step(*model.language_model, enc.encoder_last_hidden_state, enc.encoder_attention_mask,
                            *o.decoder_start_token_id);
   const generation::Ids prompts(static_cast<std::size_t>(B), std::vector<std::int64_t>{*o.decoder_start_token_id});
   return generate(step, prompts, o);
