@@ -5,6 +5,7 @@
 #define BLIP2_SINGLE_INCLUDE 1  // this is the single header, not include/blip2/
 // blip2: BLIP-2 vision-language models in header-only C++.
 // Include this one header; define BLIP2_CUDA and compile with nvcc for the GPU back end.
+// Layers, each including only the ones above it:
 // ---- begin blip2/version.hpp ----
 // blip2 version; CMake parses these three lines.
 #define BLIP2_VERSION_MAJOR 0
@@ -175,6 +176,7 @@ template <class T, class D> struct TensorImpl;
 
 }  // namespace blip2
 // ---- end blip2/fwd.hpp ----
+// tensor core
 // ---- begin blip2/core/error.hpp ----
 // Error hierarchy. Every failure blip2 reports is a blip2::Error; subclasses say which kind, and the
 // message names the op, tensor, shape, dtype, device or file involved.
@@ -538,6 +540,7 @@ std::ostream& operator<<(std::ostream& os, const Tensor<T, D>& t) {
 
 }  // namespace blip2
 // ---- end blip2/core/tensor.hpp ----
+// back ends (CPU always; CUDA when BLIP2_CUDA and nvcc)
 // ---- begin blip2/backend/backend.hpp ----
 // The back ends. Backend<cpu> is always present; Backend<cuda> exists when BLIP2_CUDA is defined
 // and the including translation unit is compiled by nvcc. This is the only place that knows.
@@ -3415,6 +3418,7 @@ struct Backend<cuda> {
 // ---- end blip2/backend/cuda/backend.hpp ----
 #endif
 // ---- end blip2/backend/backend.hpp ----
+// autograd
 // ---- begin blip2/autograd/grad_mode.hpp ----
 // Whether ops record the autograd graph on this thread; `NoGrad` switches it off for a scope.
 
@@ -3976,6 +3980,7 @@ void Tensor<T, D>::backward(const Tensor& grad_output) const {
 
 }  // namespace blip2
 // ---- end blip2/autograd/engine.hpp ----
+// ops, each written once for every device
 // ---- begin blip2/ops/reduce.hpp ----
 // Reductions along axes: sum, mean, max (max sends its gradient to the maxima, split evenly among
 // ties, as torch.amax does).
@@ -4604,6 +4609,7 @@ Tensor<T, D> arange(index_t n) {
 
 }  // namespace blip2
 // ---- end blip2/ops/creation.hpp ----
+// nn building blocks
 // ---- begin blip2/nn/module.hpp ----
 // Module: a named tree of parameters, as torch.nn.Module. Names compose with dots into the
 // checkpoint keys ("qformer.encoder.layer.0.attention.self.query.weight"). Tensors are handles, so
@@ -4801,6 +4807,32 @@ class MultiHeadAttention : public Module<T, D> {
 
 }  // namespace blip2::nn
 // ---- end blip2/nn/multi_head_attention.hpp ----
+// ---- begin blip2/nn/init.hpp ----
+// Random initialisation of a whole module as transformers' _init_weights does it: weight matrices
+// and embeddings N(0, std), biases 0, norm gains 1; half-precision weights N(0, std) rounded.
+
+namespace blip2::nn {
+
+template <class T, class D>
+void init_parameters(const Module<T, D>& m, Generator& gen, double stddev = 0.02) {
+  NoGrad no_grad;
+  auto ends_with = [](const std::string& s, const std::string& suffix) {
+    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  for (const auto& [name, p] : m.named_parameters()) {
+    const bool norm = name.find("norm") != std::string::npos || name.find("LayerNorm") != std::string::npos;
+    if (ends_with(name, ".bias")) copy_(p, Tensor<T, D>::zeros(p.shape()));
+    else if (norm && p.dim() == 1) copy_(p, Tensor<T, D>::ones(p.shape()));
+    else copy_(p, randn<T, D>(p.shape(), gen, 0.0, stddev));
+  }
+  for (const auto& [name, w] : m.named_half_weights())
+    std::visit([&](const auto& t) { copy_(t, randn<typename std::decay_t<decltype(t)>::value_type, D>(t.shape(), gen, 0.0, stddev)); },
+               w);
+}
+
+}  // namespace blip2::nn
+// ---- end blip2/nn/init.hpp ----
+// training
 // ---- begin blip2/train/adamw.hpp ----
 // AdamW with decoupled weight decay, step for step as torch.optim.AdamW.
 
@@ -4948,6 +4980,7 @@ double clip_grad_norm(const std::vector<Tensor<T, D>>& params, double max_norm) 
 
 }  // namespace blip2
 // ---- end blip2/train/clip.hpp ----
+// checkpoints and files
 // ---- begin blip2/io/safetensors.hpp ----
 // The safetensors format (Hugging Face): an 8-byte little-endian header length, a JSON header
 // {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}}, then the raw data.
@@ -5219,950 +5252,6 @@ inline void save_safetensors(const std::string& path, const std::vector<TensorRe
 
 }  // namespace blip2::io
 // ---- end blip2/io/safetensors.hpp ----
-// ---- begin blip2/image/image.hpp ----
-// An 8-bit RGB image: width x height pixels, three interleaved channels per pixel, rows top to
-// bottom (the layout PIL's "RGB" mode and stb_image use). The preprocessing steps in this folder
-// (decode, resize, augment, normalise) all take and return it.
-
-
-namespace blip2::image {
-
-struct Image {
-  static constexpr int channels = 3;
-  int width = 0;
-  int height = 0;
-  std::vector<std::uint8_t> data;  // height * width * 3 bytes, RGBRGB...
-
-  Image() = default;
-  // A black image of the given size.
-  Image(int w, int h) : width(w), height(h) {
-    BLIP2_CHECK(w >= 0 && h >= 0, ValueError, "Image: negative size ", w, "x", h);
-    data.assign(std::size_t(w) * std::size_t(h) * channels, 0);
-  }
-  // Takes interleaved RGB bytes; their count must be w * h * 3.
-  Image(int w, int h, std::vector<std::uint8_t> rgb) : width(w), height(h), data(std::move(rgb)) {
-    BLIP2_CHECK(w >= 0 && h >= 0, ValueError, "Image: negative size ", w, "x", h);
-    BLIP2_CHECK(data.size() == std::size_t(w) * std::size_t(h) * channels, ValueError, "Image: ", w, "x", h,
-                " RGB needs ", std::size_t(w) * std::size_t(h) * channels, " bytes, got ", data.size());
-  }
-
-  bool empty() const { return width == 0 || height == 0; }
-  std::size_t row_bytes() const { return std::size_t(width) * channels; }
-  std::uint8_t* row(int y) { return data.data() + std::size_t(y) * row_bytes(); }
-  const std::uint8_t* row(int y) const { return data.data() + std::size_t(y) * row_bytes(); }
-  // The three bytes of pixel (x, y); x is the column, y the row.
-  std::uint8_t* pixel(int x, int y) { return row(y) + std::size_t(x) * channels; }
-  const std::uint8_t* pixel(int x, int y) const { return row(y) + std::size_t(x) * channels; }
-  std::uint8_t& at(int x, int y, int c) { return pixel(x, y)[c]; }
-  std::uint8_t at(int x, int y, int c) const { return pixel(x, y)[c]; }
-};
-
-// The w x h rectangle whose top-left pixel is (x, y); it must lie inside the image (PIL's
-// img.crop((x, y, x + w, y + h)) for such a box).
-inline Image crop(const Image& img, int x, int y, int w, int h) {
-  BLIP2_CHECK(w > 0 && h > 0 && x >= 0 && y >= 0 && x + w <= img.width && y + h <= img.height, ValueError,
-              "image::crop: box (x ", x, ", y ", y, ", w ", w, ", h ", h, ") is not inside the ", img.width, "x",
-              img.height, " image");
-  Image out(w, h);
-  for (int r = 0; r < h; ++r) {
-    const std::uint8_t* src = img.pixel(x, y + r);
-    std::copy(src, src + out.row_bytes(), out.row(r));
-  }
-  return out;
-}
-
-}  // namespace blip2::image
-// ---- end blip2/image/image.hpp ----
-// ---- begin blip2/image/decode.hpp ----
-// Decoding PNG, JPEG, BMP and GIF (first frame) into 8-bit RGB exactly as PIL's
-// Image.open(path).convert("RGB") does for the cases BLIP-2 meets: grey is replicated, an alpha
-// channel is dropped (not composited), a palette is expanded, 16-bit RGB keeps the high byte and
-// 16-bit grey is clamped to 255 (PIL's I;16 -> RGB rule). Pixels come from stb_image.
-//
-// A truncated or corrupt file is an IoError naming the file, never a partial image: stb_image
-// fills missing data silently for some formats, so before decoding the file's structure is walked
-// here — PNG: every chunk inside the file with a correct CRC, IHDR first, at least one IDAT, an
-// IEND (stb_image then refuses an IDAT stream that does not inflate to the full image); JPEG: the
-// marker segments and entropy-coded scans up to an EOI marker; GIF: the blocks up to the end of
-// the first image's data; BMP: the pixel array inside the file.
-//
-// JPEG: stb_image parses the file, and jpeg_decode.hpp redoes the IDCT, chroma upsampling and
-// YCbCr -> RGB conversion with libjpeg-turbo's arithmetic (what PIL runs). Known differences from
-// PIL: 4-component (CMYK/YCCK) JPEGs use stb_image's conversion, as does every JPEG when
-// BLIP2_STB_IMAGE_EXTERNAL is defined (then pixels differ from PIL's by a few levels); transparent
-// pixels of a GIF's first frame come out black where PIL gives the palette colour; PNG chunk CRCs
-// are checked for IDAT too (PIL skips those).
-
-// ---- begin blip2/image/jpeg_decode.hpp ----
-// JPEG pixels as libjpeg-turbo (PIL's JPEG library) computes them, on top of stb_image's entropy
-// decoder. stb_image reads the markers and Huffman/progressive data exactly (the coefficients are
-// integers), but its inverse DCT, chroma upsampling and YCbCr -> RGB conversion round differently
-// from libjpeg's. Here stb_image's block IDCT is replaced by libjpeg's "islow" integer IDCT
-// (13-bit constants, 2 extra bits after the column pass, clamped through the same wrapping range
-// table), and the component planes are upsampled with libjpeg's "fancy" triangle filters (h2v1,
-// h1v2, h2v2, including their alternating rounding biases and edge rules; other integral factors
-// are replicated) and converted with libjpeg's 16-bit YCbCr tables. That is the path PIL takes by
-// default (JDCT_ISLOW, do_fancy_upsampling), and libjpeg-turbo's SIMD versions of these steps give
-// the same results as its C code.
-//
-// Needs the stb_image implementation compiled in this translation unit (stb_image_impl.hpp), since
-// it reaches into stb_image's internal JPEG decoder. 4-component (CMYK/YCCK) files and fractional
-// sampling ratios are left to stb_image's own path (decode_jpeg_libjpeg returns an empty image).
-#include <cstdlib>
-
-// ---- begin blip2/image/stb_image_impl.hpp ----
-// stb_image, compiled into every translation unit that includes blip2's image decoder, with internal
-// linkage (STB_IMAGE_STATIC): a header-only library cannot define STB_IMAGE_IMPLEMENTATION in
-// exactly one place, so each translation unit gets its own private copy and programs with several
-// of them link without duplicate symbols. Only the formats blip2 checks for truncation are built.
-//
-// Programs that already compile stb_image themselves (one .c/.cpp with STB_IMAGE_IMPLEMENTATION)
-// may define BLIP2_STB_IMAGE_EXTERNAL to use that copy instead. Including <stb_image.h> yourself
-// in a translation unit that also includes blip2's image headers is not supported otherwise.
-#if defined(STBI_INCLUDE_STB_IMAGE_H) && !defined(BLIP2_STB_IMAGE_IMPL_DONE) && !defined(BLIP2_STB_IMAGE_EXTERNAL)
-#error "blip2/image: <stb_image.h> was included before blip2's image headers; define BLIP2_STB_IMAGE_EXTERNAL to use your own stb_image implementation"
-#endif
-
-#ifndef BLIP2_STB_IMAGE_IMPL_DONE
-#define BLIP2_STB_IMAGE_IMPL_DONE
-
-#ifndef BLIP2_STB_IMAGE_EXTERNAL
-#define STB_IMAGE_STATIC
-#define STB_IMAGE_IMPLEMENTATION
-#define STBI_NO_STDIO
-#define STBI_NO_LINEAR
-#define STBI_NO_HDR
-#define STBI_ONLY_PNG
-#define STBI_ONLY_JPEG
-#define STBI_ONLY_BMP
-#define STBI_ONLY_GIF
-#if defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
-#pragma GCC diagnostic ignored "-Wtype-limits"
-#pragma GCC diagnostic ignored "-Wshadow"
-#pragma GCC diagnostic ignored "-Wconversion"
-#pragma GCC diagnostic ignored "-Wold-style-cast"
-#pragma GCC diagnostic ignored "-Wcast-qual"
-#endif
-#endif  // !BLIP2_STB_IMAGE_EXTERNAL
-// One include line (the single-header generator keeps each system include once).
-#include <stb_image.h>
-#ifndef BLIP2_STB_IMAGE_EXTERNAL
-#if defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
-#undef STB_IMAGE_IMPLEMENTATION
-#endif  // !BLIP2_STB_IMAGE_EXTERNAL
-
-#endif  // BLIP2_STB_IMAGE_IMPL_DONE
-// ---- end blip2/image/stb_image_impl.hpp ----
-
-#ifndef BLIP2_STB_IMAGE_EXTERNAL
-
-namespace blip2::image::detail {
-
-// libjpeg's post-IDCT range limit: the value is centred on 0, masked to 10 bits, then mapped to
-// 0..255 (values wrapping past +-512 land where libjpeg's table puts them).
-inline std::uint8_t jpeg_idct_limit(int v) {
-  const int m = v & 1023;
-  if (m < 128) return std::uint8_t(m + 128);
-  if (m < 512) return 255;
-  if (m < 896) return 0;
-  return std::uint8_t(m - 896);
-}
-
-// One 8x8 block: dequantised coefficients in natural (row-major) order -> 8-bit samples.
-// libjpeg's jpeg_idct_islow arithmetic (Loeffler-Ligtenberg-Moschytz with 12 multiplies).
-inline void jpeg_idct_islow(stbi_uc* out, int out_stride, short data[64]) {
-  constexpr int kConstBits = 13, kPass1Bits = 2;
-  constexpr std::int64_t c0_298631336 = 2446, c0_390180644 = 3196, c0_541196100 = 4433, c0_765366865 = 6270,
-                         c0_899976223 = 7373, c1_175875602 = 9633, c1_501321110 = 12299, c1_847759065 = 15137,
-                         c1_961570560 = 16069, c2_053119869 = 16819, c2_562915447 = 20995, c3_072711026 = 25172;
-  auto descale = [](std::int64_t x, int n) { return (x + (std::int64_t(1) << (n - 1))) >> n; };
-  // The 1-D transform of 8 inputs into even/odd sums, as both passes compute it.
-  auto transform = [&](std::int64_t i0, std::int64_t i1, std::int64_t i2, std::int64_t i3, std::int64_t i4,
-                       std::int64_t i5, std::int64_t i6, std::int64_t i7, std::int64_t (&o)[8], int shift) {
-    std::int64_t z1 = (i2 + i6) * c0_541196100;
-    std::int64_t t2 = z1 - i6 * c1_847759065;
-    std::int64_t t3 = z1 + i2 * c0_765366865;
-    std::int64_t t0 = (i0 + i4) * (std::int64_t(1) << kConstBits);
-    std::int64_t t1 = (i0 - i4) * (std::int64_t(1) << kConstBits);
-    const std::int64_t t10 = t0 + t3, t13 = t0 - t3, t11 = t1 + t2, t12 = t1 - t2;
-    // odd part: i1, i3, i5, i7
-    t0 = i7;
-    t1 = i5;
-    t2 = i3;
-    t3 = i1;
-    std::int64_t z4 = t1 + t3, z3 = t0 + t2, z2 = t1 + t2;
-    z1 = t0 + t3;
-    const std::int64_t z5 = (z3 + z4) * c1_175875602;
-    t3 *= c1_501321110;
-    t2 *= c3_072711026;
-    t1 *= c2_053119869;
-    t0 *= c0_298631336;
-    z4 = z4 * -c0_390180644 + z5;
-    z3 = z3 * -c1_961570560 + z5;
-    z1 *= -c0_899976223;
-    z2 *= -c2_562915447;
-    t3 += z1 + z4;
-    t2 += z2 + z3;
-    t1 += z2 + z4;
-    t0 += z1 + z3;
-    o[0] = descale(t10 + t3, shift);
-    o[7] = descale(t10 - t3, shift);
-    o[1] = descale(t11 + t2, shift);
-    o[6] = descale(t11 - t2, shift);
-    o[2] = descale(t12 + t1, shift);
-    o[5] = descale(t12 - t1, shift);
-    o[3] = descale(t13 + t0, shift);
-    o[4] = descale(t13 - t0, shift);
-  };
-  int ws[64];
-  for (int c = 0; c < 8; ++c) {
-    std::int64_t o[8];
-    transform(data[c], data[8 + c], data[16 + c], data[24 + c], data[32 + c], data[40 + c], data[48 + c],
-              data[56 + c], o, kConstBits - kPass1Bits);
-    for (int r = 0; r < 8; ++r) ws[8 * r + c] = int(o[r]);
-  }
-  for (int r = 0; r < 8; ++r) {
-    const int* w = ws + 8 * r;
-    std::int64_t o[8];
-    transform(w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], o, kConstBits + kPass1Bits + 3);
-    for (int c = 0; c < 8; ++c) out[r * out_stride + c] = jpeg_idct_limit(int(o[c]));
-  }
-}
-
-// Upsamples one decoded component plane (cw x ch samples, row stride `stride`) by (hs, vs) to
-// width x height, as libjpeg-turbo's upsampler chooses and computes it.
-inline void jpeg_upsample(const std::uint8_t* in, int stride, int cw, int ch, int hs, int vs, int width,
-                          int height, std::uint8_t* out) {
-  auto row = [&](int r) { return in + std::size_t(std::clamp(r, 0, ch - 1)) * std::size_t(stride); };
-  std::vector<int> sum(std::size_t(cw) + 1);
-  std::vector<std::uint8_t> line(std::size_t(cw) * std::size_t(hs) + 2);
-  for (int y = 0; y < height; ++y) {
-    std::uint8_t* o = out + std::size_t(y) * std::size_t(width);
-    const int i = y / vs, v = y % vs;
-    if (hs == 1 && vs == 1) {
-      std::copy(row(i), row(i) + width, o);
-    } else if (hs == 2 && vs == 1 && cw > 2) {  // h2v1 fancy
-      const std::uint8_t* p = row(i);
-      line[0] = p[0];
-      line[1] = std::uint8_t((p[0] * 3 + p[1] + 2) >> 2);
-      for (int c = 1; c < cw - 1; ++c) {
-        line[2 * std::size_t(c)] = std::uint8_t((p[c] * 3 + p[c - 1] + 1) >> 2);
-        line[2 * std::size_t(c) + 1] = std::uint8_t((p[c] * 3 + p[c + 1] + 2) >> 2);
-      }
-      line[2 * std::size_t(cw) - 2] = std::uint8_t((p[cw - 1] * 3 + p[cw - 2] + 1) >> 2);
-      line[2 * std::size_t(cw) - 1] = p[cw - 1];
-      std::copy(line.begin(), line.begin() + width, o);
-    } else if (hs == 1 && vs == 2) {  // h1v2 fancy (libjpeg-turbo applies it at any width)
-      const std::uint8_t* near = row(i);
-      const std::uint8_t* far = row(v == 0 ? i - 1 : i + 1);
-      const int bias = v == 0 ? 1 : 2;
-      for (int c = 0; c < width; ++c) o[c] = std::uint8_t((near[c] * 3 + far[c] + bias) >> 2);
-    } else if (hs == 2 && vs == 2 && cw > 2) {  // h2v2 fancy
-      const std::uint8_t* near = row(i);
-      const std::uint8_t* far = row(v == 0 ? i - 1 : i + 1);
-      for (int c = 0; c < cw; ++c) sum[std::size_t(c)] = near[c] * 3 + far[c];
-      line[0] = std::uint8_t((sum[0] * 4 + 8) >> 4);
-      for (int c = 0; c < cw - 1; ++c) {
-        if (c > 0) line[2 * std::size_t(c)] = std::uint8_t((sum[std::size_t(c)] * 3 + sum[std::size_t(c) - 1] + 8) >> 4);
-        line[2 * std::size_t(c) + 1] = std::uint8_t((sum[std::size_t(c)] * 3 + sum[std::size_t(c) + 1] + 7) >> 4);
-      }
-      const std::size_t last = std::size_t(cw) - 1;
-      line[2 * last] = std::uint8_t((sum[last] * 3 + sum[last - 1] + 8) >> 4);
-      line[2 * last + 1] = std::uint8_t((sum[last] * 4 + 7) >> 4);
-      std::copy(line.begin(), line.begin() + width, o);
-    } else {  // box: h2v1/h2v2 on narrow planes, and every other integral factor
-      const std::uint8_t* p = row(i);
-      for (int c = 0; c < width; ++c) o[c] = p[c / hs];
-    }
-  }
-}
-
-// libjpeg's YCbCr -> RGB with its 16-bit fixed-point tables.
-struct JpegYccTables {
-  std::array<int, 256> cr_r{}, cb_b{};
-  std::array<std::int64_t, 256> cr_g{}, cb_g{};
-  JpegYccTables() {
-    constexpr int kScaleBits = 16;
-    constexpr std::int64_t kHalf = std::int64_t(1) << (kScaleBits - 1);
-    auto fix = [](double x) { return std::int64_t(x * double(std::int64_t(1) << kScaleBits) + 0.5); };
-    for (int i = 0; i < 256; ++i) {
-      const std::int64_t x = i - 128;
-      cr_r[std::size_t(i)] = int((fix(1.40200) * x + kHalf) >> kScaleBits);
-      cb_b[std::size_t(i)] = int((fix(1.77200) * x + kHalf) >> kScaleBits);
-      cr_g[std::size_t(i)] = -fix(0.71414) * x;
-      cb_g[std::size_t(i)] = -fix(0.34414) * x + kHalf;
-    }
-  }
-};
-
-inline std::uint8_t clamp_u8(int v) { return std::uint8_t(v < 0 ? 0 : (v > 255 ? 255 : v)); }
-
-// Decodes a JPEG to RGB with libjpeg-turbo's arithmetic. Returns an empty image when the file
-// needs stb_image's own conversion (4 components, fractional sampling); throws IoError if stb_image
-// cannot decode it.
-inline Image decode_jpeg_libjpeg(const std::uint8_t* p, std::size_t n, const std::string& name) {
-  stbi__context ctx;
-  stbi__start_mem(&ctx, p, int(n));
-  stbi__jpeg* j = static_cast<stbi__jpeg*>(std::calloc(1, sizeof(stbi__jpeg)));
-  BLIP2_CHECK(j != nullptr, IoError, name, ": out of memory decoding JPEG");
-  j->s = &ctx;
-  ctx.img_n = 0;
-  struct Cleanup {
-    stbi__jpeg* j;
-    ~Cleanup() {
-      stbi__cleanup_jpeg(j);
-      std::free(j);
-    }
-  } cleanup{j};
-  stbi__setup_jpeg(j);
-  j->idct_block_kernel = jpeg_idct_islow;
-  if (!stbi__decode_jpeg_image(j))
-    throw IoError(name + ": cannot decode JPEG (" + stbi_failure_reason() + ")");
-  const int width = int(ctx.img_x), height = int(ctx.img_y), nc = ctx.img_n;
-  BLIP2_CHECK(width > 0 && height > 0, IoError, name, ": JPEG has an empty ", width, "x", height, " frame");
-  if (nc != 1 && nc != 3) return Image();
-  for (int k = 0; k < nc; ++k)
-    if (j->img_h_max % j->img_comp[k].h != 0 || j->img_v_max % j->img_comp[k].v != 0) return Image();
-
-  const std::size_t plane = std::size_t(width) * std::size_t(height);
-  std::vector<std::uint8_t> planes(plane * std::size_t(nc));
-  for (int k = 0; k < nc; ++k) {
-    const auto& c = j->img_comp[k];
-    jpeg_upsample(c.data, c.w2, c.x, c.y, j->img_h_max / c.h, j->img_v_max / c.v, width, height,
-                  planes.data() + plane * std::size_t(k));
-  }
-  Image img(width, height);
-  if (nc == 1) {
-    for (std::size_t i = 0; i < plane; ++i) img.data[3 * i] = img.data[3 * i + 1] = img.data[3 * i + 2] = planes[i];
-    return img;
-  }
-  const std::uint8_t *c0 = planes.data(), *c1 = c0 + plane, *c2 = c1 + plane;
-  const bool is_rgb = j->rgb == 3 || (j->app14_color_transform == 0 && !j->jfif);  // stb_image's rule
-  if (is_rgb) {
-    for (std::size_t i = 0; i < plane; ++i) {
-      img.data[3 * i] = c0[i];
-      img.data[3 * i + 1] = c1[i];
-      img.data[3 * i + 2] = c2[i];
-    }
-    return img;
-  }
-  static const JpegYccTables t;
-  for (std::size_t i = 0; i < plane; ++i) {
-    const int y = c0[i], cb = c1[i], cr = c2[i];
-    img.data[3 * i] = clamp_u8(y + t.cr_r[std::size_t(cr)]);
-    img.data[3 * i + 1] = clamp_u8(y + int((t.cb_g[std::size_t(cb)] + t.cr_g[std::size_t(cr)]) >> 16));
-    img.data[3 * i + 2] = clamp_u8(y + t.cb_b[std::size_t(cb)]);
-  }
-  return img;
-}
-
-}  // namespace blip2::image::detail
-
-#endif  // BLIP2_STB_IMAGE_EXTERNAL
-// ---- end blip2/image/jpeg_decode.hpp ----
-
-namespace blip2::image {
-
-enum class ImageFormat { unknown, png, jpeg, bmp, gif };
-
-inline const char* format_name(ImageFormat f) {
-  switch (f) {
-    case ImageFormat::png: return "PNG";
-    case ImageFormat::jpeg: return "JPEG";
-    case ImageFormat::bmp: return "BMP";
-    case ImageFormat::gif: return "GIF";
-    default: return "unknown";
-  }
-}
-
-// The format named by the file's first bytes (its signature), or unknown.
-inline ImageFormat sniff_format(const std::uint8_t* p, std::size_t n) {
-  static const std::uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
-  if (n >= 8 && std::memcmp(p, png_sig, 8) == 0) return ImageFormat::png;
-  if (n >= 3 && p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF) return ImageFormat::jpeg;
-  if (n >= 6 && (std::memcmp(p, "GIF87a", 6) == 0 || std::memcmp(p, "GIF89a", 6) == 0)) return ImageFormat::gif;
-  if (n >= 2 && p[0] == 'B' && p[1] == 'M') return ImageFormat::bmp;
-  return ImageFormat::unknown;
-}
-
-namespace detail {
-
-inline std::uint32_t be32(const std::uint8_t* p) {
-  return (std::uint32_t(p[0]) << 24) | (std::uint32_t(p[1]) << 16) | (std::uint32_t(p[2]) << 8) | p[3];
-}
-inline std::uint32_t le32(const std::uint8_t* p) {
-  return (std::uint32_t(p[3]) << 24) | (std::uint32_t(p[2]) << 16) | (std::uint32_t(p[1]) << 8) | p[0];
-}
-inline std::uint32_t le16(const std::uint8_t* p) { return std::uint32_t(p[0]) | (std::uint32_t(p[1]) << 8); }
-
-// CRC-32 (ISO 3309, the one PNG uses), table-driven.
-inline std::uint32_t crc32(const std::uint8_t* p, std::size_t n) {
-  static const std::array<std::uint32_t, 256> table = [] {
-    std::array<std::uint32_t, 256> t{};
-    for (std::uint32_t i = 0; i < 256; ++i) {
-      std::uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  std::uint32_t c = 0xFFFFFFFFu;
-  for (std::size_t i = 0; i < n; ++i) c = table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
-}
-
-struct PngInfo {
-  int bit_depth = 0;
-  int colour_type = 0;
-};
-
-inline PngInfo check_png(const std::uint8_t* p, std::size_t n, const std::string& name) {
-  PngInfo info;
-  std::size_t pos = 8;
-  bool first = true, seen_idat = false;
-  for (;;) {
-    BLIP2_CHECK(pos + 8 <= n, IoError, name, ": truncated PNG (file ends at byte ", n,
-                " before the IEND chunk)");
-    const std::uint32_t len = be32(p + pos);
-    const std::string type(reinterpret_cast<const char*>(p + pos + 4), 4);
-    BLIP2_CHECK(len <= 0x7FFFFFFFu, IoError, name, ": corrupt PNG (chunk at byte ", pos, " claims length ", len,
-                ")");
-    BLIP2_CHECK(pos + 12 + std::size_t(len) <= n, IoError, name, ": truncated PNG (chunk '", type, "' at byte ",
-                pos, " of length ", len, " runs past the end of the ", n, "-byte file)");
-    const std::uint32_t stored = be32(p + pos + 8 + len);
-    BLIP2_CHECK(crc32(p + pos + 4, std::size_t(len) + 4) == stored, IoError, name, ": corrupt PNG (CRC mismatch in chunk '",
-                type, "' at byte ", pos, ")");
-    if (first) {
-      BLIP2_CHECK(type == "IHDR" && len == 13, IoError, name, ": corrupt PNG (first chunk is '", type,
-                  "', not a 13-byte IHDR)");
-      info.bit_depth = p[pos + 8 + 8];
-      info.colour_type = p[pos + 8 + 9];
-      first = false;
-    }
-    if (type == "IDAT") seen_idat = true;
-    if (type == "IEND") break;
-    pos += 12 + std::size_t(len);
-  }
-  BLIP2_CHECK(seen_idat, IoError, name, ": corrupt PNG (no IDAT chunk)");
-  return info;
-}
-
-inline void check_jpeg(const std::uint8_t* p, std::size_t n, const std::string& name) {
-  std::size_t pos = 2;  // after SOI
-  bool seen_frame = false, seen_scan = false;
-  for (;;) {
-    // Next marker: 0xFF, any fill 0xFF bytes, then the marker code.
-    // Stray bytes before a marker are skipped, as libjpeg does (with a warning).
-    while (pos < n && p[pos] != 0xFF) ++pos;
-    BLIP2_CHECK(pos < n, IoError, name, ": truncated JPEG (file ends at byte ", n, " with no EOI marker)");
-    while (pos < n && p[pos] == 0xFF) ++pos;
-    BLIP2_CHECK(pos < n, IoError, name, ": truncated JPEG (file ends at byte ", n, " with no EOI marker)");
-    const int m = p[pos++];
-    if (m == 0xD9) {  // EOI
-      BLIP2_CHECK(seen_frame && seen_scan, IoError, name, ": corrupt JPEG (EOI before any ",
-                  seen_frame ? "scan" : "frame header", ")");
-      return;
-    }
-    if (m == 0x01 || (m >= 0xD0 && m <= 0xD7)) continue;  // standalone markers
-    BLIP2_CHECK(m != 0xD8 && m != 0x00, IoError, name, ": corrupt JPEG (unexpected marker 0xFF", std::uppercase, std::hex, m,
-                " at byte ", std::dec, pos - 2, ")");
-    BLIP2_CHECK(pos + 2 <= n, IoError, name, ": truncated JPEG (file ends inside the 0xFF", std::uppercase, std::hex, m,
-                " segment header)");
-    const std::size_t len = (std::size_t(p[pos]) << 8) | p[pos + 1];
-    BLIP2_CHECK(len >= 2, IoError, name, ": corrupt JPEG (segment 0xFF", std::uppercase, std::hex, m, std::dec, " at byte ", pos - 2,
-                " has length ", len, ")");
-    BLIP2_CHECK(pos + len <= n, IoError, name, ": truncated JPEG (segment 0xFF", std::uppercase, std::hex, m, std::dec, " at byte ",
-                pos - 2, " of length ", len, " runs past the end of the ", n, "-byte file)");
-    if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) seen_frame = true;
-    pos += len;
-    if (m == 0xDA) {  // SOS: entropy-coded data follows until the next marker that is not RSTn
-      seen_scan = true;
-      for (;;) {
-        while (pos < n && p[pos] != 0xFF) ++pos;
-        BLIP2_CHECK(pos + 1 < n, IoError, name, ": truncated JPEG (file ends at byte ", n,
-                    " inside scan data, with no EOI marker)");
-        const int next = p[pos + 1];
-        if (next == 0x00 || (next >= 0xD0 && next <= 0xD7)) {
-          pos += 2;  // stuffed 0xFF or restart marker
-        } else if (next == 0xFF) {
-          ++pos;  // fill byte
-        } else {
-          break;  // a marker: handled by the outer loop
-        }
-      }
-    }
-  }
-}
-
-inline void check_gif(const std::uint8_t* p, std::size_t n, const std::string& name) {
-  auto need = [&](std::size_t end, const char* what) {
-    BLIP2_CHECK(end <= n, IoError, name, ": truncated GIF (file ends at byte ", n, " inside ", what, ")");
-  };
-  need(13, "the header");
-  std::size_t pos = 13;
-  if (p[10] & 0x80) pos += 3 * (std::size_t(1) << ((p[10] & 7) + 1));  // global colour table
-  need(pos, "the global colour table");
-  auto skip_sub_blocks = [&](const char* what) {
-    for (;;) {
-      need(pos + 1, what);
-      const std::size_t len = p[pos++];
-      if (len == 0) return;
-      need(pos + len, what);
-      pos += len;
-    }
-  };
-  for (;;) {
-    need(pos + 1, "the block list before the first image");
-    const int b = p[pos++];
-    if (b == 0x21) {  // extension: label, then data sub-blocks
-      need(pos + 1, "an extension block");
-      ++pos;
-      skip_sub_blocks("an extension block");
-    } else if (b == 0x2C) {  // image descriptor
-      need(pos + 9, "the first image descriptor");
-      const int flags = p[pos + 8];
-      pos += 9;
-      if (flags & 0x80) pos += 3 * (std::size_t(1) << ((flags & 7) + 1));
-      need(pos + 1, "the first image's colour table");
-      ++pos;  // LZW minimum code size
-      skip_sub_blocks("the first image's data");
-      return;
-    } else {
-      throw IoError(blip2::detail::cat(name, ": corrupt GIF (", b == 0x3B ? "trailer before any image" : "unknown block",
-                                " at byte ", pos - 1, ")"));
-    }
-  }
-}
-
-inline void check_bmp(const std::uint8_t* p, std::size_t n, const std::string& name) {
-  BLIP2_CHECK(n >= 26, IoError, name, ": truncated BMP (", n, " bytes, no complete header)");
-  const std::uint32_t offset = le32(p + 10), hsz = le32(p + 14);
-  std::int64_t w = 0, h = 0;
-  std::uint32_t bpp = 0, compression = 0;
-  if (hsz == 12) {
-    w = le16(p + 18);
-    h = le16(p + 20);
-    bpp = le16(p + 24);
-  } else {
-    BLIP2_CHECK(hsz >= 40 && n >= 34, IoError, name, ": corrupt or truncated BMP (header size ", hsz, ", file ", n,
-                " bytes)");
-    w = std::int32_t(le32(p + 18));
-    h = std::int32_t(le32(p + 22));
-    bpp = le16(p + 28);
-    compression = le32(p + 30);
-  }
-  if (h < 0) h = -h;
-  if (compression == 0 || compression == 3 || compression == 6) {  // uncompressed (and bit-field) pixel arrays
-    const std::int64_t stride = ((w * std::int64_t(bpp) + 31) / 32) * 4;
-    const std::int64_t need = std::int64_t(offset) + stride * h;
-    BLIP2_CHECK(w > 0 && need <= std::int64_t(n), IoError, name, ": truncated BMP (pixel data needs ", need,
-                " bytes, the file has ", n, ")");
-  }
-}
-
-// Decodes with stb_image and returns RGB; `info` carries PNG facts for PIL's 16-bit grey rule.
-inline Image stb_decode_rgb(const std::uint8_t* p, std::size_t n, const std::string& name, ImageFormat fmt,
-                            const PngInfo& info) {
-  BLIP2_CHECK(n <= std::size_t(0x7FFFFFFF), IoError, name, ": file too large to decode (", n, " bytes)");
-  int w = 0, h = 0, comp = 0;
-  if (fmt == ImageFormat::png && info.bit_depth == 16 && info.colour_type == 0) {
-    // PIL opens 16-bit grey as I;16 and converts it to RGB by clamping to 255, not by scaling.
-    // (16-bit grey+alpha, RGB and RGBA keep the high byte in PIL, as stb_image's 8-bit load does.)
-    std::unique_ptr<stbi_us, void (*)(void*)> px(stbi_load_16_from_memory(p, int(n), &w, &h, &comp, 1),
-                                                 stbi_image_free);
-    BLIP2_CHECK(px, IoError, name, ": cannot decode ", format_name(fmt), " (", stbi_failure_reason(), ")");
-    Image img(w, h);
-    const std::size_t count = std::size_t(w) * std::size_t(h);
-    for (std::size_t i = 0; i < count; ++i) {
-      const std::uint8_t v = px.get()[i] > 255 ? 255 : std::uint8_t(px.get()[i]);
-      img.data[3 * i] = img.data[3 * i + 1] = img.data[3 * i + 2] = v;
-    }
-    return img;
-  }
-#ifndef BLIP2_STB_IMAGE_EXTERNAL
-  if (fmt == ImageFormat::jpeg) {
-    Image img = decode_jpeg_libjpeg(p, n, name);  // libjpeg-turbo's IDCT, upsampling and colour
-    if (!img.empty()) return img;
-  }
-#endif
-  std::unique_ptr<stbi_uc, void (*)(void*)> px(stbi_load_from_memory(p, int(n), &w, &h, &comp, 3), stbi_image_free);
-  BLIP2_CHECK(px, IoError, name, ": cannot decode ", format_name(fmt), " (", stbi_failure_reason(), ")");
-  BLIP2_CHECK(w > 0 && h > 0, IoError, name, ": decoded an empty ", w, "x", h, " image");
-  const std::size_t bytes = std::size_t(w) * std::size_t(h) * 3;
-  return Image(w, h, std::vector<std::uint8_t>(px.get(), px.get() + bytes));
-}
-
-}  // namespace detail
-
-// Checks that the encoded image in [data, data + size) is complete, then decodes it to RGB. `name`
-// (a path, or what the bytes came from) is named in every error.
-inline Image decode_image(const std::uint8_t* data, std::size_t size, const std::string& name = "<memory>") {
-  BLIP2_CHECK(data != nullptr || size == 0, ValueError, "decode_image: null data for ", name);
-  BLIP2_CHECK(size > 0, IoError, name, ": empty file, not an image");
-  const ImageFormat fmt = sniff_format(data, size);
-  detail::PngInfo info;
-  switch (fmt) {
-    case ImageFormat::png: info = detail::check_png(data, size, name); break;
-    case ImageFormat::jpeg: detail::check_jpeg(data, size, name); break;
-    case ImageFormat::gif: detail::check_gif(data, size, name); break;
-    case ImageFormat::bmp: detail::check_bmp(data, size, name); break;
-    default:
-      throw IoError(blip2::detail::cat(name, ": not a PNG, JPEG, BMP or GIF image (unrecognised signature, ", size,
-                                " bytes)"));
-  }
-  return detail::stb_decode_rgb(data, size, name, fmt, info);
-}
-
-inline Image decode_image(const std::vector<std::uint8_t>& bytes, const std::string& name = "<memory>") {
-  return decode_image(bytes.data(), bytes.size(), name);
-}
-
-// Reads and decodes the image file at `path` (PIL's Image.open(path).convert("RGB")).
-inline Image load_image(const std::string& path) {
-  const auto file = io::MappedFile::open(path);
-  return decode_image(file->data(), file->size(), path);
-}
-
-}  // namespace blip2::image
-// ---- end blip2/image/decode.hpp ----
-// ---- begin blip2/image/resize.hpp ----
-// Bicubic resize that reproduces PIL's Image.resize((w, h), Image.BICUBIC) on 8-bit RGB, bit for
-// bit. The facts it follows (Pillow's libImaging/Resample.c):
-//  - separable: a horizontal pass into an 8-bit intermediate image (only the rows the vertical pass
-//    reads), then a vertical pass; a pass whose size does not change is skipped;
-//  - Keys' cubic with a = -0.5 and support 2, stretched by the scale factor when downsampling
-//    (filterscale = max(1, in/out)), so downsampling low-pass filters over more source pixels;
-//  - output pixel i is centred at (i + 0.5) * scale; the window is [int(center - support + 0.5),
-//    int(center + support + 0.5)) clipped to the image, tap j weighs
-//    cubic((j - center + 0.5) / filterscale), and the weights are divided by their sum (doubles);
-//  - the weights become fixed point with 22 fraction bits, rounded half away from zero; each output
-//    sums pixel * weight in 32-bit integers from 1 << 21, shifts right by 22 and clamps to [0, 255].
-
-
-namespace blip2::image {
-
-namespace detail {
-
-inline constexpr int kResamplePrecisionBits = 32 - 8 - 2;
-
-// Keys' cubic convolution kernel with a = -0.5 (PIL's BICUBIC).
-inline double bicubic_kernel(double x) {
-  constexpr double a = -0.5;
-  if (x < 0.0) x = -x;
-  if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
-  if (x < 2.0) return (((x - 5.0) * x + 8.0) * x - 4.0) * a;
-  return 0.0;
-}
-
-// The filter taps for resampling [in0, in1) of an axis of in_size pixels to out_size pixels:
-// output i reads input pixels first[i] .. first[i] + count[i] - 1 with weights w[i * ksize + j]
-// (normalised doubles, as PIL computes them before its fixed-point step).
-struct ResampleTaps {
-  int ksize = 0;
-  std::vector<int> first, count;
-  std::vector<double> w;
-};
-
-inline ResampleTaps bicubic_taps(int in_size, int out_size, float in0, float in1) {
-  ResampleTaps t;
-  const double scale = double(in1 - in0) / out_size;
-  const double filterscale = scale < 1.0 ? 1.0 : scale;
-  const double support = 2.0 * filterscale;
-  t.ksize = int(std::ceil(support)) * 2 + 1;
-  t.first.resize(std::size_t(out_size));
-  t.count.resize(std::size_t(out_size));
-  t.w.assign(std::size_t(out_size) * std::size_t(t.ksize), 0.0);
-  const double ss = 1.0 / filterscale;
-  for (int i = 0; i < out_size; ++i) {
-    const double center = in0 + (i + 0.5) * scale;
-    int lo = int(center - support + 0.5);
-    if (lo < 0) lo = 0;
-    int hi = int(center + support + 0.5);
-    if (hi > in_size) hi = in_size;
-    const int n = hi - lo;
-    double* k = &t.w[std::size_t(i) * std::size_t(t.ksize)];
-    double sum = 0.0;
-    for (int j = 0; j < n; ++j) {
-      const double v = bicubic_kernel((j + lo - center + 0.5) * ss);
-      k[j] = v;
-      sum += v;
-    }
-    if (sum != 0.0)
-      for (int j = 0; j < n; ++j) k[j] /= sum;
-    t.first[std::size_t(i)] = lo;
-    t.count[std::size_t(i)] = n > 0 ? n : 0;
-  }
-  return t;
-}
-
-// PIL's fixed-point weights: round half away from zero at 2^-22.
-inline std::vector<std::int32_t> fixed_point_weights(const std::vector<double>& w) {
-  std::vector<std::int32_t> out(w.size());
-  const double one = double(1 << kResamplePrecisionBits);
-  for (std::size_t i = 0; i < w.size(); ++i)
-    out[i] = w[i] < 0 ? std::int32_t(-0.5 + w[i] * one) : std::int32_t(0.5 + w[i] * one);
-  return out;
-}
-
-inline std::uint8_t clip_fixed(std::int32_t acc) {
-  const std::int32_t v = acc >> kResamplePrecisionBits;  // arithmetic shift, as PIL's table lookup
-  return std::uint8_t(v < 0 ? 0 : (v > 255 ? 255 : v));
-}
-
-}  // namespace detail
-
-// PIL's Image.resize((width, height), Image.BICUBIC) of an RGB image. Rows of each pass are spread
-// over OpenMP threads; the result does not depend on the thread count.
-inline Image resize_bicubic(const Image& img, int width, int height) {
-  BLIP2_CHECK(width > 0 && height > 0, ValueError, "resize_bicubic: target size ", width, "x", height,
-              " must be positive");
-  BLIP2_CHECK(!img.empty(), ValueError, "resize_bicubic: empty ", img.width, "x", img.height, " source image");
-  if (width == img.width && height == img.height) return img;
-  constexpr int C = Image::channels;
-  constexpr std::int32_t kHalf = std::int32_t(1) << (detail::kResamplePrecisionBits - 1);
-
-  const detail::ResampleTaps vt = detail::bicubic_taps(img.height, height, 0.0f, float(img.height));
-  const int row_first = vt.first[0];
-  const int row_last = vt.first[std::size_t(height - 1)] + vt.count[std::size_t(height - 1)];
-
-  // Horizontal pass over the source rows the vertical pass reads: [row_first, row_last).
-  Image tmp;
-  const Image* src = &img;
-  int src_row0 = 0;
-  if (width != img.width) {
-    const detail::ResampleTaps ht = detail::bicubic_taps(img.width, width, 0.0f, float(img.width));
-    const std::vector<std::int32_t> hk = detail::fixed_point_weights(ht.w);
-    tmp = Image(width, row_last - row_first);
-    const std::int64_t work = std::int64_t(width) * ht.ksize;
-    cpu_kernel::parallel_for(tmp.height, std::max<std::int64_t>(1, 65536 / std::max<std::int64_t>(1, work)),
-                             [&](std::int64_t r0, std::int64_t r1) {
-      for (std::int64_t r = r0; r < r1; ++r) {
-        const std::uint8_t* in = img.row(int(r) + row_first);
-        std::uint8_t* out = tmp.row(int(r));
-        for (int x = 0; x < width; ++x) {
-          const std::int32_t* k = &hk[std::size_t(x) * std::size_t(ht.ksize)];
-          const std::uint8_t* p = in + std::size_t(ht.first[std::size_t(x)]) * C;
-          const int n = ht.count[std::size_t(x)];
-          std::int32_t s0 = kHalf, s1 = kHalf, s2 = kHalf;
-          for (int j = 0; j < n; ++j, p += C) {
-            s0 += std::int32_t(p[0]) * k[j];
-            s1 += std::int32_t(p[1]) * k[j];
-            s2 += std::int32_t(p[2]) * k[j];
-          }
-          out[C * x + 0] = detail::clip_fixed(s0);
-          out[C * x + 1] = detail::clip_fixed(s1);
-          out[C * x + 2] = detail::clip_fixed(s2);
-        }
-      }
-    });
-    src = &tmp;
-    src_row0 = row_first;
-  }
-  if (height == img.height) return *src;  // PIL skips a vertical pass that keeps the height
-
-  // Vertical pass.
-  const std::vector<std::int32_t> vk = detail::fixed_point_weights(vt.w);
-  Image out(width, height);
-  const std::size_t rb = src->row_bytes();
-  const std::int64_t work = std::int64_t(width) * vt.ksize;
-  cpu_kernel::parallel_for(height, std::max<std::int64_t>(1, 65536 / std::max<std::int64_t>(1, work)),
-                           [&](std::int64_t y0, std::int64_t y1) {
-    std::vector<std::int32_t> acc(rb);
-    for (std::int64_t y = y0; y < y1; ++y) {
-      const std::int32_t* k = &vk[std::size_t(y) * std::size_t(vt.ksize)];
-      const int first = vt.first[std::size_t(y)] - src_row0, n = vt.count[std::size_t(y)];
-      std::fill(acc.begin(), acc.end(), kHalf);
-      for (int j = 0; j < n; ++j) {
-        const std::uint8_t* in = src->row(first + j);
-        const std::int32_t kj = k[j];
-        for (std::size_t i = 0; i < rb; ++i) acc[i] += std::int32_t(in[i]) * kj;
-      }
-      std::uint8_t* o = out.row(int(y));
-      for (std::size_t i = 0; i < rb; ++i) o[i] = detail::clip_fixed(acc[i]);
-    }
-  });
-  return out;
-}
-
-}  // namespace blip2::image
-// ---- end blip2/image/resize.hpp ----
-// ---- begin blip2/image/normalize.hpp ----
-// From RGB bytes to the model's input: pixel_values[1, 3, H, W] (channel first) with
-// x = (v / 255 - mean[c]) / std[c], computed in float32 the way transformers' BlipImageProcessor
-// does (rescale in float64, cast to float32, then subtract and divide in float32). `preprocess`
-// is the whole processor: decode, convert to RGB, bicubic resize to size x size, rescale, normalise.
-
-
-namespace blip2::image {
-
-// OpenAI CLIP's channel statistics, which BLIP-2's image processors use.
-inline constexpr std::array<float, 3> kClipMean = {0.48145466f, 0.4578275f, 0.40821073f};
-inline constexpr std::array<float, 3> kClipStd = {0.26862954f, 0.26130258f, 0.27577711f};
-
-namespace detail {
-inline void write_pixel_values(const Image& img, const std::array<float, 3>& mean, const std::array<float, 3>& std_,
-                               float* out) {
-  const std::size_t plane = std::size_t(img.width) * std::size_t(img.height);
-  std::array<std::array<float, 256>, 3> lut{};
-  for (int c = 0; c < 3; ++c)
-    for (int v = 0; v < 256; ++v) {
-      const float rescaled = float(double(v) * (1.0 / 255.0));
-      lut[std::size_t(c)][std::size_t(v)] = (rescaled - mean[std::size_t(c)]) / std_[std::size_t(c)];
-    }
-  for (std::size_t i = 0; i < plane; ++i)
-    for (std::size_t c = 0; c < 3; ++c) out[c * plane + i] = lut[c][img.data[3 * i + c]];
-}
-}  // namespace detail
-
-// pixel_values [1, 3, H, W] of one image.
-inline Tensor<float> to_pixel_values(const Image& img, const std::array<float, 3>& mean = kClipMean,
-                                     const std::array<float, 3>& std_ = kClipStd) {
-  BLIP2_CHECK(!img.empty(), ValueError, "to_pixel_values: empty ", img.width, "x", img.height, " image");
-  for (float s : std_) BLIP2_CHECK(s != 0.0f, ValueError, "to_pixel_values: a standard deviation is zero");
-  Tensor<float> t = Tensor<float>::empty({1, 3, img.height, img.width});
-  detail::write_pixel_values(img, mean, std_, t.data());
-  return t;
-}
-
-// pixel_values [B, 3, H, W] of a batch of images of one size.
-inline Tensor<float> to_pixel_values(const std::vector<Image>& batch, const std::array<float, 3>& mean = kClipMean,
-                                     const std::array<float, 3>& std_ = kClipStd) {
-  BLIP2_CHECK(!batch.empty(), ValueError, "to_pixel_values: empty batch");
-  const int w = batch[0].width, h = batch[0].height;
-  BLIP2_CHECK(w > 0 && h > 0, ValueError, "to_pixel_values: empty ", w, "x", h, " image");
-  for (float s : std_) BLIP2_CHECK(s != 0.0f, ValueError, "to_pixel_values: a standard deviation is zero");
-  for (std::size_t b = 0; b < batch.size(); ++b)
-    BLIP2_CHECK(batch[b].width == w && batch[b].height == h, ShapeError, "to_pixel_values: image ", b, " is ",
-                batch[b].width, "x", batch[b].height, ", image 0 is ", w, "x", h);
-  Tensor<float> t = Tensor<float>::empty({index_t(batch.size()), 3, h, w});
-  const std::size_t per = 3 * std::size_t(w) * std::size_t(h);
-  for (std::size_t b = 0; b < batch.size(); ++b) detail::write_pixel_values(batch[b], mean, std_, t.data() + b * per);
-  return t;
-}
-
-// BlipImageProcessor on a decoded image: bicubic resize to size x size, rescale, normalise.
-inline Tensor<float> preprocess(const Image& img, int size = 224, const std::array<float, 3>& mean = kClipMean,
-                                const std::array<float, 3>& std_ = kClipStd) {
-  return to_pixel_values(resize_bicubic(img, size, size), mean, std_);
-}
-
-// BlipImageProcessor on an image file: load, convert to RGB, resize, rescale, normalise.
-inline Tensor<float> preprocess(const std::string& path, int size = 224, const std::array<float, 3>& mean = kClipMean,
-                                const std::array<float, 3>& std_ = kClipStd) {
-  return preprocess(load_image(path), size, mean, std_);
-}
-
-}  // namespace blip2::image
-// ---- end blip2/image/normalize.hpp ----
-// ---- begin blip2/image/augment.hpp ----
-// Training-time augmentation as BLIP-2's training transform does it with torchvision:
-// RandomResizedCrop(size, scale=(0.5, 1.0), ratio=(3/4, 4/3), bicubic) then
-// RandomHorizontalFlip(p=0.5). Random numbers come from a seeded blip2::Generator, so a seed
-// reproduces the same crops and flips (torchvision's own draws use torch's generator, so the
-// boxes are not the ones torchvision would pick for the same seed; the distribution is the same).
-
-
-namespace blip2::image {
-
-// A rectangle of pixels: top-left corner (x, y), width and height.
-struct CropBox {
-  int x = 0, y = 0, width = 0, height = 0;
-};
-
-struct RandomResizedCropOptions {
-  double scale_min = 0.5, scale_max = 1.0;            // fraction of the image's area
-  double ratio_min = 3.0 / 4.0, ratio_max = 4.0 / 3.0;  // width / height of the crop
-};
-
-namespace detail {
-// Python's round(): to nearest, ties to even.
-inline double round_half_even(double x) {
-  const double f = std::floor(x), d = x - f;
-  if (d > 0.5) return f + 1.0;
-  if (d < 0.5) return f;
-  return std::fmod(f, 2.0) == 0.0 ? f : f + 1.0;
-}
-// Uniform integer in [lo, hi].
-inline int uniform_int(Generator& gen, int lo, int hi) {
-  const int n = hi - lo + 1;
-  const int k = int(gen.uniform() * n);
-  return lo + (k < n ? k : n - 1);
-}
-}  // namespace detail
-
-// torchvision's RandomResizedCrop.get_params: up to 10 tries of a random area fraction in
-// [scale_min, scale_max] and a log-uniform aspect ratio in [ratio_min, ratio_max] whose box fits,
-// at a uniform position; otherwise a centre crop clamped to the ratio range.
-inline CropBox random_resized_crop_box(int width, int height, Generator& gen,
-                                       const RandomResizedCropOptions& opt = {}) {
-  BLIP2_CHECK(width > 0 && height > 0, ValueError, "random_resized_crop_box: empty ", width, "x", height, " image");
-  BLIP2_CHECK(opt.scale_min > 0 && opt.scale_min <= opt.scale_max && opt.ratio_min > 0 &&
-                  opt.ratio_min <= opt.ratio_max,
-              ValueError, "random_resized_crop_box: bad scale (", opt.scale_min, ", ", opt.scale_max, ") or ratio (",
-              opt.ratio_min, ", ", opt.ratio_max, ")");
-  const double area = double(width) * double(height);
-  const double log_lo = std::log(opt.ratio_min), log_hi = std::log(opt.ratio_max);
-  for (int attempt = 0; attempt < 10; ++attempt) {
-    const double target_area = area * (opt.scale_min + (opt.scale_max - opt.scale_min) * gen.uniform());
-    const double aspect = std::exp(log_lo + (log_hi - log_lo) * gen.uniform());
-    const double wd = detail::round_half_even(std::sqrt(target_area * aspect));
-    const double hd = detail::round_half_even(std::sqrt(target_area / aspect));
-    if (wd > 0 && wd <= width && hd > 0 && hd <= height) {
-      const int w = int(wd), h = int(hd);
-      const int y = detail::uniform_int(gen, 0, height - h);
-      const int x = detail::uniform_int(gen, 0, width - w);
-      return {x, y, w, h};
-    }
-  }
-  const double in_ratio = double(width) / double(height);
-  int w = width, h = height;
-  if (in_ratio < opt.ratio_min) {
-    h = int(detail::round_half_even(w / opt.ratio_min));
-  } else if (in_ratio > opt.ratio_max) {
-    w = int(detail::round_half_even(h * opt.ratio_max));
-  }
-  w = std::max(1, std::min(w, width));
-  h = std::max(1, std::min(h, height));
-  return {(width - w) / 2, (height - h) / 2, w, h};
-}
-
-// Crop a random box (random_resized_crop_box) and resize it to out_width x out_height with PIL's
-// bicubic filter, as torchvision does on PIL images.
-inline Image random_resized_crop(const Image& img, int out_width, int out_height, Generator& gen,
-                                 const RandomResizedCropOptions& opt = {}) {
-  const CropBox b = random_resized_crop_box(img.width, img.height, gen, opt);
-  return resize_bicubic(crop(img, b.x, b.y, b.width, b.height), out_width, out_height);
-}
-
-// The image mirrored left to right.
-inline Image horizontal_flip(const Image& img) {
-  Image out(img.width, img.height);
-  for (int y = 0; y < img.height; ++y) {
-    const std::uint8_t* in = img.row(y);
-    std::uint8_t* o = out.row(y);
-    for (int x = 0; x < img.width; ++x)
-      for (int c = 0; c < Image::channels; ++c)
-        o[Image::channels * x + c] = in[Image::channels * (img.width - 1 - x) + c];
-  }
-  return out;
-}
-
-// Mirrors the image with probability p (one draw from gen either way).
-inline Image random_horizontal_flip(const Image& img, Generator& gen, double p = 0.5) {
-  return gen.uniform() < p ? horizontal_flip(img) : img;
-}
-
-}  // namespace blip2::image
-// ---- end blip2/image/augment.hpp ----
 // ---- begin blip2/io/checkpoint.hpp ----
 // A Hugging Face checkpoint: one safetensors file, or a directory with `model.safetensors` or a
 // sharded `model.safetensors.index.json` (weight_map: tensor name -> shard file). Parameters are
@@ -6306,6 +5395,7 @@ std::vector<std::string> load_parameters(const nn::Module<T, D>& module, const C
 
 }  // namespace blip2::io
 // ---- end blip2/io/checkpoint.hpp ----
+// BLIP-2 models
 // ---- begin blip2/models/config.hpp ----
 // BLIP-2 configuration as Hugging Face's config.json holds it (model_type "blip-2", with nested
 // vision_config, qformer_config and text_config of model_type "opt" or "t5"). Keys that are absent
@@ -7490,31 +6580,6 @@ struct Blip2T5 : Blip2Generative<T, D, W, T5ForConditionalGeneration<T, D, W>> {
 
 }  // namespace blip2
 // ---- end blip2/models/blip2_t5.hpp ----
-// ---- begin blip2/nn/init.hpp ----
-// Random initialisation of a whole module as transformers' _init_weights does it: weight matrices
-// and embeddings N(0, std), biases 0, norm gains 1; half-precision weights N(0, std) rounded.
-
-namespace blip2::nn {
-
-template <class T, class D>
-void init_parameters(const Module<T, D>& m, Generator& gen, double stddev = 0.02) {
-  NoGrad no_grad;
-  auto ends_with = [](const std::string& s, const std::string& suffix) {
-    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-  };
-  for (const auto& [name, p] : m.named_parameters()) {
-    const bool norm = name.find("norm") != std::string::npos || name.find("LayerNorm") != std::string::npos;
-    if (ends_with(name, ".bias")) copy_(p, Tensor<T, D>::zeros(p.shape()));
-    else if (norm && p.dim() == 1) copy_(p, Tensor<T, D>::ones(p.shape()));
-    else copy_(p, randn<T, D>(p.shape(), gen, 0.0, stddev));
-  }
-  for (const auto& [name, w] : m.named_half_weights())
-    std::visit([&](const auto& t) { copy_(t, randn<typename std::decay_t<decltype(t)>::value_type, D>(t.shape(), gen, 0.0, stddev)); },
-               w);
-}
-
-}  // namespace blip2::nn
-// ---- end blip2/nn/init.hpp ----
 // ---- begin blip2/models/blip2_retrieval.hpp ----
 // Blip2ForImageTextRetrieval, the stage-1 model (blip2-itm-vit-g): the Q-Former also reads text
 // (word + learned position embeddings). Image-text matching (ITM): queries and text share
@@ -7602,6 +6667,7 @@ struct Blip2Retrieval : Blip2Backbone<T, D, W> {
 
 }  // namespace blip2
 // ---- end blip2/models/blip2_retrieval.hpp ----
+// tokenizers
 // ---- begin blip2/tokenizers/tokenizer.hpp ----
 // The interface every tokenizer implements (text -> ids -> text), plus the pieces they share:
 // a vocabulary (token <-> id), added/special tokens that are split out of the text before the model
@@ -10236,6 +9302,952 @@ inline std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
 
 }  // namespace blip2::tokenizers
 // ---- end blip2/tokenizers/load.hpp ----
+// images
+// ---- begin blip2/image/image.hpp ----
+// An 8-bit RGB image: width x height pixels, three interleaved channels per pixel, rows top to
+// bottom (the layout PIL's "RGB" mode and stb_image use). The preprocessing steps in this folder
+// (decode, resize, augment, normalise) all take and return it.
+
+
+namespace blip2::image {
+
+struct Image {
+  static constexpr int channels = 3;
+  int width = 0;
+  int height = 0;
+  std::vector<std::uint8_t> data;  // height * width * 3 bytes, RGBRGB...
+
+  Image() = default;
+  // A black image of the given size.
+  Image(int w, int h) : width(w), height(h) {
+    BLIP2_CHECK(w >= 0 && h >= 0, ValueError, "Image: negative size ", w, "x", h);
+    data.assign(std::size_t(w) * std::size_t(h) * channels, 0);
+  }
+  // Takes interleaved RGB bytes; their count must be w * h * 3.
+  Image(int w, int h, std::vector<std::uint8_t> rgb) : width(w), height(h), data(std::move(rgb)) {
+    BLIP2_CHECK(w >= 0 && h >= 0, ValueError, "Image: negative size ", w, "x", h);
+    BLIP2_CHECK(data.size() == std::size_t(w) * std::size_t(h) * channels, ValueError, "Image: ", w, "x", h,
+                " RGB needs ", std::size_t(w) * std::size_t(h) * channels, " bytes, got ", data.size());
+  }
+
+  bool empty() const { return width == 0 || height == 0; }
+  std::size_t row_bytes() const { return std::size_t(width) * channels; }
+  std::uint8_t* row(int y) { return data.data() + std::size_t(y) * row_bytes(); }
+  const std::uint8_t* row(int y) const { return data.data() + std::size_t(y) * row_bytes(); }
+  // The three bytes of pixel (x, y); x is the column, y the row.
+  std::uint8_t* pixel(int x, int y) { return row(y) + std::size_t(x) * channels; }
+  const std::uint8_t* pixel(int x, int y) const { return row(y) + std::size_t(x) * channels; }
+  std::uint8_t& at(int x, int y, int c) { return pixel(x, y)[c]; }
+  std::uint8_t at(int x, int y, int c) const { return pixel(x, y)[c]; }
+};
+
+// The w x h rectangle whose top-left pixel is (x, y); it must lie inside the image (PIL's
+// img.crop((x, y, x + w, y + h)) for such a box).
+inline Image crop(const Image& img, int x, int y, int w, int h) {
+  BLIP2_CHECK(w > 0 && h > 0 && x >= 0 && y >= 0 && x + w <= img.width && y + h <= img.height, ValueError,
+              "image::crop: box (x ", x, ", y ", y, ", w ", w, ", h ", h, ") is not inside the ", img.width, "x",
+              img.height, " image");
+  Image out(w, h);
+  for (int r = 0; r < h; ++r) {
+    const std::uint8_t* src = img.pixel(x, y + r);
+    std::copy(src, src + out.row_bytes(), out.row(r));
+  }
+  return out;
+}
+
+}  // namespace blip2::image
+// ---- end blip2/image/image.hpp ----
+// ---- begin blip2/image/decode.hpp ----
+// Decoding PNG, JPEG, BMP and GIF (first frame) into 8-bit RGB exactly as PIL's
+// Image.open(path).convert("RGB") does for the cases BLIP-2 meets: grey is replicated, an alpha
+// channel is dropped (not composited), a palette is expanded, 16-bit RGB keeps the high byte and
+// 16-bit grey is clamped to 255 (PIL's I;16 -> RGB rule). Pixels come from stb_image.
+//
+// A truncated or corrupt file is an IoError naming the file, never a partial image: stb_image
+// fills missing data silently for some formats, so before decoding the file's structure is walked
+// here — PNG: every chunk inside the file with a correct CRC, IHDR first, at least one IDAT, an
+// IEND (stb_image then refuses an IDAT stream that does not inflate to the full image); JPEG: the
+// marker segments and entropy-coded scans up to an EOI marker; GIF: the blocks up to the end of
+// the first image's data; BMP: the pixel array inside the file.
+//
+// JPEG: stb_image parses the file, and jpeg_decode.hpp redoes the IDCT, chroma upsampling and
+// YCbCr -> RGB conversion with libjpeg-turbo's arithmetic (what PIL runs). Known differences from
+// PIL: 4-component (CMYK/YCCK) JPEGs use stb_image's conversion, as does every JPEG when
+// BLIP2_STB_IMAGE_EXTERNAL is defined (then pixels differ from PIL's by a few levels); transparent
+// pixels of a GIF's first frame come out black where PIL gives the palette colour; PNG chunk CRCs
+// are checked for IDAT too (PIL skips those).
+
+// ---- begin blip2/image/jpeg_decode.hpp ----
+// JPEG pixels as libjpeg-turbo (PIL's JPEG library) computes them, on top of stb_image's entropy
+// decoder. stb_image reads the markers and Huffman/progressive data exactly (the coefficients are
+// integers), but its inverse DCT, chroma upsampling and YCbCr -> RGB conversion round differently
+// from libjpeg's. Here stb_image's block IDCT is replaced by libjpeg's "islow" integer IDCT
+// (13-bit constants, 2 extra bits after the column pass, clamped through the same wrapping range
+// table), and the component planes are upsampled with libjpeg's "fancy" triangle filters (h2v1,
+// h1v2, h2v2, including their alternating rounding biases and edge rules; other integral factors
+// are replicated) and converted with libjpeg's 16-bit YCbCr tables. That is the path PIL takes by
+// default (JDCT_ISLOW, do_fancy_upsampling), and libjpeg-turbo's SIMD versions of these steps give
+// the same results as its C code.
+//
+// Needs the stb_image implementation compiled in this translation unit (stb_image_impl.hpp), since
+// it reaches into stb_image's internal JPEG decoder. 4-component (CMYK/YCCK) files and fractional
+// sampling ratios are left to stb_image's own path (decode_jpeg_libjpeg returns an empty image).
+#include <cstdlib>
+
+// ---- begin blip2/image/stb_image_impl.hpp ----
+// stb_image, compiled into every translation unit that includes blip2's image decoder, with internal
+// linkage (STB_IMAGE_STATIC): a header-only library cannot define STB_IMAGE_IMPLEMENTATION in
+// exactly one place, so each translation unit gets its own private copy and programs with several
+// of them link without duplicate symbols. Only the formats blip2 checks for truncation are built.
+//
+// Programs that already compile stb_image themselves (one .c/.cpp with STB_IMAGE_IMPLEMENTATION)
+// may define BLIP2_STB_IMAGE_EXTERNAL to use that copy instead. Including <stb_image.h> yourself
+// in a translation unit that also includes blip2's image headers is not supported otherwise.
+#if defined(STBI_INCLUDE_STB_IMAGE_H) && !defined(BLIP2_STB_IMAGE_IMPL_DONE) && !defined(BLIP2_STB_IMAGE_EXTERNAL)
+#error "blip2/image: <stb_image.h> was included before blip2's image headers; define BLIP2_STB_IMAGE_EXTERNAL to use your own stb_image implementation"
+#endif
+
+#ifndef BLIP2_STB_IMAGE_IMPL_DONE
+#define BLIP2_STB_IMAGE_IMPL_DONE
+
+#ifndef BLIP2_STB_IMAGE_EXTERNAL
+#define STB_IMAGE_STATIC
+#define STB_IMAGE_IMPLEMENTATION
+#define STBI_NO_STDIO
+#define STBI_NO_LINEAR
+#define STBI_NO_HDR
+#define STBI_ONLY_PNG
+#define STBI_ONLY_JPEG
+#define STBI_ONLY_BMP
+#define STBI_ONLY_GIF
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
+#pragma GCC diagnostic ignored "-Wtype-limits"
+#pragma GCC diagnostic ignored "-Wshadow"
+#pragma GCC diagnostic ignored "-Wconversion"
+#pragma GCC diagnostic ignored "-Wold-style-cast"
+#pragma GCC diagnostic ignored "-Wcast-qual"
+#endif
+#endif  // !BLIP2_STB_IMAGE_EXTERNAL
+// One include line (the single-header generator keeps each system include once).
+#include <stb_image.h>
+#ifndef BLIP2_STB_IMAGE_EXTERNAL
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+#undef STB_IMAGE_IMPLEMENTATION
+#endif  // !BLIP2_STB_IMAGE_EXTERNAL
+
+#endif  // BLIP2_STB_IMAGE_IMPL_DONE
+// ---- end blip2/image/stb_image_impl.hpp ----
+
+#ifndef BLIP2_STB_IMAGE_EXTERNAL
+
+namespace blip2::image::detail {
+
+// libjpeg's post-IDCT range limit: the value is centred on 0, masked to 10 bits, then mapped to
+// 0..255 (values wrapping past +-512 land where libjpeg's table puts them).
+inline std::uint8_t jpeg_idct_limit(int v) {
+  const int m = v & 1023;
+  if (m < 128) return std::uint8_t(m + 128);
+  if (m < 512) return 255;
+  if (m < 896) return 0;
+  return std::uint8_t(m - 896);
+}
+
+// One 8x8 block: dequantised coefficients in natural (row-major) order -> 8-bit samples.
+// libjpeg's jpeg_idct_islow arithmetic (Loeffler-Ligtenberg-Moschytz with 12 multiplies).
+inline void jpeg_idct_islow(stbi_uc* out, int out_stride, short data[64]) {
+  constexpr int kConstBits = 13, kPass1Bits = 2;
+  constexpr std::int64_t c0_298631336 = 2446, c0_390180644 = 3196, c0_541196100 = 4433, c0_765366865 = 6270,
+                         c0_899976223 = 7373, c1_175875602 = 9633, c1_501321110 = 12299, c1_847759065 = 15137,
+                         c1_961570560 = 16069, c2_053119869 = 16819, c2_562915447 = 20995, c3_072711026 = 25172;
+  auto descale = [](std::int64_t x, int n) { return (x + (std::int64_t(1) << (n - 1))) >> n; };
+  // The 1-D transform of 8 inputs into even/odd sums, as both passes compute it.
+  auto transform = [&](std::int64_t i0, std::int64_t i1, std::int64_t i2, std::int64_t i3, std::int64_t i4,
+                       std::int64_t i5, std::int64_t i6, std::int64_t i7, std::int64_t (&o)[8], int shift) {
+    std::int64_t z1 = (i2 + i6) * c0_541196100;
+    std::int64_t t2 = z1 - i6 * c1_847759065;
+    std::int64_t t3 = z1 + i2 * c0_765366865;
+    std::int64_t t0 = (i0 + i4) * (std::int64_t(1) << kConstBits);
+    std::int64_t t1 = (i0 - i4) * (std::int64_t(1) << kConstBits);
+    const std::int64_t t10 = t0 + t3, t13 = t0 - t3, t11 = t1 + t2, t12 = t1 - t2;
+    // odd part: i1, i3, i5, i7
+    t0 = i7;
+    t1 = i5;
+    t2 = i3;
+    t3 = i1;
+    std::int64_t z4 = t1 + t3, z3 = t0 + t2, z2 = t1 + t2;
+    z1 = t0 + t3;
+    const std::int64_t z5 = (z3 + z4) * c1_175875602;
+    t3 *= c1_501321110;
+    t2 *= c3_072711026;
+    t1 *= c2_053119869;
+    t0 *= c0_298631336;
+    z4 = z4 * -c0_390180644 + z5;
+    z3 = z3 * -c1_961570560 + z5;
+    z1 *= -c0_899976223;
+    z2 *= -c2_562915447;
+    t3 += z1 + z4;
+    t2 += z2 + z3;
+    t1 += z2 + z4;
+    t0 += z1 + z3;
+    o[0] = descale(t10 + t3, shift);
+    o[7] = descale(t10 - t3, shift);
+    o[1] = descale(t11 + t2, shift);
+    o[6] = descale(t11 - t2, shift);
+    o[2] = descale(t12 + t1, shift);
+    o[5] = descale(t12 - t1, shift);
+    o[3] = descale(t13 + t0, shift);
+    o[4] = descale(t13 - t0, shift);
+  };
+  int ws[64];
+  for (int c = 0; c < 8; ++c) {
+    std::int64_t o[8];
+    transform(data[c], data[8 + c], data[16 + c], data[24 + c], data[32 + c], data[40 + c], data[48 + c],
+              data[56 + c], o, kConstBits - kPass1Bits);
+    for (int r = 0; r < 8; ++r) ws[8 * r + c] = int(o[r]);
+  }
+  for (int r = 0; r < 8; ++r) {
+    const int* w = ws + 8 * r;
+    std::int64_t o[8];
+    transform(w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], o, kConstBits + kPass1Bits + 3);
+    for (int c = 0; c < 8; ++c) out[r * out_stride + c] = jpeg_idct_limit(int(o[c]));
+  }
+}
+
+// Upsamples one decoded component plane (cw x ch samples, row stride `stride`) by (hs, vs) to
+// width x height, as libjpeg-turbo's upsampler chooses and computes it.
+inline void jpeg_upsample(const std::uint8_t* in, int stride, int cw, int ch, int hs, int vs, int width,
+                          int height, std::uint8_t* out) {
+  auto row = [&](int r) { return in + std::size_t(std::clamp(r, 0, ch - 1)) * std::size_t(stride); };
+  std::vector<int> sum(std::size_t(cw) + 1);
+  std::vector<std::uint8_t> line(std::size_t(cw) * std::size_t(hs) + 2);
+  for (int y = 0; y < height; ++y) {
+    std::uint8_t* o = out + std::size_t(y) * std::size_t(width);
+    const int i = y / vs, v = y % vs;
+    if (hs == 1 && vs == 1) {
+      std::copy(row(i), row(i) + width, o);
+    } else if (hs == 2 && vs == 1 && cw > 2) {  // h2v1 fancy
+      const std::uint8_t* p = row(i);
+      line[0] = p[0];
+      line[1] = std::uint8_t((p[0] * 3 + p[1] + 2) >> 2);
+      for (int c = 1; c < cw - 1; ++c) {
+        line[2 * std::size_t(c)] = std::uint8_t((p[c] * 3 + p[c - 1] + 1) >> 2);
+        line[2 * std::size_t(c) + 1] = std::uint8_t((p[c] * 3 + p[c + 1] + 2) >> 2);
+      }
+      line[2 * std::size_t(cw) - 2] = std::uint8_t((p[cw - 1] * 3 + p[cw - 2] + 1) >> 2);
+      line[2 * std::size_t(cw) - 1] = p[cw - 1];
+      std::copy(line.begin(), line.begin() + width, o);
+    } else if (hs == 1 && vs == 2) {  // h1v2 fancy (libjpeg-turbo applies it at any width)
+      const std::uint8_t* near = row(i);
+      const std::uint8_t* far = row(v == 0 ? i - 1 : i + 1);
+      const int bias = v == 0 ? 1 : 2;
+      for (int c = 0; c < width; ++c) o[c] = std::uint8_t((near[c] * 3 + far[c] + bias) >> 2);
+    } else if (hs == 2 && vs == 2 && cw > 2) {  // h2v2 fancy
+      const std::uint8_t* near = row(i);
+      const std::uint8_t* far = row(v == 0 ? i - 1 : i + 1);
+      for (int c = 0; c < cw; ++c) sum[std::size_t(c)] = near[c] * 3 + far[c];
+      line[0] = std::uint8_t((sum[0] * 4 + 8) >> 4);
+      for (int c = 0; c < cw - 1; ++c) {
+        if (c > 0) line[2 * std::size_t(c)] = std::uint8_t((sum[std::size_t(c)] * 3 + sum[std::size_t(c) - 1] + 8) >> 4);
+        line[2 * std::size_t(c) + 1] = std::uint8_t((sum[std::size_t(c)] * 3 + sum[std::size_t(c) + 1] + 7) >> 4);
+      }
+      const std::size_t last = std::size_t(cw) - 1;
+      line[2 * last] = std::uint8_t((sum[last] * 3 + sum[last - 1] + 8) >> 4);
+      line[2 * last + 1] = std::uint8_t((sum[last] * 4 + 7) >> 4);
+      std::copy(line.begin(), line.begin() + width, o);
+    } else {  // box: h2v1/h2v2 on narrow planes, and every other integral factor
+      const std::uint8_t* p = row(i);
+      for (int c = 0; c < width; ++c) o[c] = p[c / hs];
+    }
+  }
+}
+
+// libjpeg's YCbCr -> RGB with its 16-bit fixed-point tables.
+struct JpegYccTables {
+  std::array<int, 256> cr_r{}, cb_b{};
+  std::array<std::int64_t, 256> cr_g{}, cb_g{};
+  JpegYccTables() {
+    constexpr int kScaleBits = 16;
+    constexpr std::int64_t kHalf = std::int64_t(1) << (kScaleBits - 1);
+    auto fix = [](double x) { return std::int64_t(x * double(std::int64_t(1) << kScaleBits) + 0.5); };
+    for (int i = 0; i < 256; ++i) {
+      const std::int64_t x = i - 128;
+      cr_r[std::size_t(i)] = int((fix(1.40200) * x + kHalf) >> kScaleBits);
+      cb_b[std::size_t(i)] = int((fix(1.77200) * x + kHalf) >> kScaleBits);
+      cr_g[std::size_t(i)] = -fix(0.71414) * x;
+      cb_g[std::size_t(i)] = -fix(0.34414) * x + kHalf;
+    }
+  }
+};
+
+inline std::uint8_t clamp_u8(int v) { return std::uint8_t(v < 0 ? 0 : (v > 255 ? 255 : v)); }
+
+// Decodes a JPEG to RGB with libjpeg-turbo's arithmetic. Returns an empty image when the file
+// needs stb_image's own conversion (4 components, fractional sampling); throws IoError if stb_image
+// cannot decode it.
+inline Image decode_jpeg_libjpeg(const std::uint8_t* p, std::size_t n, const std::string& name) {
+  stbi__context ctx;
+  stbi__start_mem(&ctx, p, int(n));
+  stbi__jpeg* j = static_cast<stbi__jpeg*>(std::calloc(1, sizeof(stbi__jpeg)));
+  BLIP2_CHECK(j != nullptr, IoError, name, ": out of memory decoding JPEG");
+  j->s = &ctx;
+  ctx.img_n = 0;
+  struct Cleanup {
+    stbi__jpeg* j;
+    ~Cleanup() {
+      stbi__cleanup_jpeg(j);
+      std::free(j);
+    }
+  } cleanup{j};
+  stbi__setup_jpeg(j);
+  j->idct_block_kernel = jpeg_idct_islow;
+  if (!stbi__decode_jpeg_image(j))
+    throw IoError(name + ": cannot decode JPEG (" + stbi_failure_reason() + ")");
+  const int width = int(ctx.img_x), height = int(ctx.img_y), nc = ctx.img_n;
+  BLIP2_CHECK(width > 0 && height > 0, IoError, name, ": JPEG has an empty ", width, "x", height, " frame");
+  if (nc != 1 && nc != 3) return Image();
+  for (int k = 0; k < nc; ++k)
+    if (j->img_h_max % j->img_comp[k].h != 0 || j->img_v_max % j->img_comp[k].v != 0) return Image();
+
+  const std::size_t plane = std::size_t(width) * std::size_t(height);
+  std::vector<std::uint8_t> planes(plane * std::size_t(nc));
+  for (int k = 0; k < nc; ++k) {
+    const auto& c = j->img_comp[k];
+    jpeg_upsample(c.data, c.w2, c.x, c.y, j->img_h_max / c.h, j->img_v_max / c.v, width, height,
+                  planes.data() + plane * std::size_t(k));
+  }
+  Image img(width, height);
+  if (nc == 1) {
+    for (std::size_t i = 0; i < plane; ++i) img.data[3 * i] = img.data[3 * i + 1] = img.data[3 * i + 2] = planes[i];
+    return img;
+  }
+  const std::uint8_t *c0 = planes.data(), *c1 = c0 + plane, *c2 = c1 + plane;
+  const bool is_rgb = j->rgb == 3 || (j->app14_color_transform == 0 && !j->jfif);  // stb_image's rule
+  if (is_rgb) {
+    for (std::size_t i = 0; i < plane; ++i) {
+      img.data[3 * i] = c0[i];
+      img.data[3 * i + 1] = c1[i];
+      img.data[3 * i + 2] = c2[i];
+    }
+    return img;
+  }
+  static const JpegYccTables t;
+  for (std::size_t i = 0; i < plane; ++i) {
+    const int y = c0[i], cb = c1[i], cr = c2[i];
+    img.data[3 * i] = clamp_u8(y + t.cr_r[std::size_t(cr)]);
+    img.data[3 * i + 1] = clamp_u8(y + int((t.cb_g[std::size_t(cb)] + t.cr_g[std::size_t(cr)]) >> 16));
+    img.data[3 * i + 2] = clamp_u8(y + t.cb_b[std::size_t(cb)]);
+  }
+  return img;
+}
+
+}  // namespace blip2::image::detail
+
+#endif  // BLIP2_STB_IMAGE_EXTERNAL
+// ---- end blip2/image/jpeg_decode.hpp ----
+
+namespace blip2::image {
+
+enum class ImageFormat { unknown, png, jpeg, bmp, gif };
+
+inline const char* format_name(ImageFormat f) {
+  switch (f) {
+    case ImageFormat::png: return "PNG";
+    case ImageFormat::jpeg: return "JPEG";
+    case ImageFormat::bmp: return "BMP";
+    case ImageFormat::gif: return "GIF";
+    default: return "unknown";
+  }
+}
+
+// The format named by the file's first bytes (its signature), or unknown.
+inline ImageFormat sniff_format(const std::uint8_t* p, std::size_t n) {
+  static const std::uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
+  if (n >= 8 && std::memcmp(p, png_sig, 8) == 0) return ImageFormat::png;
+  if (n >= 3 && p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF) return ImageFormat::jpeg;
+  if (n >= 6 && (std::memcmp(p, "GIF87a", 6) == 0 || std::memcmp(p, "GIF89a", 6) == 0)) return ImageFormat::gif;
+  if (n >= 2 && p[0] == 'B' && p[1] == 'M') return ImageFormat::bmp;
+  return ImageFormat::unknown;
+}
+
+namespace detail {
+
+inline std::uint32_t be32(const std::uint8_t* p) {
+  return (std::uint32_t(p[0]) << 24) | (std::uint32_t(p[1]) << 16) | (std::uint32_t(p[2]) << 8) | p[3];
+}
+inline std::uint32_t le32(const std::uint8_t* p) {
+  return (std::uint32_t(p[3]) << 24) | (std::uint32_t(p[2]) << 16) | (std::uint32_t(p[1]) << 8) | p[0];
+}
+inline std::uint32_t le16(const std::uint8_t* p) { return std::uint32_t(p[0]) | (std::uint32_t(p[1]) << 8); }
+
+// CRC-32 (ISO 3309, the one PNG uses), table-driven.
+inline std::uint32_t crc32(const std::uint8_t* p, std::size_t n) {
+  static const std::array<std::uint32_t, 256> table = [] {
+    std::array<std::uint32_t, 256> t{};
+    for (std::uint32_t i = 0; i < 256; ++i) {
+      std::uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      t[i] = c;
+    }
+    return t;
+  }();
+  std::uint32_t c = 0xFFFFFFFFu;
+  for (std::size_t i = 0; i < n; ++i) c = table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
+  return c ^ 0xFFFFFFFFu;
+}
+
+struct PngInfo {
+  int bit_depth = 0;
+  int colour_type = 0;
+};
+
+inline PngInfo check_png(const std::uint8_t* p, std::size_t n, const std::string& name) {
+  PngInfo info;
+  std::size_t pos = 8;
+  bool first = true, seen_idat = false;
+  for (;;) {
+    BLIP2_CHECK(pos + 8 <= n, IoError, name, ": truncated PNG (file ends at byte ", n,
+                " before the IEND chunk)");
+    const std::uint32_t len = be32(p + pos);
+    const std::string type(reinterpret_cast<const char*>(p + pos + 4), 4);
+    BLIP2_CHECK(len <= 0x7FFFFFFFu, IoError, name, ": corrupt PNG (chunk at byte ", pos, " claims length ", len,
+                ")");
+    BLIP2_CHECK(pos + 12 + std::size_t(len) <= n, IoError, name, ": truncated PNG (chunk '", type, "' at byte ",
+                pos, " of length ", len, " runs past the end of the ", n, "-byte file)");
+    const std::uint32_t stored = be32(p + pos + 8 + len);
+    BLIP2_CHECK(crc32(p + pos + 4, std::size_t(len) + 4) == stored, IoError, name, ": corrupt PNG (CRC mismatch in chunk '",
+                type, "' at byte ", pos, ")");
+    if (first) {
+      BLIP2_CHECK(type == "IHDR" && len == 13, IoError, name, ": corrupt PNG (first chunk is '", type,
+                  "', not a 13-byte IHDR)");
+      info.bit_depth = p[pos + 8 + 8];
+      info.colour_type = p[pos + 8 + 9];
+      first = false;
+    }
+    if (type == "IDAT") seen_idat = true;
+    if (type == "IEND") break;
+    pos += 12 + std::size_t(len);
+  }
+  BLIP2_CHECK(seen_idat, IoError, name, ": corrupt PNG (no IDAT chunk)");
+  return info;
+}
+
+inline void check_jpeg(const std::uint8_t* p, std::size_t n, const std::string& name) {
+  std::size_t pos = 2;  // after SOI
+  bool seen_frame = false, seen_scan = false;
+  for (;;) {
+    // Next marker: 0xFF, any fill 0xFF bytes, then the marker code.
+    // Stray bytes before a marker are skipped, as libjpeg does (with a warning).
+    while (pos < n && p[pos] != 0xFF) ++pos;
+    BLIP2_CHECK(pos < n, IoError, name, ": truncated JPEG (file ends at byte ", n, " with no EOI marker)");
+    while (pos < n && p[pos] == 0xFF) ++pos;
+    BLIP2_CHECK(pos < n, IoError, name, ": truncated JPEG (file ends at byte ", n, " with no EOI marker)");
+    const int m = p[pos++];
+    if (m == 0xD9) {  // EOI
+      BLIP2_CHECK(seen_frame && seen_scan, IoError, name, ": corrupt JPEG (EOI before any ",
+                  seen_frame ? "scan" : "frame header", ")");
+      return;
+    }
+    if (m == 0x01 || (m >= 0xD0 && m <= 0xD7)) continue;  // standalone markers
+    BLIP2_CHECK(m != 0xD8 && m != 0x00, IoError, name, ": corrupt JPEG (unexpected marker 0xFF", std::uppercase, std::hex, m,
+                " at byte ", std::dec, pos - 2, ")");
+    BLIP2_CHECK(pos + 2 <= n, IoError, name, ": truncated JPEG (file ends inside the 0xFF", std::uppercase, std::hex, m,
+                " segment header)");
+    const std::size_t len = (std::size_t(p[pos]) << 8) | p[pos + 1];
+    BLIP2_CHECK(len >= 2, IoError, name, ": corrupt JPEG (segment 0xFF", std::uppercase, std::hex, m, std::dec, " at byte ", pos - 2,
+                " has length ", len, ")");
+    BLIP2_CHECK(pos + len <= n, IoError, name, ": truncated JPEG (segment 0xFF", std::uppercase, std::hex, m, std::dec, " at byte ",
+                pos - 2, " of length ", len, " runs past the end of the ", n, "-byte file)");
+    if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) seen_frame = true;
+    pos += len;
+    if (m == 0xDA) {  // SOS: entropy-coded data follows until the next marker that is not RSTn
+      seen_scan = true;
+      for (;;) {
+        while (pos < n && p[pos] != 0xFF) ++pos;
+        BLIP2_CHECK(pos + 1 < n, IoError, name, ": truncated JPEG (file ends at byte ", n,
+                    " inside scan data, with no EOI marker)");
+        const int next = p[pos + 1];
+        if (next == 0x00 || (next >= 0xD0 && next <= 0xD7)) {
+          pos += 2;  // stuffed 0xFF or restart marker
+        } else if (next == 0xFF) {
+          ++pos;  // fill byte
+        } else {
+          break;  // a marker: handled by the outer loop
+        }
+      }
+    }
+  }
+}
+
+inline void check_gif(const std::uint8_t* p, std::size_t n, const std::string& name) {
+  auto need = [&](std::size_t end, const char* what) {
+    BLIP2_CHECK(end <= n, IoError, name, ": truncated GIF (file ends at byte ", n, " inside ", what, ")");
+  };
+  need(13, "the header");
+  std::size_t pos = 13;
+  if (p[10] & 0x80) pos += 3 * (std::size_t(1) << ((p[10] & 7) + 1));  // global colour table
+  need(pos, "the global colour table");
+  auto skip_sub_blocks = [&](const char* what) {
+    for (;;) {
+      need(pos + 1, what);
+      const std::size_t len = p[pos++];
+      if (len == 0) return;
+      need(pos + len, what);
+      pos += len;
+    }
+  };
+  for (;;) {
+    need(pos + 1, "the block list before the first image");
+    const int b = p[pos++];
+    if (b == 0x21) {  // extension: label, then data sub-blocks
+      need(pos + 1, "an extension block");
+      ++pos;
+      skip_sub_blocks("an extension block");
+    } else if (b == 0x2C) {  // image descriptor
+      need(pos + 9, "the first image descriptor");
+      const int flags = p[pos + 8];
+      pos += 9;
+      if (flags & 0x80) pos += 3 * (std::size_t(1) << ((flags & 7) + 1));
+      need(pos + 1, "the first image's colour table");
+      ++pos;  // LZW minimum code size
+      skip_sub_blocks("the first image's data");
+      return;
+    } else {
+      throw IoError(blip2::detail::cat(name, ": corrupt GIF (", b == 0x3B ? "trailer before any image" : "unknown block",
+                                " at byte ", pos - 1, ")"));
+    }
+  }
+}
+
+inline void check_bmp(const std::uint8_t* p, std::size_t n, const std::string& name) {
+  BLIP2_CHECK(n >= 26, IoError, name, ": truncated BMP (", n, " bytes, no complete header)");
+  const std::uint32_t offset = le32(p + 10), hsz = le32(p + 14);
+  std::int64_t w = 0, h = 0;
+  std::uint32_t bpp = 0, compression = 0;
+  if (hsz == 12) {
+    w = le16(p + 18);
+    h = le16(p + 20);
+    bpp = le16(p + 24);
+  } else {
+    BLIP2_CHECK(hsz >= 40 && n >= 34, IoError, name, ": corrupt or truncated BMP (header size ", hsz, ", file ", n,
+                " bytes)");
+    w = std::int32_t(le32(p + 18));
+    h = std::int32_t(le32(p + 22));
+    bpp = le16(p + 28);
+    compression = le32(p + 30);
+  }
+  if (h < 0) h = -h;
+  if (compression == 0 || compression == 3 || compression == 6) {  // uncompressed (and bit-field) pixel arrays
+    const std::int64_t stride = ((w * std::int64_t(bpp) + 31) / 32) * 4;
+    const std::int64_t need = std::int64_t(offset) + stride * h;
+    BLIP2_CHECK(w > 0 && need <= std::int64_t(n), IoError, name, ": truncated BMP (pixel data needs ", need,
+                " bytes, the file has ", n, ")");
+  }
+}
+
+// Decodes with stb_image and returns RGB; `info` carries PNG facts for PIL's 16-bit grey rule.
+inline Image stb_decode_rgb(const std::uint8_t* p, std::size_t n, const std::string& name, ImageFormat fmt,
+                            const PngInfo& info) {
+  BLIP2_CHECK(n <= std::size_t(0x7FFFFFFF), IoError, name, ": file too large to decode (", n, " bytes)");
+  int w = 0, h = 0, comp = 0;
+  if (fmt == ImageFormat::png && info.bit_depth == 16 && info.colour_type == 0) {
+    // PIL opens 16-bit grey as I;16 and converts it to RGB by clamping to 255, not by scaling.
+    // (16-bit grey+alpha, RGB and RGBA keep the high byte in PIL, as stb_image's 8-bit load does.)
+    std::unique_ptr<stbi_us, void (*)(void*)> px(stbi_load_16_from_memory(p, int(n), &w, &h, &comp, 1),
+                                                 stbi_image_free);
+    BLIP2_CHECK(px, IoError, name, ": cannot decode ", format_name(fmt), " (", stbi_failure_reason(), ")");
+    Image img(w, h);
+    const std::size_t count = std::size_t(w) * std::size_t(h);
+    for (std::size_t i = 0; i < count; ++i) {
+      const std::uint8_t v = px.get()[i] > 255 ? 255 : std::uint8_t(px.get()[i]);
+      img.data[3 * i] = img.data[3 * i + 1] = img.data[3 * i + 2] = v;
+    }
+    return img;
+  }
+#ifndef BLIP2_STB_IMAGE_EXTERNAL
+  if (fmt == ImageFormat::jpeg) {
+    Image img = decode_jpeg_libjpeg(p, n, name);  // libjpeg-turbo's IDCT, upsampling and colour
+    if (!img.empty()) return img;
+  }
+#endif
+  std::unique_ptr<stbi_uc, void (*)(void*)> px(stbi_load_from_memory(p, int(n), &w, &h, &comp, 3), stbi_image_free);
+  BLIP2_CHECK(px, IoError, name, ": cannot decode ", format_name(fmt), " (", stbi_failure_reason(), ")");
+  BLIP2_CHECK(w > 0 && h > 0, IoError, name, ": decoded an empty ", w, "x", h, " image");
+  const std::size_t bytes = std::size_t(w) * std::size_t(h) * 3;
+  return Image(w, h, std::vector<std::uint8_t>(px.get(), px.get() + bytes));
+}
+
+}  // namespace detail
+
+// Checks that the encoded image in [data, data + size) is complete, then decodes it to RGB. `name`
+// (a path, or what the bytes came from) is named in every error.
+inline Image decode_image(const std::uint8_t* data, std::size_t size, const std::string& name = "<memory>") {
+  BLIP2_CHECK(data != nullptr || size == 0, ValueError, "decode_image: null data for ", name);
+  BLIP2_CHECK(size > 0, IoError, name, ": empty file, not an image");
+  const ImageFormat fmt = sniff_format(data, size);
+  detail::PngInfo info;
+  switch (fmt) {
+    case ImageFormat::png: info = detail::check_png(data, size, name); break;
+    case ImageFormat::jpeg: detail::check_jpeg(data, size, name); break;
+    case ImageFormat::gif: detail::check_gif(data, size, name); break;
+    case ImageFormat::bmp: detail::check_bmp(data, size, name); break;
+    default:
+      throw IoError(blip2::detail::cat(name, ": not a PNG, JPEG, BMP or GIF image (unrecognised signature, ", size,
+                                " bytes)"));
+  }
+  return detail::stb_decode_rgb(data, size, name, fmt, info);
+}
+
+inline Image decode_image(const std::vector<std::uint8_t>& bytes, const std::string& name = "<memory>") {
+  return decode_image(bytes.data(), bytes.size(), name);
+}
+
+// Reads and decodes the image file at `path` (PIL's Image.open(path).convert("RGB")).
+inline Image load_image(const std::string& path) {
+  const auto file = io::MappedFile::open(path);
+  return decode_image(file->data(), file->size(), path);
+}
+
+}  // namespace blip2::image
+// ---- end blip2/image/decode.hpp ----
+// ---- begin blip2/image/resize.hpp ----
+// Bicubic resize that reproduces PIL's Image.resize((w, h), Image.BICUBIC) on 8-bit RGB, bit for
+// bit. The facts it follows (Pillow's libImaging/Resample.c):
+//  - separable: a horizontal pass into an 8-bit intermediate image (only the rows the vertical pass
+//    reads), then a vertical pass; a pass whose size does not change is skipped;
+//  - Keys' cubic with a = -0.5 and support 2, stretched by the scale factor when downsampling
+//    (filterscale = max(1, in/out)), so downsampling low-pass filters over more source pixels;
+//  - output pixel i is centred at (i + 0.5) * scale; the window is [int(center - support + 0.5),
+//    int(center + support + 0.5)) clipped to the image, tap j weighs
+//    cubic((j - center + 0.5) / filterscale), and the weights are divided by their sum (doubles);
+//  - the weights become fixed point with 22 fraction bits, rounded half away from zero; each output
+//    sums pixel * weight in 32-bit integers from 1 << 21, shifts right by 22 and clamps to [0, 255].
+
+
+namespace blip2::image {
+
+namespace detail {
+
+inline constexpr int kResamplePrecisionBits = 32 - 8 - 2;
+
+// Keys' cubic convolution kernel with a = -0.5 (PIL's BICUBIC).
+inline double bicubic_kernel(double x) {
+  constexpr double a = -0.5;
+  if (x < 0.0) x = -x;
+  if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
+  if (x < 2.0) return (((x - 5.0) * x + 8.0) * x - 4.0) * a;
+  return 0.0;
+}
+
+// The filter taps for resampling [in0, in1) of an axis of in_size pixels to out_size pixels:
+// output i reads input pixels first[i] .. first[i] + count[i] - 1 with weights w[i * ksize + j]
+// (normalised doubles, as PIL computes them before its fixed-point step).
+struct ResampleTaps {
+  int ksize = 0;
+  std::vector<int> first, count;
+  std::vector<double> w;
+};
+
+inline ResampleTaps bicubic_taps(int in_size, int out_size, float in0, float in1) {
+  ResampleTaps t;
+  const double scale = double(in1 - in0) / out_size;
+  const double filterscale = scale < 1.0 ? 1.0 : scale;
+  const double support = 2.0 * filterscale;
+  t.ksize = int(std::ceil(support)) * 2 + 1;
+  t.first.resize(std::size_t(out_size));
+  t.count.resize(std::size_t(out_size));
+  t.w.assign(std::size_t(out_size) * std::size_t(t.ksize), 0.0);
+  const double ss = 1.0 / filterscale;
+  for (int i = 0; i < out_size; ++i) {
+    const double center = in0 + (i + 0.5) * scale;
+    int lo = int(center - support + 0.5);
+    if (lo < 0) lo = 0;
+    int hi = int(center + support + 0.5);
+    if (hi > in_size) hi = in_size;
+    const int n = hi - lo;
+    double* k = &t.w[std::size_t(i) * std::size_t(t.ksize)];
+    double sum = 0.0;
+    for (int j = 0; j < n; ++j) {
+      const double v = bicubic_kernel((j + lo - center + 0.5) * ss);
+      k[j] = v;
+      sum += v;
+    }
+    if (sum != 0.0)
+      for (int j = 0; j < n; ++j) k[j] /= sum;
+    t.first[std::size_t(i)] = lo;
+    t.count[std::size_t(i)] = n > 0 ? n : 0;
+  }
+  return t;
+}
+
+// PIL's fixed-point weights: round half away from zero at 2^-22.
+inline std::vector<std::int32_t> fixed_point_weights(const std::vector<double>& w) {
+  std::vector<std::int32_t> out(w.size());
+  const double one = double(1 << kResamplePrecisionBits);
+  for (std::size_t i = 0; i < w.size(); ++i)
+    out[i] = w[i] < 0 ? std::int32_t(-0.5 + w[i] * one) : std::int32_t(0.5 + w[i] * one);
+  return out;
+}
+
+inline std::uint8_t clip_fixed(std::int32_t acc) {
+  const std::int32_t v = acc >> kResamplePrecisionBits;  // arithmetic shift, as PIL's table lookup
+  return std::uint8_t(v < 0 ? 0 : (v > 255 ? 255 : v));
+}
+
+}  // namespace detail
+
+// PIL's Image.resize((width, height), Image.BICUBIC) of an RGB image. Rows of each pass are spread
+// over OpenMP threads; the result does not depend on the thread count.
+inline Image resize_bicubic(const Image& img, int width, int height) {
+  BLIP2_CHECK(width > 0 && height > 0, ValueError, "resize_bicubic: target size ", width, "x", height,
+              " must be positive");
+  BLIP2_CHECK(!img.empty(), ValueError, "resize_bicubic: empty ", img.width, "x", img.height, " source image");
+  if (width == img.width && height == img.height) return img;
+  constexpr int C = Image::channels;
+  constexpr std::int32_t kHalf = std::int32_t(1) << (detail::kResamplePrecisionBits - 1);
+
+  const detail::ResampleTaps vt = detail::bicubic_taps(img.height, height, 0.0f, float(img.height));
+  const int row_first = vt.first[0];
+  const int row_last = vt.first[std::size_t(height - 1)] + vt.count[std::size_t(height - 1)];
+
+  // Horizontal pass over the source rows the vertical pass reads: [row_first, row_last).
+  Image tmp;
+  const Image* src = &img;
+  int src_row0 = 0;
+  if (width != img.width) {
+    const detail::ResampleTaps ht = detail::bicubic_taps(img.width, width, 0.0f, float(img.width));
+    const std::vector<std::int32_t> hk = detail::fixed_point_weights(ht.w);
+    tmp = Image(width, row_last - row_first);
+    const std::int64_t work = std::int64_t(width) * ht.ksize;
+    cpu_kernel::parallel_for(tmp.height, std::max<std::int64_t>(1, 65536 / std::max<std::int64_t>(1, work)),
+                             [&](std::int64_t r0, std::int64_t r1) {
+      for (std::int64_t r = r0; r < r1; ++r) {
+        const std::uint8_t* in = img.row(int(r) + row_first);
+        std::uint8_t* out = tmp.row(int(r));
+        for (int x = 0; x < width; ++x) {
+          const std::int32_t* k = &hk[std::size_t(x) * std::size_t(ht.ksize)];
+          const std::uint8_t* p = in + std::size_t(ht.first[std::size_t(x)]) * C;
+          const int n = ht.count[std::size_t(x)];
+          std::int32_t s0 = kHalf, s1 = kHalf, s2 = kHalf;
+          for (int j = 0; j < n; ++j, p += C) {
+            s0 += std::int32_t(p[0]) * k[j];
+            s1 += std::int32_t(p[1]) * k[j];
+            s2 += std::int32_t(p[2]) * k[j];
+          }
+          out[C * x + 0] = detail::clip_fixed(s0);
+          out[C * x + 1] = detail::clip_fixed(s1);
+          out[C * x + 2] = detail::clip_fixed(s2);
+        }
+      }
+    });
+    src = &tmp;
+    src_row0 = row_first;
+  }
+  if (height == img.height) return *src;  // PIL skips a vertical pass that keeps the height
+
+  // Vertical pass.
+  const std::vector<std::int32_t> vk = detail::fixed_point_weights(vt.w);
+  Image out(width, height);
+  const std::size_t rb = src->row_bytes();
+  const std::int64_t work = std::int64_t(width) * vt.ksize;
+  cpu_kernel::parallel_for(height, std::max<std::int64_t>(1, 65536 / std::max<std::int64_t>(1, work)),
+                           [&](std::int64_t y0, std::int64_t y1) {
+    std::vector<std::int32_t> acc(rb);
+    for (std::int64_t y = y0; y < y1; ++y) {
+      const std::int32_t* k = &vk[std::size_t(y) * std::size_t(vt.ksize)];
+      const int first = vt.first[std::size_t(y)] - src_row0, n = vt.count[std::size_t(y)];
+      std::fill(acc.begin(), acc.end(), kHalf);
+      for (int j = 0; j < n; ++j) {
+        const std::uint8_t* in = src->row(first + j);
+        const std::int32_t kj = k[j];
+        for (std::size_t i = 0; i < rb; ++i) acc[i] += std::int32_t(in[i]) * kj;
+      }
+      std::uint8_t* o = out.row(int(y));
+      for (std::size_t i = 0; i < rb; ++i) o[i] = detail::clip_fixed(acc[i]);
+    }
+  });
+  return out;
+}
+
+}  // namespace blip2::image
+// ---- end blip2/image/resize.hpp ----
+// ---- begin blip2/image/normalize.hpp ----
+// From RGB bytes to the model's input: pixel_values[1, 3, H, W] (channel first) with
+// x = (v / 255 - mean[c]) / std[c], computed in float32 the way transformers' BlipImageProcessor
+// does (rescale in float64, cast to float32, then subtract and divide in float32). `preprocess`
+// is the whole processor: decode, convert to RGB, bicubic resize to size x size, rescale, normalise.
+
+
+namespace blip2::image {
+
+// OpenAI CLIP's channel statistics, which BLIP-2's image processors use.
+inline constexpr std::array<float, 3> kClipMean = {0.48145466f, 0.4578275f, 0.40821073f};
+inline constexpr std::array<float, 3> kClipStd = {0.26862954f, 0.26130258f, 0.27577711f};
+
+namespace detail {
+inline void write_pixel_values(const Image& img, const std::array<float, 3>& mean, const std::array<float, 3>& std_,
+                               float* out) {
+  const std::size_t plane = std::size_t(img.width) * std::size_t(img.height);
+  std::array<std::array<float, 256>, 3> lut{};
+  for (int c = 0; c < 3; ++c)
+    for (int v = 0; v < 256; ++v) {
+      const float rescaled = float(double(v) * (1.0 / 255.0));
+      lut[std::size_t(c)][std::size_t(v)] = (rescaled - mean[std::size_t(c)]) / std_[std::size_t(c)];
+    }
+  for (std::size_t i = 0; i < plane; ++i)
+    for (std::size_t c = 0; c < 3; ++c) out[c * plane + i] = lut[c][img.data[3 * i + c]];
+}
+}  // namespace detail
+
+// pixel_values [1, 3, H, W] of one image.
+inline Tensor<float> to_pixel_values(const Image& img, const std::array<float, 3>& mean = kClipMean,
+                                     const std::array<float, 3>& std_ = kClipStd) {
+  BLIP2_CHECK(!img.empty(), ValueError, "to_pixel_values: empty ", img.width, "x", img.height, " image");
+  for (float s : std_) BLIP2_CHECK(s != 0.0f, ValueError, "to_pixel_values: a standard deviation is zero");
+  Tensor<float> t = Tensor<float>::empty({1, 3, img.height, img.width});
+  detail::write_pixel_values(img, mean, std_, t.data());
+  return t;
+}
+
+// pixel_values [B, 3, H, W] of a batch of images of one size.
+inline Tensor<float> to_pixel_values(const std::vector<Image>& batch, const std::array<float, 3>& mean = kClipMean,
+                                     const std::array<float, 3>& std_ = kClipStd) {
+  BLIP2_CHECK(!batch.empty(), ValueError, "to_pixel_values: empty batch");
+  const int w = batch[0].width, h = batch[0].height;
+  BLIP2_CHECK(w > 0 && h > 0, ValueError, "to_pixel_values: empty ", w, "x", h, " image");
+  for (float s : std_) BLIP2_CHECK(s != 0.0f, ValueError, "to_pixel_values: a standard deviation is zero");
+  for (std::size_t b = 0; b < batch.size(); ++b)
+    BLIP2_CHECK(batch[b].width == w && batch[b].height == h, ShapeError, "to_pixel_values: image ", b, " is ",
+                batch[b].width, "x", batch[b].height, ", image 0 is ", w, "x", h);
+  Tensor<float> t = Tensor<float>::empty({index_t(batch.size()), 3, h, w});
+  const std::size_t per = 3 * std::size_t(w) * std::size_t(h);
+  for (std::size_t b = 0; b < batch.size(); ++b) detail::write_pixel_values(batch[b], mean, std_, t.data() + b * per);
+  return t;
+}
+
+// BlipImageProcessor on a decoded image: bicubic resize to size x size, rescale, normalise.
+inline Tensor<float> preprocess(const Image& img, int size = 224, const std::array<float, 3>& mean = kClipMean,
+                                const std::array<float, 3>& std_ = kClipStd) {
+  return to_pixel_values(resize_bicubic(img, size, size), mean, std_);
+}
+
+// BlipImageProcessor on an image file: load, convert to RGB, resize, rescale, normalise.
+inline Tensor<float> preprocess(const std::string& path, int size = 224, const std::array<float, 3>& mean = kClipMean,
+                                const std::array<float, 3>& std_ = kClipStd) {
+  return preprocess(load_image(path), size, mean, std_);
+}
+
+}  // namespace blip2::image
+// ---- end blip2/image/normalize.hpp ----
+// ---- begin blip2/image/augment.hpp ----
+// Training-time augmentation as BLIP-2's training transform does it with torchvision:
+// RandomResizedCrop(size, scale=(0.5, 1.0), ratio=(3/4, 4/3), bicubic) then
+// RandomHorizontalFlip(p=0.5). Random numbers come from a seeded blip2::Generator, so a seed
+// reproduces the same crops and flips (torchvision's own draws use torch's generator, so the
+// boxes are not the ones torchvision would pick for the same seed; the distribution is the same).
+
+
+namespace blip2::image {
+
+// A rectangle of pixels: top-left corner (x, y), width and height.
+struct CropBox {
+  int x = 0, y = 0, width = 0, height = 0;
+};
+
+struct RandomResizedCropOptions {
+  double scale_min = 0.5, scale_max = 1.0;            // fraction of the image's area
+  double ratio_min = 3.0 / 4.0, ratio_max = 4.0 / 3.0;  // width / height of the crop
+};
+
+namespace detail {
+// Python's round(): to nearest, ties to even.
+inline double round_half_even(double x) {
+  const double f = std::floor(x), d = x - f;
+  if (d > 0.5) return f + 1.0;
+  if (d < 0.5) return f;
+  return std::fmod(f, 2.0) == 0.0 ? f : f + 1.0;
+}
+// Uniform integer in [lo, hi].
+inline int uniform_int(Generator& gen, int lo, int hi) {
+  const int n = hi - lo + 1;
+  const int k = int(gen.uniform() * n);
+  return lo + (k < n ? k : n - 1);
+}
+}  // namespace detail
+
+// torchvision's RandomResizedCrop.get_params: up to 10 tries of a random area fraction in
+// [scale_min, scale_max] and a log-uniform aspect ratio in [ratio_min, ratio_max] whose box fits,
+// at a uniform position; otherwise a centre crop clamped to the ratio range.
+inline CropBox random_resized_crop_box(int width, int height, Generator& gen,
+                                       const RandomResizedCropOptions& opt = {}) {
+  BLIP2_CHECK(width > 0 && height > 0, ValueError, "random_resized_crop_box: empty ", width, "x", height, " image");
+  BLIP2_CHECK(opt.scale_min > 0 && opt.scale_min <= opt.scale_max && opt.ratio_min > 0 &&
+                  opt.ratio_min <= opt.ratio_max,
+              ValueError, "random_resized_crop_box: bad scale (", opt.scale_min, ", ", opt.scale_max, ") or ratio (",
+              opt.ratio_min, ", ", opt.ratio_max, ")");
+  const double area = double(width) * double(height);
+  const double log_lo = std::log(opt.ratio_min), log_hi = std::log(opt.ratio_max);
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    const double target_area = area * (opt.scale_min + (opt.scale_max - opt.scale_min) * gen.uniform());
+    const double aspect = std::exp(log_lo + (log_hi - log_lo) * gen.uniform());
+    const double wd = detail::round_half_even(std::sqrt(target_area * aspect));
+    const double hd = detail::round_half_even(std::sqrt(target_area / aspect));
+    if (wd > 0 && wd <= width && hd > 0 && hd <= height) {
+      const int w = int(wd), h = int(hd);
+      const int y = detail::uniform_int(gen, 0, height - h);
+      const int x = detail::uniform_int(gen, 0, width - w);
+      return {x, y, w, h};
+    }
+  }
+  const double in_ratio = double(width) / double(height);
+  int w = width, h = height;
+  if (in_ratio < opt.ratio_min) {
+    h = int(detail::round_half_even(w / opt.ratio_min));
+  } else if (in_ratio > opt.ratio_max) {
+    w = int(detail::round_half_even(h * opt.ratio_max));
+  }
+  w = std::max(1, std::min(w, width));
+  h = std::max(1, std::min(h, height));
+  return {(width - w) / 2, (height - h) / 2, w, h};
+}
+
+// Crop a random box (random_resized_crop_box) and resize it to out_width x out_height with PIL's
+// bicubic filter, as torchvision does on PIL images.
+inline Image random_resized_crop(const Image& img, int out_width, int out_height, Generator& gen,
+                                 const RandomResizedCropOptions& opt = {}) {
+  const CropBox b = random_resized_crop_box(img.width, img.height, gen, opt);
+  return resize_bicubic(crop(img, b.x, b.y, b.width, b.height), out_width, out_height);
+}
+
+// The image mirrored left to right.
+inline Image horizontal_flip(const Image& img) {
+  Image out(img.width, img.height);
+  for (int y = 0; y < img.height; ++y) {
+    const std::uint8_t* in = img.row(y);
+    std::uint8_t* o = out.row(y);
+    for (int x = 0; x < img.width; ++x)
+      for (int c = 0; c < Image::channels; ++c)
+        o[Image::channels * x + c] = in[Image::channels * (img.width - 1 - x) + c];
+  }
+  return out;
+}
+
+// Mirrors the image with probability p (one draw from gen either way).
+inline Image random_horizontal_flip(const Image& img, Generator& gen, double p = 0.5) {
+  return gen.uniform() < p ? horizontal_flip(img) : img;
+}
+
+}  // namespace blip2::image
+// ---- end blip2/image/augment.hpp ----
+// text generation
 // ---- begin blip2/generate/options.hpp ----
 // Generation options with Hugging Face transformers' names and defaults (GenerationConfig), read
 // from generation_config.json or set field by field, and what every search returns.
@@ -10338,17 +10350,7 @@ struct GenerationOptions {
     return o;
   }
 
-  static GenerationOptions load(const std::string& path) {
-    std::ifstream in(path);
-    BLIP2_CHECK(in, IoError, path, ": cannot open");
-    nlohmann::json j;
-    try {
-      in >> j;
-    } catch (const nlohmann::json::exception& e) {
-      throw IoError(path + ": not valid JSON (" + e.what() + ")");
-    }
-    return from_generation_config(j, path);
-  }
+  static GenerationOptions load(const std::string& path) { return from_generation_config(io::read_json_file(path), path); }
 
   // The whole length (prompt included) at which sequences stop: prompt + max_new_tokens, else
   // max_length, else prompt + 20 capped by `max_positions` (the model's position table, 0: none).
@@ -11134,6 +11136,7 @@ GenerateOutput generate(const Blip2T5<T, D, W>& model, const Tensor<T, D>& pixel
 
 }  // namespace blip2
 // ---- end blip2/generate/generate.hpp ----
+// pipelines
 // ---- begin blip2/pipelines/dump.hpp ----
 // `blip2 dump`: runs the model a directory holds on inputs named as in the reference fixtures and
 // writes every output under the fixture's names, for side-by-side debugging with transformers.

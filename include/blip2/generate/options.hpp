@@ -3,7 +3,6 @@
 // from generation_config.json or set field by field, and what every search returns.
 #include <algorithm>
 #include <cstdint>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -11,7 +10,8 @@
 #include <vector>
 
 #include "../core/error.hpp"
-#include "../core/tensor.hpp"
+#include "../io/json.hpp"
+#include "../ops/convert.hpp"
 
 namespace blip2 {
 
@@ -110,17 +110,7 @@ struct GenerationOptions {
     return o;
   }
 
-  static GenerationOptions load(const std::string& path) {
-    std::ifstream in(path);
-    BLIP2_CHECK(in, IoError, path, ": cannot open");
-    nlohmann::json j;
-    try {
-      in >> j;
-    } catch (const nlohmann::json::exception& e) {
-      throw IoError(path + ": not valid JSON (" + e.what() + ")");
-    }
-    return from_generation_config(j, path);
-  }
+  static GenerationOptions load(const std::string& path) { return from_generation_config(io::read_json_file(path), path); }
 
   // The whole length (prompt included) at which sequences stop: prompt + max_new_tokens, else
   // max_length, else prompt + 20 capped by `max_positions` (the model's position table, 0: none).

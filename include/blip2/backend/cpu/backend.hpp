@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "../../core/device.hpp"
+#include "../../fwd.hpp"
 #include "elementwise.hpp"
 #include "gemm.hpp"
 #include "index.hpp"

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "../../core/error.hpp"
+#include "../../core/shape.hpp"
 #include "parallel.hpp"
 
 namespace blip2::cpu_kernel {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "parallel.hpp"
 #include "simd.hpp"
 
 namespace blip2::cpu_kernel {

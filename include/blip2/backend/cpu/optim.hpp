@@ -2,6 +2,7 @@
 // Fused optimizer updates (one pass over parameter, gradient and state).
 #include <cmath>
 
+#include "../../core/shape.hpp"
 #include "parallel.hpp"
 
 namespace blip2::cpu_kernel {

@@ -1,6 +1,7 @@
 #pragma once
 // Counter-based random fills (see core/random.hpp): value i depends only on (seed, first + i).
 #include "../../core/random.hpp"
+#include "../../core/shape.hpp"
 #include "parallel.hpp"
 
 namespace blip2::cpu_kernel {
