@@ -1,45 +1,63 @@
-// The blip2 command-line tool. Subcommands:
-//   blip2 dump --model DIR --inputs IN.safetensors --out OUT.safetensors
-#include <blip2/pipelines/dump.hpp>
-#include <chrono>
+// The blip2 command-line tool: captioning, visual question answering, chat and image-text
+// retrieval with Hugging Face BLIP-2 checkpoints, and the tools to check each step against
+// transformers. Results go to stdout, progress and timings to stderr.
 #include <cstdio>
+#include <cstring>
 
-#include "args.hpp"
+#include "commands_generate.hpp"
+#include "commands_retrieve.hpp"
+#include "commands_tools.hpp"
 
 namespace {
 const char* kUsage =
-    "usage: blip2 <command> [options]\n"
-    "  dump --model DIR --inputs IN.safetensors --out OUT.safetensors\n"
-    "      run the model in DIR (Hugging Face layout) on fixture-named inputs and write every\n"
-    "      intermediate output (vision, Q-Former, projection, logits, loss, ITM/ITC)\n";
+    "usage: blip2 <command> [options]       (DIR: a Hugging Face BLIP-2 model directory)\n"
+    "  caption  --model DIR --image FILE... [--prompt TEXT] [--json]\n"
+    "           captions (LAVIS settings: 5 beams, 8 to 30 new tokens)\n"
+    "  vqa      --model DIR --image FILE --question TEXT\n"
+    "           answers 'Question: {} Answer:' (LAVIS VQA settings: 5 beams, at most 10 new tokens)\n"
+    "  chat     --model DIR --image FILE [--question TEXT...]\n"
+    "           multi-turn: the earlier turns stay in the prompt; questions from stdin without --question\n"
+    "  retrieve --model DIR --images FILE... (--texts TEXT... | --texts-file FILE) [--top-k K] [--json]\n"
+    "           ITC for all pairs, ITM re-ranking of the top k (default 5), as a table or JSON\n"
+    "  generate --model DIR --inputs IN.safetensors\n"
+    "           ids in (pixel_values, input_ids[_with_image_tokens], attention_mask[...]), ids out (JSON)\n"
+    "  tokenize --model DIR --text TEXT [--tokenizer lm|qformer]\n"
+    "  preprocess --image FILE [--size N] --out OUT.safetensors   (resized_u8, pixel_values)\n"
+    "  dump     --model DIR --inputs IN.safetensors --out OUT.safetensors   (every intermediate)\n"
+    "model options (caption, vqa, chat, generate, retrieve):\n";
 
-int dump(const blip2::cli::Args& args) {
-  const auto start = std::chrono::steady_clock::now();
-  const auto names = blip2::dump_outputs(args.get("model"), args.get("inputs"), args.get("out"));
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::fprintf(stderr, "dump: wrote %zu tensors to %s in %.2f s\n", names.size(), args.get("out").c_str(), secs);
-  for (const auto& n : names) std::printf("%s\n", n.c_str());
-  return 0;
+void usage(std::FILE* f) {
+  std::fputs(kUsage, f);
+  std::fputs(blip2::cli::kCommonFlags, f);
+  std::fputs(blip2::cli::kGenerationFlags, f);
 }
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fputs(kUsage, stderr);
+    usage(stderr);
     return 2;
   }
   const std::string command = argv[1];
-  try {
-    const blip2::cli::Args args(argc, argv, 2);
-    if (command == "dump") return dump(args);
-    if (command == "--help" || command == "help") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    }
-    std::fprintf(stderr, "blip2: unknown command '%s'\n%s", command.c_str(), kUsage);
-    return 2;
-  } catch (const blip2::Error& e) {
-    std::fprintf(stderr, "blip2 %s: error: %s\n", command.c_str(), e.what());
-    return 1;
+  if (command == "--help" || command == "help" || command == "-h") {
+    usage(stdout);
+    return 0;
   }
+  using Command = int (*)(const blip2::cli::Args&);
+  const std::pair<const char*, Command> commands[] = {
+      {"caption", blip2::cli::caption},   {"vqa", blip2::cli::vqa},           {"chat", blip2::cli::chat},
+      {"retrieve", blip2::cli::retrieve}, {"generate", blip2::cli::generate}, {"tokenize", blip2::cli::tokenize},
+      {"preprocess", blip2::cli::preprocess}, {"dump", blip2::cli::dump}};
+  for (const auto& [name, run] : commands) {
+    if (command != name) continue;
+    try {
+      return run(blip2::cli::Args(argc, argv, 2));
+    } catch (const blip2::Error& e) {
+      std::fprintf(stderr, "blip2 %s: error: %s\n", command.c_str(), e.what());
+      return 1;
+    }
+  }
+  std::fprintf(stderr, "blip2: unknown command '%s'\n", command.c_str());
+  usage(stderr);
+  return 2;
 }

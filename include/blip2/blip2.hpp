@@ -74,3 +74,7 @@
 #include "generate/generate.hpp"
 // pipelines
 #include "pipelines/dump.hpp"
+#include "pipelines/image_to_text.hpp"
+#include "pipelines/presets.hpp"
+#include "pipelines/processor.hpp"
+#include "pipelines/retrieval.hpp"

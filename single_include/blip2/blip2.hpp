@@ -5935,10 +5935,15 @@ struct Blip2Backbone : nn::Module<T, D> {
   ImageQueries query_image(const Tensor<T, D>& pixels) const {
     ImageQueries out;
     out.vision = (*vision_model)(pixels);
-    const index_t B = pixels.size(0);
-    const Tensor<T, D> queries = query_tokens.expand({B, query_tokens.size(1), query_tokens.size(2)});
-    out.queries = (*qformer)(queries, Tensor<std::int64_t, D>(), out.vision.last_hidden_state, query_tokens.size(1));
+    out.queries = query_features(out.vision.last_hidden_state);
     return out;
+  }
+
+  // The Q-Former's query outputs [B, Q, qformer hidden] over image features [B, S, vision hidden].
+  Tensor<T, D> query_features(const Tensor<T, D>& image) const {
+    const index_t B = image.size(0);
+    const Tensor<T, D> queries = query_tokens.expand({B, query_tokens.size(1), query_tokens.size(2)});
+    return (*qformer)(queries, Tensor<std::int64_t, D>(), image, query_tokens.size(1));
   }
 
   Blip2Config config;
@@ -7598,6 +7603,8 @@ class Tokenizer {
 
   // The token string of `id`; ValueError when absent.
   virtual std::string id_to_token(Id id) const = 0;
+  // Whether `id` names a token (a model's embedding table may have more rows than the tokenizer).
+  virtual bool has_id(Id id) const = 0;
   // The id of the token string `token`; ValueError naming it when absent.
   Id token_to_id(std::string_view token) const {
     const Id id = find_token(token);
@@ -8098,6 +8105,7 @@ class ByteLevelBPE : public Tokenizer {
     return out;
   }
 
+  bool has_id(Id id) const override { return vocab_.contains(id); }
   std::string id_to_token(Id id) const override {
     BLIP2_CHECK(vocab_.contains(id), ValueError, name_, ": id ", id, " is not in the vocabulary (size ", vocab_.size(),
                 ")");
@@ -8415,6 +8423,7 @@ class WordPieceTokenizer : public Tokenizer {
     return options_.cleanup ? cleanup(out) : out;
   }
 
+  bool has_id(Id id) const override { return vocab_.contains(id); }
   std::string id_to_token(Id id) const override {
     BLIP2_CHECK(vocab_.contains(id), ValueError, name_, ": id ", id, " is not in the vocabulary (size ", vocab_.size(),
                 ")");
@@ -8937,6 +8946,7 @@ class SentencePieceTokenizer : public Tokenizer {
     return text;
   }
 
+  bool has_id(Id id) const override { return id >= 0 && std::size_t(id) < vocab_size(); }
   std::string id_to_token(Id id) const override {
     BLIP2_CHECK(id >= 0 && std::size_t(id) < vocab_size(), ValueError, name_, ": id ", id,
                 " is not in the vocabulary (size ", vocab_size(), ")");
@@ -10409,6 +10419,10 @@ struct GenerateOutput {
   Tensor<std::int64_t> sequences;
   std::vector<float> sequences_scores;
   index_t prompt_length = 0;  // columns of `sequences` that were given, not generated
+  // Time in the language model: the prompt's forward pass (T5: the first decoder step) and every
+  // step after it (the KV-cache reorders of beam search included).
+  double prefill_seconds = 0, decode_seconds = 0;
+  index_t decode_steps = 0;
 
   std::vector<std::vector<std::int64_t>> rows() const {
     const auto v = sequences.to_vector();
@@ -10887,6 +10901,8 @@ GenerateOutput beam_search(Step& step, const GenerationOptions& o, const generat
 //   o.max_new_tokens = 30; o.num_beams = 5;
 //   GenerateOutput out = generate(model, pixel_values, input_ids, attention_mask, o);
 //   // out.sequences [B * num_return_sequences, L]: for OPT the prompt ids, then the new tokens
+#include <chrono>
+
 
 namespace blip2 {
 
@@ -10918,6 +10934,35 @@ inline std::vector<std::int64_t> interleave(index_t rows, index_t n) {
     for (index_t i = 0; i < n; ++i) order.push_back(r);
   return order;
 }
+
+// A step that times itself: start() is the prefill, step() and reorder() the decoding.
+template <class Step>
+class TimedStep {
+ public:
+  explicit TimedStep(Step& step) : step_(step) {}
+  Tensor<float> start() { return timed(prefill_seconds, [&] { return step_.start(); }); }
+  void expand(index_t n) { step_.expand(n); }
+  Tensor<float> step(const std::vector<std::int64_t>& tokens) {
+    ++steps;
+    return timed(decode_seconds, [&] { return step_.step(tokens); });
+  }
+  void reorder(const std::vector<std::int64_t>& rows) {
+    timed(decode_seconds, [&] { return (step_.reorder(rows), 0); });
+  }
+
+  double prefill_seconds = 0, decode_seconds = 0;
+  index_t steps = 0;
+
+ private:
+  template <class F>
+  static auto timed(double& total, F&& f) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = f();
+    total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return r;
+  }
+  Step& step_;
+};
 
 // Tensor rows [B, L] -> host rows.
 inline Ids host_rows(const Tensor<std::int64_t>& t) {
@@ -11064,7 +11109,12 @@ GenerateOutput generate(Step& step, const generation::Ids& prompts, const Genera
     BLIP2_CHECK(p.size() == prompts[0].size(), ShapeError, "generate: prompt rows of lengths ", prompts[0].size(), " and ",
                 p.size(), " (pad them)");
   const index_t max_length = o.resolved_max_length(index_t(prompts[0].size()), max_positions);
-  return o.num_beams > 1 ? beam_search(step, o, prompts, max_length) : sample_search(step, o, prompts, max_length);
+  generation::TimedStep<Step> timed(step);
+  GenerateOutput out = o.num_beams > 1 ? beam_search(timed, o, prompts, max_length) : sample_search(timed, o, prompts, max_length);
+  out.prefill_seconds = timed.prefill_seconds;
+  out.decode_seconds = timed.decode_seconds;
+  out.decode_steps = timed.steps;
+  return out;
 }
 
 // Special tokens the options leave unset taken from the language model's config (what
@@ -11078,17 +11128,22 @@ inline GenerationOptions with_model_defaults(GenerationOptions o, const Blip2Con
   return o;
 }
 
-// Blip2ForConditionalGeneration.generate with OPT: pixels [B, 3, H, W]; input_ids [B, L] with the
-// image placeholders (image_token_index, as the HF processor builds them; rows left-padded) or
-// without them (the queries go in front); undefined: Q placeholders and bos_token_id. The returned
-// sequences start with input_ids. Unset special tokens come from the model's config.
+// Blip2ForConditionalGeneration.generate with OPT from the projected image queries lm_inputs
+// [B, Q, E] (model.project(model.query_image(pixels).queries)), so that an image encoded once can
+// answer several prompts. input_ids [B, L] hold the image placeholders (image_token_index, as the HF
+// processor builds them; rows left-padded) or not (the queries go in front); undefined: Q
+// placeholders and bos_token_id. The returned sequences start with input_ids. Unset special tokens
+// come from the model's config.
 template <class T, class D, class W>
-GenerateOutput generate(const Blip2OPT<T, D, W>& model, const Tensor<T, D>& pixels, Tensor<std::int64_t, D> input_ids = {},
-                        const Tensor<std::int64_t, D>& attention_mask = {}, const GenerationOptions& options = {}) {
+GenerateOutput generate_from_image(const Blip2OPT<T, D, W>& model, const Tensor<T, D>& lm_inputs,
+                                   Tensor<std::int64_t, D> input_ids = {}, const Tensor<std::int64_t, D>& attention_mask = {},
+                                   const GenerationOptions& options = {}) {
   const GenerationOptions o = with_model_defaults(options, model.config);
   o.validate();
   NoGrad no_grad;
-  const index_t B = pixels.size(0);
+  BLIP2_CHECK(lm_inputs.dim() == 3, ShapeError, "generate: image queries ", to_string(lm_inputs.shape()),
+              " must be [batch, queries, width]");
+  const index_t B = lm_inputs.size(0);
   if (!input_ids.defined()) {
     std::vector<std::int64_t> row;
     if (model.config.image_token_index) row.assign(std::size_t(model.config.num_query_tokens), *model.config.image_token_index);
@@ -11101,24 +11156,26 @@ GenerateOutput generate(const Blip2OPT<T, D, W>& model, const Tensor<T, D>& pixe
   BLIP2_CHECK(input_ids.dim() == 2 && input_ids.size(0) == B, ShapeError, "generate: input_ids ",
               to_string(input_ids.shape()), " do not fit ", B, " images");
   BLIP2_CHECK(input_ids.size(1) > 0, ValueError, "generate: input_ids is empty; give at least bos_token_id or leave it undefined");
-  const auto image = model.query_image(pixels);
-  const auto [embeds, mask] = model.merge(model.project(image.queries), input_ids, attention_mask);
+  const auto [embeds, mask] = model.merge(lm_inputs, input_ids, attention_mask);
   OPTDecoderStep<T, D, W> step(*model.language_model, embeds, mask);
   return generate(step, generation::host_rows(input_ids.template to<cpu>()), o, model.config.opt.max_position_embeddings);
 }
 
-// Blip2ForConditionalGeneration.generate with Flan-T5: the encoder reads the image queries and the
+// Flan-T5 from the projected image queries lm_inputs [B, Q, E]: the encoder reads them with the
 // prompt input_ids [B, L] once (with the image placeholders, or without them: the queries go in
 // front; undefined: the Q placeholders alone); the decoder starts from decoder_start_token_id. The
 // returned sequences are the decoder ids, starting with decoder_start_token_id.
 template <class T, class D, class W>
-GenerateOutput generate(const Blip2T5<T, D, W>& model, const Tensor<T, D>& pixels, Tensor<std::int64_t, D> input_ids = {},
-                        const Tensor<std::int64_t, D>& attention_mask = {}, const GenerationOptions& options = {}) {
+GenerateOutput generate_from_image(const Blip2T5<T, D, W>& model, const Tensor<T, D>& lm_inputs,
+                                   Tensor<std::int64_t, D> input_ids = {}, const Tensor<std::int64_t, D>& attention_mask = {},
+                                   const GenerationOptions& options = {}) {
   const GenerationOptions o = with_model_defaults(options, model.config);
   o.validate();
   BLIP2_CHECK(o.decoder_start_token_id, ValueError, "generate: T5 needs decoder_start_token_id");
   NoGrad no_grad;
-  const index_t B = pixels.size(0);
+  BLIP2_CHECK(lm_inputs.dim() == 3, ShapeError, "generate: image queries ", to_string(lm_inputs.shape()),
+              " must be [batch, queries, width]");
+  const index_t B = lm_inputs.size(0);
   if (!input_ids.defined()) {
     BLIP2_CHECK(model.config.image_token_index, ValueError,
                 "generate: no input_ids and no image_token_index to build a prompt from");
@@ -11127,11 +11184,21 @@ GenerateOutput generate(const Blip2T5<T, D, W>& model, const Tensor<T, D>& pixel
   BLIP2_CHECK(input_ids.dim() == 2 && input_ids.size(0) == B, ShapeError, "generate: input_ids ",
               to_string(input_ids.shape()), " do not fit ", B, " images");
   BLIP2_CHECK(input_ids.size(1) > 0, ValueError, "generate: input_ids is empty; give a prompt or leave it undefined");
-  const auto enc = model.encode(pixels, input_ids, attention_mask);
-  T5DecoderStep<T, D, W> step(*model.language_model, enc.encoder_last_hidden_state, enc.encoder_attention_mask,
-                           *o.decoder_start_token_id);
+  const auto [embeds, mask] = model.merge(lm_inputs, input_ids, attention_mask);
+  T5DecoderStep<T, D, W> step(*model.language_model, model.language_model->encode(embeds, mask), mask,
+                              *o.decoder_start_token_id);
   const generation::Ids prompts(static_cast<std::size_t>(B), std::vector<std::int64_t>{*o.decoder_start_token_id});
   return generate(step, prompts, o);
+}
+
+// Blip2ForConditionalGeneration.generate (OPT or Flan-T5) from pixels [B, 3, H, W]: the image
+// encoder and Q-Former, then generate_from_image.
+template <class Model, class T, class D>
+auto generate(const Model& model, const Tensor<T, D>& pixels, const Tensor<std::int64_t, D>& input_ids = {},
+              const Tensor<std::int64_t, D>& attention_mask = {}, const GenerationOptions& options = {})
+    -> decltype(generate_from_image(model, pixels, input_ids, attention_mask, options)) {
+  NoGrad no_grad;
+  return generate_from_image(model, model.project(model.query_image(pixels).queries), input_ids, attention_mask, options);
 }
 
 }  // namespace blip2
@@ -11230,3 +11297,511 @@ inline std::vector<std::string> dump_outputs(const std::string& model_dir, const
 
 }  // namespace blip2
 // ---- end blip2/pipelines/dump.hpp ----
+// ---- begin blip2/pipelines/image_to_text.hpp ----
+// Captioning, visual question answering and multi-turn chat with a BLIP-2 generative checkpoint
+// (OPT or Flan-T5, whichever config.json names), from a Hugging Face model directory.
+//
+//   blip2::ImageToText<> pipe("blip2-opt-2.7b");          // config, weights, tokenizer
+//   auto caps = pipe.caption({"cat.jpg"});                  // LAVIS captioning settings
+//   std::string a = pipe.answer("cat.jpg", "what is the cat doing?");
+//   auto chat = pipe.chat("cat.jpg");                       // the image is encoded once
+//   chat.ask("what is in the picture?"); chat.ask("what colour is it?");
+//
+// W is the storage type of the frozen image encoder and language model weights (float, bf16, f16);
+// computation is float32. D is the device the model runs on.
+
+// ---- begin blip2/pipelines/presets.hpp ----
+// The task settings BLIP-2 was evaluated with (Salesforce LAVIS), applied over the model's
+// generation_config.json, and the prompt formats of its zero-shot tasks.
+
+
+namespace blip2::presets {
+
+// Captioning: beam search with 5 beams, 8 to 30 new tokens. LAVIS
+// lavis/projects/blip2/eval/caption_coco_opt2.7b_eval.yaml (run: max_len 30, min_len 8,
+// num_beams 5), which Blip2OPT.generate applies to the new tokens only.
+inline GenerationOptions caption(GenerationOptions o) {
+  o.num_beams = 5;
+  o.max_new_tokens = 30;
+  o.min_new_tokens = 8;
+  o.max_length.reset();
+  return o;
+}
+
+// Visual question answering: short answers, beam search with 5 beams, 1 to 10 new tokens and
+// length_penalty 0 (no preference for longer answers). LAVIS
+// lavis/projects/blip2/eval/vqav2_zeroshot_opt_eval.yaml (max_len 10, min_len 1, num_beams 5) and
+// the defaults of Blip2OPT.predict_answers (length_penalty=0).
+inline GenerationOptions vqa(GenerationOptions o) {
+  o.num_beams = 5;
+  o.max_new_tokens = 10;
+  o.min_new_tokens = 1;
+  o.max_length.reset();
+  o.length_penalty = 0.0;
+  return o;
+}
+
+// The zero-shot VQA prompt of the BLIP-2 paper and of transformers' documentation.
+inline std::string vqa_prompt(const std::string& question) { return "Question: " + question + " Answer:"; }
+
+// A multi-turn prompt: the earlier turns as "Question: q Answer: a." (LAVIS's BLIP-2 example of
+// instructed generation with context), then the new question.
+inline std::string chat_prompt(const std::vector<std::pair<std::string, std::string>>& history, const std::string& question) {
+  std::string p;
+  for (const auto& [q, a] : history) p += "Question: " + q + " Answer: " + a + ". ";
+  return p + vqa_prompt(question);
+}
+
+}  // namespace blip2::presets
+// ---- end blip2/pipelines/presets.hpp ----
+// ---- begin blip2/pipelines/processor.hpp ----
+// Blip2Processor: what transformers' processor does before the model runs, read from a Hugging Face
+// model directory.
+//   images -> pixel_values: BlipImageProcessor (preprocessor_config.json: size, image_mean,
+//             image_std; without it the config's vision image_size and the CLIP statistics)
+//   texts  -> input_ids / attention_mask: the directory's tokenizer (BPE for OPT, SentencePiece for
+//             Flan-T5, WordPiece for the retrieval model), with num_query_tokens image placeholders
+//             (image_token_index) in front of each text when the config names that token, rows
+//             left-padded for generation.
+//   ids    -> text: decode with special tokens (and ids the tokenizer does not know, as the
+//             `tokenizers` library does) skipped, whitespace trimmed.
+
+
+namespace blip2 {
+
+// The image side of preprocessor_config.json (BlipImageProcessor).
+struct ImageProcessorConfig {
+  int width = 224, height = 224;
+  std::array<float, 3> mean = image::kClipMean, std = image::kClipStd;
+
+  // `dir`/preprocessor_config.json when present, else `fallback_size` square with the CLIP statistics.
+  static ImageProcessorConfig load(const std::string& dir, int fallback_size) {
+    ImageProcessorConfig c;
+    c.width = c.height = fallback_size;
+    const auto path = (std::filesystem::path(dir) / "preprocessor_config.json").string();
+    if (!std::filesystem::exists(path)) return c;
+    const auto j = io::read_json_file(path);
+    try {
+      if (j.contains("size")) {
+        const auto& s = j["size"];
+        if (s.is_number_integer()) {
+          c.width = c.height = s.get<int>();
+        } else if (s.contains("height") && s.contains("width")) {
+          c.height = s["height"].get<int>();
+          c.width = s["width"].get<int>();
+        } else if (s.contains("shortest_edge")) {
+          c.width = c.height = s["shortest_edge"].get<int>();
+        }
+      }
+      auto stats = [&](const char* key, std::array<float, 3>& out) {
+        if (!j.contains(key) || j[key].is_null()) return;
+        const auto v = j[key].get<std::vector<float>>();
+        BLIP2_CHECK(v.size() == 3, IoError, path, ": ", key, " must hold 3 values, got ", v.size());
+        std::copy(v.begin(), v.end(), out.begin());
+      };
+      stats("image_mean", c.mean);
+      stats("image_std", c.std);
+    } catch (const nlohmann::json::exception& e) {
+      throw IoError(path + ": " + e.what());
+    }
+    BLIP2_CHECK(c.width > 0 && c.height > 0, IoError, path, ": image size ", c.width, "x", c.height, " is not positive");
+    return c;
+  }
+};
+
+// Token ids of a batch of prompts, as the model takes them.
+struct PromptBatch {
+  Tensor<std::int64_t> input_ids;       // [B, L]
+  Tensor<std::int64_t> attention_mask;  // [B, L], 0 on the left padding
+};
+
+class Blip2Processor {
+ public:
+  // Reads the tokenizer and preprocessor_config.json of the model directory `dir` whose config.json
+  // gave `config`. A directory without tokenizer files still serves images and ids; the first use
+  // of text is then an IoError naming the file expected and where.
+  Blip2Processor(const std::string& dir, const Blip2Config& config)
+      : config_(config), image_(ImageProcessorConfig::load(dir, config.vision.image_size)) {
+    tokenizer_ = load_directory_tokenizer(dir, config, missing_tokenizer_);
+  }
+
+  bool has_tokenizer() const { return tokenizer_ != nullptr; }
+  const tokenizers::Tokenizer& tokenizer() const {
+    if (!tokenizer_) throw IoError(missing_tokenizer_);
+    return *tokenizer_;
+  }
+  const ImageProcessorConfig& image_config() const { return image_; }
+
+  // pixel_values [N, 3, H, W] of image files (decoded, converted to RGB, resized bicubic, normalised).
+  Tensor<float> pixel_values(const std::vector<std::string>& paths) const {
+    BLIP2_CHECK(!paths.empty(), ValueError, "processor: no images given");
+    std::vector<image::Image> resized;
+    for (const auto& p : paths) resized.push_back(image::resize_bicubic(image::load_image(p), image_.width, image_.height));
+    return image::to_pixel_values(resized, image_.mean, image_.std);
+  }
+
+  // The ids of one text with the tokenizer's special tokens (OPT: "</s>" first; T5: "</s>" last;
+  // BERT: [CLS] ... [SEP]) and, for a generative model whose config names image_token_index, the
+  // num_query_tokens placeholders in front.
+  std::vector<std::int64_t> encode(const std::string& text) const {
+    std::vector<std::int64_t> ids;
+    if (config_.image_token_index && !config_.is_retrieval())
+      ids.assign(std::size_t(config_.num_query_tokens), *config_.image_token_index);
+    const auto t = tokenizer().encode(text);
+    ids.insert(ids.end(), t.begin(), t.end());
+    return ids;
+  }
+
+  // A batch of texts padded with `pad_id` to the longest: on the left for generation (new tokens
+  // are appended on the right), on the right for the Q-Former's absolute positions.
+  enum class Padding { Left, Right };
+  PromptBatch encode(const std::vector<std::string>& texts, std::int64_t pad_id, Padding side = Padding::Left) const {
+    BLIP2_CHECK(!texts.empty(), ValueError, "processor: no texts given");
+    std::vector<std::vector<std::int64_t>> rows;
+    std::size_t longest = 0;
+    for (const auto& t : texts) {
+      rows.push_back(encode(t));
+      longest = std::max(longest, rows.back().size());
+    }
+    BLIP2_CHECK(longest > 0, ValueError, "processor: the texts give no tokens");
+    std::vector<std::int64_t> ids, mask;
+    for (const auto& r : rows) {
+      std::vector<std::int64_t> row_ids(longest - r.size(), pad_id), row_mask(longest - r.size(), 0);
+      const bool left = side == Padding::Left;
+      row_ids.insert(left ? row_ids.end() : row_ids.begin(), r.begin(), r.end());
+      row_mask.insert(left ? row_mask.end() : row_mask.begin(), r.size(), 1);
+      ids.insert(ids.end(), row_ids.begin(), row_ids.end());
+      mask.insert(mask.end(), row_mask.begin(), row_mask.end());
+    }
+    const Shape shape{index_t(rows.size()), index_t(longest)};
+    return {Tensor<std::int64_t>::from_vector(shape, ids), Tensor<std::int64_t>::from_vector(shape, mask)};
+  }
+
+  // Text of generated ids: special tokens, the image placeholder and ids outside the tokenizer's
+  // vocabulary skipped (a model's vocabulary is often padded past the tokenizer's), whitespace trimmed.
+  std::string decode(const std::vector<std::int64_t>& ids) const {
+    std::vector<std::int64_t> kept;
+    const auto& tok = tokenizer();
+    for (const auto id : ids)
+      if (tok.has_id(id) && !tok.is_special(id) && id != config_.image_token_index.value_or(-1)) kept.push_back(id);
+    return trim(tok.decode(kept, true));
+  }
+
+ private:
+  static std::string trim(const std::string& s) {
+    const auto b = s.find_first_not_of(" \t\n\r");
+    if (b == std::string::npos) return {};
+    return s.substr(b, s.find_last_not_of(" \t\n\r") - b + 1);
+  }
+
+  // The directory's tokenizer, or null with `missing` saying what was expected where.
+  static std::unique_ptr<tokenizers::Tokenizer> load_directory_tokenizer(const std::string& dir, const Blip2Config& c,
+                                                                         std::string& missing) {
+    namespace fs = std::filesystem;
+    const fs::path d(dir);
+    const bool any = fs::exists(d / "tokenizer.json") || fs::exists(d / "spiece.model") || fs::exists(d / "vocab.txt") ||
+                     (fs::exists(d / "vocab.json") && fs::exists(d / "merges.txt"));
+    if (!any) {
+      const std::string expected = c.is_retrieval() ? "vocab.txt (BERT WordPiece) or tokenizer.json"
+                                   : c.text_model_type == "t5" ? "spiece.model (SentencePiece) or tokenizer.json"
+                                                               : "tokenizer.json, or vocab.json and merges.txt (GPT-2 BPE)";
+      missing = dir + ": no tokenizer: expected " + expected + " in " + dir +
+                " (a Hugging Face model directory holds it beside config.json)";
+      return nullptr;
+    }
+    return tokenizers::load_tokenizer(dir);
+  }
+
+  Blip2Config config_;
+  ImageProcessorConfig image_;
+  std::unique_ptr<tokenizers::Tokenizer> tokenizer_;
+  std::string missing_tokenizer_;
+};
+
+}  // namespace blip2
+// ---- end blip2/pipelines/processor.hpp ----
+
+namespace blip2 {
+
+// Where the time of one call went, in seconds.
+struct PipelineTiming {
+  double preprocess = 0, vision = 0, qformer = 0, prefill = 0, decode = 0;
+  index_t decode_steps = 0;
+};
+
+// Images after the image encoder, Q-Former and projection: the language model's soft prompt.
+template <class D = cpu>
+struct EncodedImages {
+  Tensor<float, D> language_model_inputs;  // [B, Q, LM width]
+  PipelineTiming timing;                   // preprocess (if from files), vision, qformer
+};
+
+// Generated text: texts[i * num_return_sequences + j] is the j-th sequence of input i.
+struct TextGeneration {
+  std::vector<std::string> texts;
+  GenerateOutput output;  // the ids, as transformers returns them
+  PipelineTiming timing;
+};
+
+template <class D = cpu, class W = float>
+class ImageToText {
+ public:
+  using OPTModel = Blip2OPT<float, D, W>;
+  using T5Model = Blip2T5<float, D, W>;
+
+  // Loads config.json, the safetensors weights, the tokenizer, preprocessor_config.json and
+  // generation_config.json (if present) of `dir`.
+  explicit ImageToText(const std::string& dir) : dir_(dir), config_(load_config(dir)), processor_(dir, config_) {
+    BLIP2_CHECK(!config_.is_retrieval(), ValueError, dir,
+                ": this is an image-text retrieval model (no language model); use ImageTextRetrieval");
+    if (config_.text_model_type == "t5") model_ = load_model<T5Model>(dir, config_);
+    else model_ = load_model<OPTModel>(dir, config_);
+    const auto gen_path = std::filesystem::path(dir) / "generation_config.json";
+    if (std::filesystem::exists(gen_path)) defaults_ = GenerationOptions::load(gen_path.string());
+    defaults_ = with_model_defaults(defaults_, config_);
+  }
+
+  const Blip2Config& config() const { return config_; }
+  const Blip2Processor& processor() const { return processor_; }
+  // generation_config.json over transformers' defaults, special tokens from the config.
+  const GenerationOptions& default_options() const { return defaults_; }
+  bool is_t5() const { return std::holds_alternative<std::unique_ptr<T5Model>>(model_); }
+
+  // The image encoder, Q-Former and projection over pixel_values [B, 3, H, W].
+  EncodedImages<D> encode(const Tensor<float>& pixel_values) const {
+    NoGrad no_grad;
+    EncodedImages<D> e;
+    std::visit(
+        [&](const auto& m) {
+          auto t0 = std::chrono::steady_clock::now();
+          const auto features = (*m->vision_model)(pixel_values.to<D>()).last_hidden_state;
+          auto t1 = std::chrono::steady_clock::now();
+          e.language_model_inputs = m->project(m->query_features(features));
+          auto t2 = std::chrono::steady_clock::now();
+          e.timing.vision = seconds(t0, t1);
+          e.timing.qformer = seconds(t1, t2);
+        },
+        model_);
+    return e;
+  }
+  EncodedImages<D> encode(const std::vector<std::string>& image_paths) const {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto pixels = processor_.pixel_values(image_paths);
+    const double pre = seconds(t0, std::chrono::steady_clock::now());
+    auto e = encode(pixels);
+    e.timing.preprocess = pre;
+    return e;
+  }
+
+  // Generates from encoded images and one prompt per image ("" for none: the model's start
+  // tokens alone, as transformers' generate without input_ids).
+  TextGeneration generate(const EncodedImages<D>& images, const std::vector<std::string>& prompts,
+                          const GenerationOptions& options) const {
+    const index_t B = images.language_model_inputs.size(0);
+    BLIP2_CHECK(index_t(prompts.size()) == B, ShapeError, "generate: ", prompts.size(), " prompts for ", B, " images");
+    Tensor<std::int64_t, D> ids, mask;
+    const bool any_prompt = std::any_of(prompts.begin(), prompts.end(), [](const auto& p) { return !p.empty(); });
+    if (any_prompt) {
+      const auto batch = processor_.encode(prompts, is_t5() ? config_.t5.pad_token_id : config_.opt.pad_token_id);
+      ids = batch.input_ids.template to<D>();
+      mask = batch.attention_mask.template to<D>();
+    }
+    TextGeneration g;
+    g.output = std::visit([&](const auto& m) { return generate_from_image(*m, images.language_model_inputs, ids, mask, options); },
+                          model_);
+    g.timing = images.timing;
+    g.timing.prefill = g.output.prefill_seconds;
+    g.timing.decode = g.output.decode_seconds;
+    g.timing.decode_steps = g.output.decode_steps;
+    for (const auto& row : g.output.rows())
+      g.texts.push_back(processor_.decode({row.begin() + g.output.prompt_length, row.end()}));
+    return g;
+  }
+
+  // Captions of image files, the same optional prompt for each (LAVIS's captioning settings over
+  // `options`; default: the model's generation defaults).
+  TextGeneration caption(const std::vector<std::string>& image_paths, const std::string& prompt = "") const {
+    return caption(image_paths, prompt, presets::caption(defaults_));
+  }
+  TextGeneration caption(const std::vector<std::string>& image_paths, const std::string& prompt,
+                         const GenerationOptions& options) const {
+    return generate(encode(image_paths), std::vector<std::string>(image_paths.size(), prompt), options);
+  }
+
+  // The answer to a question about an image ("Question: {} Answer:", LAVIS's VQA settings).
+  std::string answer(const std::string& image_path, const std::string& question) const {
+    return answer(image_path, question, presets::vqa(defaults_)).texts.at(0);
+  }
+  TextGeneration answer(const std::string& image_path, const std::string& question, const GenerationOptions& options) const {
+    check_text(question, "question");
+    return generate(encode(std::vector<std::string>{image_path}), {presets::vqa_prompt(question)}, options);
+  }
+
+  // A conversation about one image: each ask() puts the earlier turns in the prompt.
+  class Chat {
+   public:
+    Chat(const ImageToText& pipe, EncodedImages<D> image) : pipe_(pipe), image_(std::move(image)) {}
+    TextGeneration ask(const std::string& question, const GenerationOptions& options) {
+      check_text(question, "question");
+      auto g = pipe_.generate(image_, {presets::chat_prompt(history_, question)}, options);
+      image_.timing = {};  // the image's cost is reported once, with the first turn
+      history_.emplace_back(question, g.texts.at(0));
+      return g;
+    }
+    std::string ask(const std::string& question) { return ask(question, presets::vqa(pipe_.default_options())).texts.at(0); }
+    const std::vector<std::pair<std::string, std::string>>& history() const { return history_; }
+
+   private:
+    const ImageToText& pipe_;
+    EncodedImages<D> image_;
+    std::vector<std::pair<std::string, std::string>> history_;
+  };
+  Chat chat(const std::string& image_path) const { return Chat(*this, encode(std::vector<std::string>{image_path})); }
+
+  // transformers' generate on prepared inputs: pixel_values [B, 3, H, W], input_ids [B, L] (with
+  // or without image placeholders; undefined: the model's start tokens) and attention_mask.
+  GenerateOutput generate_ids(const Tensor<float>& pixel_values, const Tensor<std::int64_t>& input_ids,
+                              const Tensor<std::int64_t>& attention_mask, const GenerationOptions& options) const {
+    const Tensor<std::int64_t, D> ids = input_ids.defined() ? input_ids.to<D>() : Tensor<std::int64_t, D>();
+    const Tensor<std::int64_t, D> mask = attention_mask.defined() ? attention_mask.to<D>() : Tensor<std::int64_t, D>();
+    return std::visit([&](const auto& m) { return blip2::generate(*m, pixel_values.to<D>(), ids, mask, options); }, model_);
+  }
+
+ private:
+  static double seconds(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+    return std::chrono::duration<double>(b - a).count();
+  }
+  static void check_text(const std::string& text, const char* what) {
+    BLIP2_CHECK(text.find_first_not_of(" \t\n\r") != std::string::npos, ValueError, "the ", what, " is empty");
+  }
+
+  std::string dir_;
+  Blip2Config config_;
+  Blip2Processor processor_;
+  std::variant<std::unique_ptr<OPTModel>, std::unique_ptr<T5Model>> model_;
+  GenerationOptions defaults_;
+};
+
+}  // namespace blip2
+// ---- end blip2/pipelines/image_to_text.hpp ----
+// ---- begin blip2/pipelines/retrieval.hpp ----
+// Image-text retrieval with a BLIP-2 stage-1 checkpoint (blip2-itm-vit-g layout), the way LAVIS
+// evaluates it (lavis/models/blip2_models/blip2.py, compute_sim_matrix): ITC similarities for all
+// pairs (max over the queries of the cosine), then for each image its top-k texts and for each text
+// its top-k images re-scored by ITM; a pair's final score is its ITM "match" logit plus its ITC
+// similarity.
+//
+//   blip2::ImageTextRetrieval<> r("blip2-itm-vit-g");
+//   auto ranking = r.rank({"a.jpg", "b.jpg"}, {"a dog on a beach", "two cats"}, 5);
+//   ranking.per_image[0][0].text   // the best text for a.jpg
+
+
+namespace blip2 {
+
+struct RetrievalMatch {
+  index_t image = 0, text = 0;
+  float itc = 0;    // cosine similarity, max over the queries
+  float itm = 0;    // ITM logit of "match"
+  float score = 0;  // itm + itc, what the ranking sorts by
+};
+
+struct RetrievalRanking {
+  Tensor<float> itc;                                   // [images, texts]
+  std::vector<std::vector<RetrievalMatch>> per_image;  // for each image its top-k texts, best first
+  std::vector<std::vector<RetrievalMatch>> per_text;   // for each text its top-k images, best first
+};
+
+template <class D = cpu, class W = float>
+class ImageTextRetrieval {
+ public:
+  using Model = Blip2Retrieval<float, D, W>;
+
+  explicit ImageTextRetrieval(const std::string& dir) : config_(load_config(dir)), processor_(dir, check(dir, config_)) {
+    model_ = load_model<Model>(dir, config_);
+  }
+
+  const Blip2Processor& processor() const { return processor_; }
+  const Model& model() const { return *model_; }
+
+  RetrievalRanking rank(const std::vector<std::string>& image_paths, const std::vector<std::string>& texts, index_t k) const {
+    return rank(processor_.pixel_values(image_paths), texts, k);
+  }
+
+  // pixel_values [I, 3, H, W] against `texts`; k: how many candidates ITM re-scores per query.
+  RetrievalRanking rank(const Tensor<float>& pixel_values, const std::vector<std::string>& texts, index_t k) const {
+    BLIP2_CHECK(k >= 1, ValueError, "retrieve: top-k must be >= 1, got ", k);
+    for (std::size_t t = 0; t < texts.size(); ++t)
+      BLIP2_CHECK(texts[t].find_first_not_of(" \t\n\r") != std::string::npos, ValueError, "retrieve: text ", t, " is empty");
+    NoGrad no_grad;
+    const Model& m = *model_;
+    const auto batch = processor_.encode(texts, config_.qformer.pad_token_id, Blip2Processor::Padding::Right);
+    const Tensor<std::int64_t, D> ids = batch.input_ids.template to<D>(), mask = batch.attention_mask.template to<D>();
+    const Tensor<float, D> features = (*m.vision_model)(pixel_values.to<D>()).last_hidden_state;
+    const auto image_embeds = l2_normalize((*m.vision_projection)(m.query_features(features)));
+    const auto c = Model::similarity(image_embeds, m.text_embeddings(ids, mask));
+
+    RetrievalRanking r;
+    r.itc = c.logits_per_image.template to<cpu>().contiguous();
+    const index_t I = r.itc.size(0), T = r.itc.size(1);
+    const auto sims = r.itc.to_vector();
+    // ITM logits of (image, text) pairs, in one batch.
+    auto itm = [&](const std::vector<std::int64_t>& images, const std::vector<std::int64_t>& text_rows) {
+      const index_t n = index_t(images.size());
+      const auto pick = [](const auto& t, const std::vector<std::int64_t>& rows) {
+        return index_select(t, 0, Tensor<std::int64_t, D>::from_vector({index_t(rows.size())}, rows));
+      };
+      const auto logits = m.itm_from_features(pick(features, images), pick(ids, text_rows), pick(mask, text_rows));
+      const auto v = logits.template to<cpu>().contiguous().to_vector();
+      std::vector<float> match_logits(static_cast<std::size_t>(n));
+      for (index_t i = 0; i < n; ++i) match_logits[std::size_t(i)] = v[std::size_t(2 * i + 1)];
+      return match_logits;
+    };
+    // Top-k of `count` candidates by ITC, re-scored by ITM, best first.
+    auto top = [&](index_t query, index_t count, auto sim_of, auto pair_of) {
+      std::vector<index_t> order(static_cast<std::size_t>(count));
+      std::iota(order.begin(), order.end(), index_t(0));
+      const index_t kk = std::min(k, count);
+      std::partial_sort(order.begin(), order.begin() + kk, order.end(),
+                        [&](index_t a, index_t b) { return sim_of(a) > sim_of(b); });
+      std::vector<std::int64_t> images, text_rows;
+      std::vector<RetrievalMatch> out;
+      for (index_t j = 0; j < kk; ++j) {
+        RetrievalMatch x = pair_of(query, order[std::size_t(j)]);
+        x.itc = sims[std::size_t(x.image * T + x.text)];
+        images.push_back(x.image);
+        text_rows.push_back(x.text);
+        out.push_back(x);
+      }
+      const auto match_logits = itm(images, text_rows);
+      for (std::size_t j = 0; j < out.size(); ++j) {
+        out[j].itm = match_logits[j];
+        out[j].score = out[j].itm + out[j].itc;
+      }
+      std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.score > b.score; });
+      return out;
+    };
+    for (index_t i = 0; i < I; ++i)
+      r.per_image.push_back(top(
+          i, T, [&](index_t t) { return sims[std::size_t(i * T + t)]; },
+          [](index_t q, index_t t) { return RetrievalMatch{q, t}; }));
+    for (index_t t = 0; t < T; ++t)
+      r.per_text.push_back(top(
+          t, I, [&](index_t i) { return sims[std::size_t(i * T + t)]; },
+          [](index_t q, index_t i) { return RetrievalMatch{i, q}; }));
+    return r;
+  }
+
+ private:
+  static const Blip2Config& check(const std::string& dir, const Blip2Config& c) {
+    BLIP2_CHECK(c.is_retrieval(), ValueError, dir, ": not an image-text retrieval model (config.json names a ",
+                c.text_model_type, " language model); retrieval needs a blip2-itm-vit-g style checkpoint");
+    return c;
+  }
+
+  Blip2Config config_;
+  Blip2Processor processor_;
+  std::unique_ptr<Model> model_;
+};
+
+}  // namespace blip2
+// ---- end blip2/pipelines/retrieval.hpp ----

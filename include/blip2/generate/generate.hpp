@@ -8,6 +8,8 @@
 //   o.max_new_tokens = 30; o.num_beams = 5;
 //   GenerateOutput out = generate(model, pixel_values, input_ids, attention_mask, o);
 //   // out.sequences [B * num_return_sequences, L]: for OPT the prompt ids, then the new tokens
+#include <chrono>
+
 #include "../autograd/grad_mode.hpp"
 #include "../models/blip2_opt.hpp"
 #include "../models/blip2_t5.hpp"
@@ -44,6 +46,35 @@ inline std::vector<std::int64_t> interleave(index_t rows, index_t n) {
     for (index_t i = 0; i < n; ++i) order.push_back(r);
   return order;
 }
+
+// A step that times itself: start() is the prefill, step() and reorder() the decoding.
+template <class Step>
+class TimedStep {
+ public:
+  explicit TimedStep(Step& step) : step_(step) {}
+  Tensor<float> start() { return timed(prefill_seconds, [&] { return step_.start(); }); }
+  void expand(index_t n) { step_.expand(n); }
+  Tensor<float> step(const std::vector<std::int64_t>& tokens) {
+    ++steps;
+    return timed(decode_seconds, [&] { return step_.step(tokens); });
+  }
+  void reorder(const std::vector<std::int64_t>& rows) {
+    timed(decode_seconds, [&] { return (step_.reorder(rows), 0); });
+  }
+
+  double prefill_seconds = 0, decode_seconds = 0;
+  index_t steps = 0;
+
+ private:
+  template <class F>
+  static auto timed(double& total, F&& f) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = f();
+    total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return r;
+  }
+  Step& step_;
+};
 
 // Tensor rows [B, L] -> host rows.
 inline Ids host_rows(const Tensor<std::int64_t>& t) {
@@ -190,7 +221,12 @@ GenerateOutput generate(Step& step, const generation::Ids& prompts, const Genera
     BLIP2_CHECK(p.size() == prompts[0].size(), ShapeError, "generate: prompt rows of lengths ", prompts[0].size(), " and ",
                 p.size(), " (pad them)");
   const index_t max_length = o.resolved_max_length(index_t(prompts[0].size()), max_positions);
-  return o.num_beams > 1 ? beam_search(step, o, prompts, max_length) : sample_search(step, o, prompts, max_length);
+  generation::TimedStep<Step> timed(step);
+  GenerateOutput out = o.num_beams > 1 ? beam_search(timed, o, prompts, max_length) : sample_search(timed, o, prompts, max_length);
+  out.prefill_seconds = timed.prefill_seconds;
+  out.decode_seconds = timed.decode_seconds;
+  out.decode_steps = timed.steps;
+  return out;
 }
 
 // Special tokens the options leave unset taken from the language model's config (what
@@ -204,17 +240,22 @@ inline GenerationOptions with_model_defaults(GenerationOptions o, const Blip2Con
   return o;
 }
 
-// Blip2ForConditionalGeneration.generate with OPT: pixels [B, 3, H, W]; input_ids [B, L] with the
-// image placeholders (image_token_index, as the HF processor builds them; rows left-padded) or
-// without them (the queries go in front); undefined: Q placeholders and bos_token_id. The returned
-// sequences start with input_ids. Unset special tokens come from the model's config.
+// Blip2ForConditionalGeneration.generate with OPT from the projected image queries lm_inputs
+// [B, Q, E] (model.project(model.query_image(pixels).queries)), so that an image encoded once can
+// answer several prompts. input_ids [B, L] hold the image placeholders (image_token_index, as the HF
+// processor builds them; rows left-padded) or not (the queries go in front); undefined: Q
+// placeholders and bos_token_id. The returned sequences start with input_ids. Unset special tokens
+// come from the model's config.
 template <class T, class D, class W>
-GenerateOutput generate(const Blip2OPT<T, D, W>& model, const Tensor<T, D>& pixels, Tensor<std::int64_t, D> input_ids = {},
-                        const Tensor<std::int64_t, D>& attention_mask = {}, const GenerationOptions& options = {}) {
+GenerateOutput generate_from_image(const Blip2OPT<T, D, W>& model, const Tensor<T, D>& lm_inputs,
+                                   Tensor<std::int64_t, D> input_ids = {}, const Tensor<std::int64_t, D>& attention_mask = {},
+                                   const GenerationOptions& options = {}) {
   const GenerationOptions o = with_model_defaults(options, model.config);
   o.validate();
   NoGrad no_grad;
-  const index_t B = pixels.size(0);
+  BLIP2_CHECK(lm_inputs.dim() == 3, ShapeError, "generate: image queries ", to_string(lm_inputs.shape()),
+              " must be [batch, queries, width]");
+  const index_t B = lm_inputs.size(0);
   if (!input_ids.defined()) {
     std::vector<std::int64_t> row;
     if (model.config.image_token_index) row.assign(std::size_t(model.config.num_query_tokens), *model.config.image_token_index);
@@ -227,24 +268,26 @@ GenerateOutput generate(const Blip2OPT<T, D, W>& model, const Tensor<T, D>& pixe
   BLIP2_CHECK(input_ids.dim() == 2 && input_ids.size(0) == B, ShapeError, "generate: input_ids ",
               to_string(input_ids.shape()), " do not fit ", B, " images");
   BLIP2_CHECK(input_ids.size(1) > 0, ValueError, "generate: input_ids is empty; give at least bos_token_id or leave it undefined");
-  const auto image = model.query_image(pixels);
-  const auto [embeds, mask] = model.merge(model.project(image.queries), input_ids, attention_mask);
+  const auto [embeds, mask] = model.merge(lm_inputs, input_ids, attention_mask);
   OPTDecoderStep<T, D, W> step(*model.language_model, embeds, mask);
   return generate(step, generation::host_rows(input_ids.template to<cpu>()), o, model.config.opt.max_position_embeddings);
 }
 
-// Blip2ForConditionalGeneration.generate with Flan-T5: the encoder reads the image queries and the
+// Flan-T5 from the projected image queries lm_inputs [B, Q, E]: the encoder reads them with the
 // prompt input_ids [B, L] once (with the image placeholders, or without them: the queries go in
 // front; undefined: the Q placeholders alone); the decoder starts from decoder_start_token_id. The
 // returned sequences are the decoder ids, starting with decoder_start_token_id.
 template <class T, class D, class W>
-GenerateOutput generate(const Blip2T5<T, D, W>& model, const Tensor<T, D>& pixels, Tensor<std::int64_t, D> input_ids = {},
-                        const Tensor<std::int64_t, D>& attention_mask = {}, const GenerationOptions& options = {}) {
+GenerateOutput generate_from_image(const Blip2T5<T, D, W>& model, const Tensor<T, D>& lm_inputs,
+                                   Tensor<std::int64_t, D> input_ids = {}, const Tensor<std::int64_t, D>& attention_mask = {},
+                                   const GenerationOptions& options = {}) {
   const GenerationOptions o = with_model_defaults(options, model.config);
   o.validate();
   BLIP2_CHECK(o.decoder_start_token_id, ValueError, "generate: T5 needs decoder_start_token_id");
   NoGrad no_grad;
-  const index_t B = pixels.size(0);
+  BLIP2_CHECK(lm_inputs.dim() == 3, ShapeError, "generate: image queries ", to_string(lm_inputs.shape()),
+              " must be [batch, queries, width]");
+  const index_t B = lm_inputs.size(0);
   if (!input_ids.defined()) {
     BLIP2_CHECK(model.config.image_token_index, ValueError,
                 "generate: no input_ids and no image_token_index to build a prompt from");
@@ -253,11 +296,21 @@ GenerateOutput generate(const Blip2T5<T, D, W>& model, const Tensor<T, D>& pixel
   BLIP2_CHECK(input_ids.dim() == 2 && input_ids.size(0) == B, ShapeError, "generate: input_ids ",
               to_string(input_ids.shape()), " do not fit ", B, " images");
   BLIP2_CHECK(input_ids.size(1) > 0, ValueError, "generate: input_ids is empty; give a prompt or leave it undefined");
-  const auto enc = model.encode(pixels, input_ids, attention_mask);
-  T5DecoderStep<T, D, W> step(*model.language_model, enc.encoder_last_hidden_state, enc.encoder_attention_mask,
-                           *o.decoder_start_token_id);
+  const auto [embeds, mask] = model.merge(lm_inputs, input_ids, attention_mask);
+  T5DecoderStep<T, D, W> step(*model.language_model, model.language_model->encode(embeds, mask), mask,
+                              *o.decoder_start_token_id);
   const generation::Ids prompts(static_cast<std::size_t>(B), std::vector<std::int64_t>{*o.decoder_start_token_id});
   return generate(step, prompts, o);
+}
+
+// Blip2ForConditionalGeneration.generate (OPT or Flan-T5) from pixels [B, 3, H, W]: the image
+// encoder and Q-Former, then generate_from_image.
+template <class Model, class T, class D>
+auto generate(const Model& model, const Tensor<T, D>& pixels, const Tensor<std::int64_t, D>& input_ids = {},
+              const Tensor<std::int64_t, D>& attention_mask = {}, const GenerationOptions& options = {})
+    -> decltype(generate_from_image(model, pixels, input_ids, attention_mask, options)) {
+  NoGrad no_grad;
+  return generate_from_image(model, model.project(model.query_image(pixels).queries), input_ids, attention_mask, options);
 }
 
 }  // namespace blip2

@@ -169,6 +169,10 @@ struct GenerateOutput {
   Tensor<std::int64_t> sequences;
   std::vector<float> sequences_scores;
   index_t prompt_length = 0;  // columns of `sequences` that were given, not generated
+  // Time in the language model: the prompt's forward pass (T5: the first decoder step) and every
+  // step after it (the KV-cache reorders of beam search included).
+  double prefill_seconds = 0, decode_seconds = 0;
+  index_t decode_steps = 0;
 
   std::vector<std::vector<std::int64_t>> rows() const {
     const auto v = sequences.to_vector();

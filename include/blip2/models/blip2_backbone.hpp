@@ -24,10 +24,15 @@ struct Blip2Backbone : nn::Module<T, D> {
   ImageQueries query_image(const Tensor<T, D>& pixels) const {
     ImageQueries out;
     out.vision = (*vision_model)(pixels);
-    const index_t B = pixels.size(0);
-    const Tensor<T, D> queries = query_tokens.expand({B, query_tokens.size(1), query_tokens.size(2)});
-    out.queries = (*qformer)(queries, Tensor<std::int64_t, D>(), out.vision.last_hidden_state, query_tokens.size(1));
+    out.queries = query_features(out.vision.last_hidden_state);
     return out;
+  }
+
+  // The Q-Former's query outputs [B, Q, qformer hidden] over image features [B, S, vision hidden].
+  Tensor<T, D> query_features(const Tensor<T, D>& image) const {
+    const index_t B = image.size(0);
+    const Tensor<T, D> queries = query_tokens.expand({B, query_tokens.size(1), query_tokens.size(2)});
+    return (*qformer)(queries, Tensor<std::int64_t, D>(), image, query_tokens.size(1));
   }
 
   Blip2Config config;

@@ -304,6 +304,7 @@ class SentencePieceTokenizer : public Tokenizer {
     return text;
   }
 
+  bool has_id(Id id) const override { return id >= 0 && std::size_t(id) < vocab_size(); }
   std::string id_to_token(Id id) const override {
     BLIP2_CHECK(id >= 0 && std::size_t(id) < vocab_size(), ValueError, name_, ": id ", id,
                 " is not in the vocabulary (size ", vocab_size(), ")");

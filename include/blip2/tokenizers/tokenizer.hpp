@@ -197,6 +197,8 @@ class Tokenizer {
 
   // The token string of `id`; ValueError when absent.
   virtual std::string id_to_token(Id id) const = 0;
+  // Whether `id` names a token (a model's embedding table may have more rows than the tokenizer).
+  virtual bool has_id(Id id) const = 0;
   // The id of the token string `token`; ValueError naming it when absent.
   Id token_to_id(std::string_view token) const {
     const Id id = find_token(token);

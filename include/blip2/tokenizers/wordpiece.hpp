@@ -192,6 +192,7 @@ class WordPieceTokenizer : public Tokenizer {
     return options_.cleanup ? cleanup(out) : out;
   }
 
+  bool has_id(Id id) const override { return vocab_.contains(id); }
   std::string id_to_token(Id id) const override {
     BLIP2_CHECK(vocab_.contains(id), ValueError, name_, ": id ", id, " is not in the vocabulary (size ", vocab_.size(),
                 ")");
