@@ -9,18 +9,18 @@
 // With -DBLIP2_CUDA=ON the same source is also built by nvcc as bench_caption_cuda (bench/cuda/),
 // which takes --device cuda.
 #include <blip2/blip2.hpp>
-#include <sys/resource.h>
 
-#include <chrono>
 #include <cstdio>
 #include <string>
 
+#include "bench_support.hpp"
+
 using namespace blip2;
-using Clock = std::chrono::steady_clock;
 
 namespace {
 
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+using bench::Clock;
+using bench::seconds_since;
 
 // Waits for the device (a one-element copy to the host) so that the stage times are complete.
 template <class D>
@@ -28,29 +28,9 @@ void wait_for(const Tensor<float, D>& t) {
   (void)t.reshape({-1}).slice(0, 0, 1).template to<cpu>();
 }
 
-double peak_rss_mb() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return double(u.ru_maxrss) / 1024.0;
-}
-
-// blip2-opt-2.7b: EVA ViT-g/14 at 224 px, BERT-base Q-Former with 32 queries, OPT-2.7B.
-Blip2Config opt27b_config() {
-  Blip2Config c;
-  c.text_model_type = "opt";
-  c.opt.vocab_size = 50272;
-  c.opt.hidden_size = c.opt.word_embed_proj_dim = 2560;
-  c.opt.num_hidden_layers = 32;
-  c.opt.num_attention_heads = 32;
-  c.opt.ffn_dim = 10240;
-  c.opt.max_position_embeddings = 2048;
-  c.image_token_index = 50265;
-  return c;
-}
-
 template <class D, class W>
 int run(const std::string& image, const std::string& weights, int tokens) {
-  const Blip2Config config = opt27b_config();
+  const Blip2Config config = bench::opt27b_config();
   auto t0 = Clock::now();
   Blip2OPT<float, D, W> model(config);
   Generator gen(0);
@@ -80,7 +60,7 @@ int run(const std::string& image, const std::string& weights, int tokens) {
                 "\"prefill\": %.3f, \"decode\": %.3f, \"decode_tokens_per_s\": %.3f, \"peak_rss_mb\": %.0f}\n",
                 beams == 1 ? "greedy" : "beam5", std::is_same_v<D, cpu> ? "cpu" : "cuda", weights.c_str(), num_threads(),
                 (long long)(out.sequences.size(1) - out.prompt_length), total, preprocess, vision, qformer,
-                out.prefill_seconds, out.decode_seconds, double(out.decode_steps) / out.decode_seconds, peak_rss_mb());
+                out.prefill_seconds, out.decode_seconds, double(out.decode_steps) / out.decode_seconds, bench::peak_rss_mb());
     std::fflush(stdout);
   }
   return 0;

@@ -31,7 +31,12 @@ def main():
     text = OPTConfig(vocab_size=50272, hidden_size=2560, num_hidden_layers=32, ffn_dim=10240, num_attention_heads=32,
                      word_embed_proj_dim=2560, max_position_embeddings=2048)
     device = torch.device(args.device)
-    model = Blip2ForConditionalGeneration(Blip2Config(text_config=text.to_dict(), num_query_tokens=32)).eval().to(device)
+    config = Blip2Config(text_config=text.to_dict(), num_query_tokens=32)
+    if device.type == "cuda":  # build the 3.8 B parameters on the GPU directly (torch >= 2.0)
+        with device:
+            model = Blip2ForConditionalGeneration(config).eval()
+    else:
+        model = Blip2ForConditionalGeneration(config).eval()
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     print(f"initialised in {time.perf_counter() - t0:.1f} s", flush=True, file=__import__("sys").stderr)
     processor = BlipImageProcessor(size={"height": 224, "width": 224})
