@@ -1,6 +1,7 @@
 // The CPU GEMM (cpu_kernel::gemm / gemm_batched and the kernels behind them) against a float64
 // reference: every transpose combination, odd and degenerate sizes, padded leading dimensions,
-// alpha / beta, beta = 0 over NaN, batches with shared operands, on one and two threads.
+// alpha / beta, beta = 0 over NaN, batches with shared operands, on one and two threads; and the
+// mixed-precision product (Backend<cpu>::gemm_batched_mixed) with bf16 / f16 operands.
 #include "support.hpp"
 
 #include <cmath>
@@ -30,13 +31,19 @@ struct Mat {
 using GemmFn = std::function<void(bool, bool, index_t, index_t, index_t, float, const float*, index_t, const float*,
                                   index_t, float, float*, index_t)>;
 
+// Rounds B's values to what a storage type holds (the mixed-precision products read them in that type).
+using Round = float (*)(float);
+float keep(float v) { return v; }
+template <class H> float round_to(float v) { return float(H(v)); }
+
 // Runs one product through `fn` and checks every element of C, and that C's padding is untouched.
 void check_gemm(const GemmFn& fn, bool ta, bool tb, index_t M, index_t N, index_t K, float alpha, float beta,
-                index_t pad, std::mt19937& rng, bool nan_c = false) {
+                index_t pad, std::mt19937& rng, bool nan_c = false, Round round_b = keep) {
   INFO("ta=" << ta << " tb=" << tb << " M=" << M << " N=" << N << " K=" << K << " alpha=" << alpha
              << " beta=" << beta << " pad=" << pad << " threads=" << num_threads());
   const Mat a = ta ? Mat(K, M, pad, rng) : Mat(M, K, pad, rng);
-  const Mat b = tb ? Mat(N, K, pad, rng) : Mat(K, N, pad, rng);
+  Mat b = tb ? Mat(N, K, pad, rng) : Mat(K, N, pad, rng);
+  for (float& v : b.v) v = round_b(v);
   Mat c(M, N, pad, rng);
   if (nan_c)
     for (index_t i = 0; i < M; ++i)
@@ -98,7 +105,7 @@ struct Threads {
   ~Threads() { set_num_threads(saved); }
 };
 
-void sweep(const GemmFn& fn, const std::vector<index_t>& mn, const std::vector<index_t>& ks) {
+void sweep(const GemmFn& fn, const std::vector<index_t>& mn, const std::vector<index_t>& ks, Round round_b = keep) {
   std::mt19937 rng(42);
   int n = 0;
   for (int ta = 0; ta < 2; ++ta)
@@ -107,9 +114,21 @@ void sweep(const GemmFn& fn, const std::vector<index_t>& mn, const std::vector<i
         for (index_t N : mn)
           for (index_t K : ks) {
             const AlphaBeta s = kScales[n % 4];
-            check_gemm(fn, ta, tb, M, N, K, s.alpha, s.beta, n % 3 == 0 ? 5 : 0, rng);
+            check_gemm(fn, ta, tb, M, N, K, s.alpha, s.beta, n % 3 == 0 ? 5 : 0, rng, false, round_b);
             ++n;
           }
+}
+
+// Float32 A and C, B in H: Backend<cpu>::gemm_batched_mixed on B (values already representable in H,
+// padding NaN) stored as H with the same layout.
+template <class H>
+GemmFn mixed_with() {
+  return [](bool ta, bool tb, index_t M, index_t N, index_t K, float alpha, const float* A, index_t lda,
+            const float* B, index_t ldb, float beta, float* C, index_t ldc) {
+    std::vector<H> b(std::size_t(std::max<index_t>(1, (tb ? N : K) * ldb)));
+    for (std::size_t i = 0; i < b.size(); ++i) b[i] = H(B[i]);
+    Backend<cpu>::gemm_batched_mixed(ta, tb, M, N, K, alpha, A, lda, 0, b.data(), ldb, 0, beta, C, ldc, 0, 1);
+  };
 }
 
 }  // namespace
@@ -204,6 +223,72 @@ TEST_CASE("gemm_batched float32: shared operands (stride 0), across and inside t
       CHECK(bad == 0);
     }
   }
+}
+
+TEST_CASE("gemm_batched_mixed: float32 x bf16 / f16 B (small-M kernels and packing read B directly)") {
+  for (int threads : {1, 2}) {
+    Threads t(threads);
+    sweep(mixed_with<bf16>(), {1, 3, 16, 17, 100}, {1, 31, 300}, round_to<bf16>);
+    sweep(mixed_with<f16>(), {1, 3, 16, 17, 100}, {1, 31, 300}, round_to<f16>);
+    std::mt19937 rng(17);
+    // decode GEMV split over threads, W [K, N] row sums, few columns, several cache blocks of the packed path
+    check_gemm(mixed_with<bf16>(), false, true, 1, 4100, 700, 1.0f, 0.0f, 0, rng, true, round_to<bf16>);
+    check_gemm(mixed_with<f16>(), false, true, 13, 3000, 700, 1.0f, 0.5f, 3, rng, false, round_to<f16>);
+    check_gemm(mixed_with<bf16>(), false, false, 7, 3000, 300, 1.0f, 0.0f, 3, rng, true, round_to<bf16>);
+    check_gemm(mixed_with<f16>(), true, true, 600, 3, 129, 2.0f, 0.0f, 4, rng, true, round_to<f16>);
+    for (int tb = 0; tb < 2; ++tb) {
+      check_gemm(mixed_with<bf16>(), false, tb, 300, 1100, 600, 1.0f, 0.5f, 1, rng, false, round_to<bf16>);
+      check_gemm(mixed_with<f16>(), true, tb, 1030, 1100, 300, -1.0f, 0.0f, 0, rng, true, round_to<f16>);
+    }
+  }
+}
+
+// The all-half products cuBLAS runs (A and B half, C float32 or half), batched with a shared operand.
+template <class H>
+void check_all_half(bool half_c) {
+  INFO(dtype_name<H> << " half_c=" << half_c);
+  std::mt19937 rng(23);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  const index_t batch = 3, M = 17, N = 33, K = 45, lda = K + 1, ldb = N + 2, ldc = N + 3;
+  std::vector<H> A(std::size_t(M * lda)), B(std::size_t(batch * K * ldb)), Ch(std::size_t(batch * M * ldc));
+  std::vector<float> C(Ch.size());
+  for (H& x : A) x = H(u(rng));
+  for (H& x : B) x = H(u(rng));
+  for (std::size_t i = 0; i < C.size(); ++i) Ch[i] = H(C[i] = float(H(u(rng))));
+  const std::vector<float> C0 = C;
+  const float alpha = 1.5f, beta = 0.5f;
+  if (half_c)
+    Backend<cpu>::gemm_batched_mixed(false, false, M, N, K, alpha, A.data(), lda, 0, B.data(), ldb, K * ldb, beta,
+                                     Ch.data(), ldc, M * ldc, batch);
+  else
+    Backend<cpu>::gemm_batched_mixed(false, false, M, N, K, alpha, A.data(), lda, 0, B.data(), ldb, K * ldb, beta,
+                                     C.data(), ldc, M * ldc, batch);
+  // float32 accumulation error, plus the rounding of the result to H (half an ulp: 2^-8 bf16, 2^-11 f16)
+  const double out_rounding = !half_c ? 0.0 : std::is_same_v<H, bf16> ? 1.0 / 256 : 1.0 / 2048;
+  index_t bad = 0;
+  for (index_t z = 0; z < batch; ++z)
+    for (index_t i = 0; i < M; ++i)
+      for (index_t j = 0; j < N; ++j) {
+        double ref = 0, mag = 0;
+        for (index_t k = 0; k < K; ++k) {
+          const double p = double(float(A[std::size_t(i * lda + k)])) * double(float(B[std::size_t(z * K * ldb + k * ldb + j)]));
+          ref += p;
+          mag += std::abs(p);
+        }
+        const std::size_t c = std::size_t(z * M * ldc + i * ldc + j);
+        ref = alpha * ref + beta * double(C0[c]);
+        mag = alpha * mag + std::abs(beta * double(C0[c]));
+        const double got = half_c ? double(float(Ch[c])) : double(C[c]);
+        bad += !(std::abs(got - ref) <= out_rounding * std::abs(ref) + double(K + 2) * 1.2e-7 * mag + 1e-30);
+      }
+  CHECK(bad == 0);
+}
+
+TEST_CASE("gemm_batched_mixed: bf16 / f16 A and B, float32 or half C (the CUDA back end's all-half products)") {
+  check_all_half<bf16>(false);
+  check_all_half<bf16>(true);
+  check_all_half<f16>(false);
+  check_all_half<f16>(true);
 }
 
 TEST_CASE("gemm float64 (Eigen) still follows the same contract") {

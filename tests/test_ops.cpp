@@ -165,19 +165,22 @@ TEST_CASE("attention, causal masks, patch embedding and dropout") {
 
 TEST_CASE("linear and embedding with half-precision (frozen) weights") {
   Generator g(11);
-  auto x = randn<float>({3, 4, 300}, g).requires_grad_();
   const auto w = randn<float>({1000, 300}, g), b = randn<float>({1000}, g);
-  for (const bool bf : {true, false}) {
-    INFO("bf16: " << bf);
-    const auto wf = bf ? w.to<bf16>().to<float>() : w.to<f16>().to<float>();
-    const auto y = bf ? linear(x, w.to<bf16>(), b) : linear(x, w.to<f16>(), b);
-    CHECK(max_abs_diff(y, linear(x, wf, b)) < 1e-3);
-    x.zero_grad();
-    sum(y * y).backward();
-    const auto gx = x.grad();
-    x.zero_grad();
-    sum(square(linear(x, wf, b))).backward();
-    CHECK(max_abs_diff(gx, x.grad()) < 1e-5 * std::max(1.0, double(max(abs(x.grad())).item())));
+  // 1 and 12 rows: the small-M kernels; 40 rows: the packed GEMM (both read the half-precision W)
+  for (const Shape& xs : {Shape{1, 1, 300}, Shape{3, 4, 300}, Shape{2, 20, 300}}) {
+    for (const bool bf : {true, false}) {
+      INFO("bf16: " << bf << " x " << to_string(xs));
+      auto x = randn<float>(xs, g).requires_grad_();
+      const auto wf = bf ? w.to<bf16>().to<float>() : w.to<f16>().to<float>();
+      const auto y = bf ? linear(x, w.to<bf16>(), b) : linear(x, w.to<f16>(), b);
+      CHECK(max_abs_diff(y, linear(x, wf, b)) < 1e-3);
+      x.zero_grad();
+      sum(y * y).backward();
+      const auto gx = x.grad();
+      x.zero_grad();
+      sum(square(linear(x, wf, b))).backward();
+      CHECK(max_abs_diff(gx, x.grad()) < 1e-5 * std::max(1.0, double(max(abs(x.grad())).item())));
+    }
   }
   nn::Linear<float, cpu, bf16> layer(300, 1000);
   CHECK(layer.named_half_weights().size() == 1);

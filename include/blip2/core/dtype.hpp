@@ -101,6 +101,12 @@ template <class T> inline constexpr bool is_half_v = std::is_same_v<T, f16> || s
 // Types that ops compute in (and that autograd differentiates).
 template <class T> inline constexpr bool is_compute_v = std::is_same_v<T, float> || std::is_same_v<T, double>;
 template <class T> inline constexpr bool is_floating_v = is_compute_v<T> || is_half_v<T>;
+// Operand types of Backend<D>::gemm_batched_mixed (float32 accumulation on every device): B is bf16
+// or f16; A is float32 (activations times half-precision weights) or B's type; C is float32, or B's
+// type when A is too.
+template <class TA, class TB, class TC>
+inline constexpr bool is_mixed_gemm_v = is_half_v<TB> && (std::is_same_v<TA, float> || std::is_same_v<TA, TB>) &&
+                                        (std::is_same_v<TC, float> || (std::is_same_v<TC, TB> && std::is_same_v<TA, TB>));
 // The type arithmetic on T is done in.
 template <class T> using compute_t = std::conditional_t<is_half_v<T>, float, T>;
 

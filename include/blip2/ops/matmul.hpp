@@ -117,11 +117,12 @@ Tensor<T, D> linear(const Tensor<T, D>& x, const Tensor<T, D>& w, const Tensor<T
   });
 }
 
-// y = x W^T (+ b) with W [out, in] stored as bf16/f16 (a frozen weight; T is the compute type).
-// W is converted to T a block of rows at a time, small enough to stay in cache, so no full-precision
-// copy of W is ever made. Gradients flow to x (and b), never to W.
+// y = x W^T (+ b) with W [out, in] stored as bf16/f16 (a frozen weight; compute in float32). The
+// mixed-precision GEMM reads W in its storage type (Backend<D>::gemm_batched_mixed), so no float32
+// copy of W is made. Gradients flow to x (and b), never to W.
 template <class T, class W, class D, std::enable_if_t<is_half_v<W> && is_compute_v<T>, int> = 0>
 Tensor<T, D> linear(const Tensor<T, D>& x, const Tensor<W, D>& w, const Tensor<T, D>& b = Tensor<T, D>()) {
+  static_assert(std::is_same_v<T, float>, "linear: bf16/f16 weights compute in float32");
   BLIP2_CHECK(w.dim() == 2 && x.dim() >= 1 && x.shape().back() == w.shape()[1], ShapeError, "linear: input ",
               to_string(x.shape()), " does not fit weight ", to_string(w.shape()), " ([out, in], ", dtype_name<W>, ")");
   BLIP2_CHECK(!b.defined() || (b.dim() == 1 && b.shape()[0] == w.shape()[0]), ShapeError, "linear: bias ",
@@ -129,22 +130,11 @@ Tensor<T, D> linear(const Tensor<T, D>& x, const Tensor<W, D>& w, const Tensor<T
   const index_t in = w.shape()[1], out_f = w.shape()[0];
   const Tensor<W, D> wc = w.contiguous();
   const Tensor<T, D> x2 = x.detach().contiguous().reshape({-1, in});
-  const index_t rows = x2.shape()[0], block = std::max<index_t>(16, (index_t(1) << 18) / std::max<index_t>(in, 1));
-  // calls f(first output feature, count, that block of W in T)
-  auto for_each_block = [wc, in, out_f, block](auto&& f) {
-    auto tmp = Tensor<T, D>::empty({std::min(block, out_f), in});
-    for (index_t n0 = 0; n0 < out_f; n0 += block) {
-      const index_t nb = std::min(block, out_f - n0);
-      Backend<D>::copy(wc.data() + n0 * in, Strides{in, 1}, tmp.data(), Strides{in, 1}, Shape{nb, in});
-      f(n0, nb, tmp);
-    }
-  };
+  const index_t rows = x2.shape()[0];
   auto y = Tensor<T, D>::empty({rows, out_f});
   if (b.defined()) copy_(y, b.detach());
-  for_each_block([&](index_t n0, index_t nb, const Tensor<T, D>& wt) {
-    Backend<D>::gemm_batched(false, true, rows, nb, in, T(1), x2.data(), in, 0, wt.data(), in, 0,
-                             b.defined() ? T(1) : T(0), y.data() + n0, out_f, 0, 1);
-  });
+  Backend<D>::gemm_batched_mixed(false, true, rows, out_f, in, 1.0f, x2.data(), in, 0, wc.data(), in, 0,
+                                 b.defined() ? 1.0f : 0.0f, y.data(), out_f, 0, 1);
   Shape out_shape = x.shape();
   out_shape.back() = out_f;
   Tensor<T, D> out = y.reshape(out_shape);
@@ -154,12 +144,10 @@ Tensor<T, D> linear(const Tensor<T, D>& x, const Tensor<W, D>& w, const Tensor<T
   return autograd::record<T, D>("linear", out, {x, b}, [=](const Tensor<T, D>& g) {
     const Tensor<T, D> g2 = g.contiguous().reshape({-1, out_f});
     Tensor<T, D> dx, db;
-    if (gx) {
-      dx = Tensor<T, D>::zeros({g2.size(0), in});
-      for_each_block([&](index_t n0, index_t nb, const Tensor<T, D>& wt) {  // dx += g[:, block] W[block]
-        Backend<D>::gemm_batched(false, false, g2.size(0), in, nb, T(1), g2.data() + n0, out_f, 0, wt.data(), in, 0,
-                                 T(1), dx.data(), in, 0, 1);
-      });
+    if (gx) {  // dx = g W
+      dx = Tensor<T, D>::empty({g2.size(0), in});
+      Backend<D>::gemm_batched_mixed(false, false, g2.size(0), in, out_f, 1.0f, g2.data(), out_f, 0, wc.data(), in, 0,
+                                     0.0f, dx.data(), in, 0, 1);
       dx = dx.reshape(xshape);
     }
     if (gb) db = sum(g2, {0});

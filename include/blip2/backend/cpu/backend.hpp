@@ -7,6 +7,7 @@
 #include "../../fwd.hpp"
 #include "elementwise.hpp"
 #include "gemm.hpp"
+#include "gemm_mixed.hpp"
 #include "index.hpp"
 #include "memory.hpp"
 #include "norm.hpp"
@@ -58,6 +59,13 @@ struct Backend<cpu> {
                            index_t sa, const T* B, index_t ldb, index_t sb, T beta, T* C, index_t ldc, index_t sc,
                            index_t batch) {
     cpu_kernel::gemm_batched(ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch);
+  }
+  // bf16 / f16 B with float32 accumulation; A float32 or B's type, C float32 or A's (is_mixed_gemm_v).
+  template <class TA, class TB, class TC>
+  static void gemm_batched_mixed(bool ta, bool tb, index_t M, index_t N, index_t K, float alpha, const TA* A,
+                                 index_t lda, index_t sa, const TB* B, index_t ldb, index_t sb, float beta, TC* C,
+                                 index_t ldc, index_t sc, index_t batch) {
+    cpu_kernel::gemm_batched_mixed(ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch);
   }
 
   // rows

@@ -5,12 +5,14 @@
 //
 // float: few rows or few columns (decode, M = 1; up to 8-16) -> gemm_small.hpp, no packing;
 //        everything else -> gemm_packed.hpp, the cache-blocked, packed, register-blocked GEMM.
+//        B may be bf16 / f16 (half-precision weights, A and C float32): both paths read it directly.
 // double (and any other type): Eigen.
 #include <Eigen/Core>
 #include <algorithm>
 #include <type_traits>
 #include <vector>
 
+#include "../../core/dtype.hpp"
 #include "../../core/shape.hpp"
 #include "gemm_packed.hpp"
 #include "gemm_small.hpp"
@@ -29,16 +31,19 @@ inline void scale_rows(index_t M, index_t N, float beta, float* C, index_t ldc) 
   }
 }
 
-// The rows of a strided operand copied contiguous: out(r, k) = p[r*rs + k*ks], r < rows, k < K.
-inline std::vector<float> gather_rows(const float* p, index_t rows, index_t K, index_t rs, index_t ks) {
+// The rows of a strided operand copied contiguous in float32: out(r, k) = p[r*rs + k*ks], r < rows, k < K.
+template <class T>
+std::vector<float> gather_rows(const T* p, index_t rows, index_t K, index_t rs, index_t ks) {
   std::vector<float> out(std::size_t(rows * K));
   for (index_t r = 0; r < rows; ++r)
-    for (index_t k = 0; k < K; ++k) out[std::size_t(r * K + k)] = p[r * rs + k * ks];
+    for (index_t k = 0; k < K; ++k) out[std::size_t(r * K + k)] = float(p[r * rs + k * ks]);
   return out;
 }
 
-inline void gemm_f32(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, float alpha, const float* A,
-                     index_t lda, const float* B, index_t ldb, float beta, float* C, index_t ldc) {
+// TB: float, bf16 or f16.
+template <class TB>
+void gemm_f32(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, float alpha, const float* A, index_t lda,
+              const TB* B, index_t ldb, float beta, float* C, index_t ldc) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || alpha == 0.0f) return scale_rows(M, N, beta, C, ldc);
   if (M <= small_rows_limit(!trans_b)) {
@@ -50,20 +55,23 @@ inline void gemm_f32(bool trans_a, bool trans_b, index_t M, index_t N, index_t K
       xa = gather_rows(A, M, K, 1, lda);
       x = xa.data(), ldx = K;
     }
-    return gemm_small({M, N, K, alpha, x, ldx, B, ldb, !trans_b, beta, C, ldc, 1});
+    return gemm_small(SmallArgs<TB>{M, N, K, alpha, x, ldx, B, ldb, !trans_b, beta, C, ldc, 1});
   }
   if (N <= small_rows_limit(trans_a)) {
     // The transposed problem C^T = op(B)^T op(A)^T: X(n, k) = op(B)(k, n), W(m, k) = op(A)(m, k)
     std::vector<float> xb;
-    const float* x = B;
-    index_t ldx = ldb;
-    if (!trans_b) {
-      xb = gather_rows(B, N, K, 1, ldb);
-      x = xb.data(), ldx = K;
+    const float* x = nullptr;
+    index_t ldx = K;
+    if constexpr (std::is_same_v<TB, float>) {
+      if (trans_b) x = B, ldx = ldb;
     }
-    return gemm_small({N, M, K, alpha, x, ldx, A, lda, trans_a, beta, C, 1, ldc});
+    if (!x) {  // a half-precision B is small here: convert it
+      xb = trans_b ? gather_rows(B, N, K, ldb, 1) : gather_rows(B, N, K, 1, ldb);
+      x = xb.data();
+    }
+    return gemm_small(SmallArgs<float>{N, M, K, alpha, x, ldx, A, lda, trans_a, beta, C, 1, ldc});
   }
-  gemm_packed({trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc});
+  gemm_packed(GemmArgs<TB>{trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc});
 }
 
 }  // namespace gemm_detail
@@ -96,9 +104,12 @@ void gemm_eigen(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T a
   else product(a, b);
 }
 
-template <class T>
+// TB is T, or bf16 / f16 when T is float.
+template <class T, class TB>
 void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A, index_t lda,
-          const T* B, index_t ldb, T beta, T* C, index_t ldc) {
+          const TB* B, index_t ldb, T beta, T* C, index_t ldc) {
+  static_assert(std::is_same_v<TB, T> || (std::is_same_v<T, float> && is_half_v<TB>),
+                "gemm (cpu): B is of A's type, or bf16 / f16 with float32 A and C");
   if constexpr (std::is_same_v<T, float>)
     gemm_detail::gemm_f32(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   else
@@ -106,9 +117,9 @@ void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, 
 }
 
 // `batch` independent products; operand i starts at A + i*stride_a (a stride of 0 reuses the operand).
-template <class T>
+template <class T, class TB>
 void gemm_batched(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A, index_t lda,
-                  index_t stride_a, const T* B, index_t ldb, index_t stride_b, T beta, T* C, index_t ldc,
+                  index_t stride_a, const TB* B, index_t ldb, index_t stride_b, T beta, T* C, index_t ldc,
                   index_t stride_c, index_t batch) {
   // Many small products: one per thread; few large ones: each product is threaded inside.
   const bool across = batch >= num_threads() && M * N * K < (index_t(1) << 24);

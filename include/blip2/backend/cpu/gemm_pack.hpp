@@ -8,13 +8,11 @@
 //                        B(k, q*NR + j); columns past nc are zero.
 // The weight layout [N, K] used as op(B) = W^T (trans_b) needs a transpose while packing; with
 // AVX-512 it is done 16 x 16 in registers, which keeps the packing cost well under the product's.
+// B may be bf16 or f16 (half-precision weights): it is converted while packing, so the float32
+// kernel runs unchanged and no float32 copy of the whole matrix is ever made.
 #include <algorithm>
 
-#include "simd.hpp"
-
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
+#include "half_load.hpp"
 
 namespace blip2::cpu_kernel::gemm_detail {
 
@@ -66,30 +64,29 @@ inline void transpose16(__m512 r[16]) {
 }
 
 // dst[k*NR + j] = w[j*ldw + k] for j < rows (<= 16), k < kc; lanes j >= rows are zero.
-template <int NR>
-void pack_transposed16(const float* w, index_t ldw, index_t rows, index_t kc, float* dst) {
+template <int NR, class TB>
+void pack_transposed16(const TB* w, index_t ldw, index_t rows, index_t kc, float* dst) {
   __m512 r[16];
   for (index_t k = 0; k < kc; k += 16) {
     const index_t kr = std::min<index_t>(16, kc - k);
-    const __mmask16 m = kr == 16 ? __mmask16(0xFFFF) : __mmask16((1u << kr) - 1);
-    for (index_t j = 0; j < 16; ++j) r[j] = j < rows ? _mm512_maskz_loadu_ps(m, w + j * ldw + k) : _mm512_setzero_ps();
+    for (index_t j = 0; j < 16; ++j) r[j] = j < rows ? load16_float(w + j * ldw + k, kr) : _mm512_setzero_ps();
     transpose16(r);
     for (index_t i = 0; i < kr; ++i) _mm512_store_ps(dst + (k + i) * NR, r[i]);
   }
 }
 #endif
 
-template <int NR>
-void pack_b(bool trans, const float* b, index_t ldb, index_t kc, index_t nc, float* out) {
+template <int NR, class TB>
+void pack_b(bool trans, const TB* b, index_t ldb, index_t kc, index_t nc, float* out) {
   for (index_t q = 0; q < nc; q += NR) {
     const index_t nr = std::min<index_t>(NR, nc - q);
     float* dst = out + q * kc;
     if (!trans) {  // op(B)(k, j) = b[k*ldb + j]: NR contiguous values per k
       for (index_t k = 0; k < kc; ++k) {
-        const float* src = b + k * ldb + q;
+        const TB* src = b + k * ldb + q;
         float* d = dst + k * NR;
         index_t j = 0;
-        for (; j < nr; ++j) d[j] = src[j];
+        for (; j < nr; ++j) d[j] = float(src[j]);
         for (; j < NR; ++j) d[j] = 0.0f;
       }
       continue;
@@ -105,8 +102,8 @@ void pack_b(bool trans, const float* b, index_t ldb, index_t kc, index_t nc, flo
     for (index_t j = 0; j < NR; ++j) {
       float* d = dst + j;
       if (j < nr) {
-        const float* src = b + (q + j) * ldb;
-        for (index_t k = 0; k < kc; ++k) d[k * NR] = src[k];
+        const TB* src = b + (q + j) * ldb;
+        for (index_t k = 0; k < kc; ++k) d[k * NR] = float(src[k]);
       } else {
         for (index_t k = 0; k < kc; ++k) d[k * NR] = 0.0f;
       }

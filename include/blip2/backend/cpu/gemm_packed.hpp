@@ -10,7 +10,7 @@
 //         ir over the A panels      the A micro-panel (MR x kc, ~14 KiB) stays in L1 ...
 //           jr over the B panels    ... while the kernel streams B micro-panels from L2
 // Threads split C by columns (each reads half of the weights; A is small and packed by both) or, when
-// N is narrow, by rows. Inside an OpenMP parallel region (gemm_batched across heads) everything runs
+// N is narrow, by rows. B may be bf16 or f16: pack_b converts it to float32 panels. Inside an OpenMP parallel region (gemm_batched across heads) everything runs
 // on the calling thread.
 #include <algorithm>
 #include <new>
@@ -21,13 +21,14 @@
 
 namespace blip2::cpu_kernel::gemm_detail {
 
+template <class TB = float>
 struct GemmArgs {
   bool trans_a, trans_b;
   index_t M, N, K;
   float alpha;
   const float* A;
   index_t lda;
-  const float* B;
+  const TB* B;
   index_t ldb;
   float beta;
   float* C;
@@ -35,7 +36,7 @@ struct GemmArgs {
 
   // op(A) starting at row i, column k; op(B) starting at row k, column j.
   const float* a_at(index_t i, index_t k) const { return trans_a ? A + k * lda + i : A + i * lda + k; }
-  const float* b_at(index_t k, index_t j) const { return trans_b ? B + j * ldb + k : B + k * ldb + j; }
+  const TB* b_at(index_t k, index_t j) const { return trans_b ? B + j * ldb + k : B + k * ldb + j; }
 };
 
 // Per-thread packing buffers, 64-byte aligned, kept for the thread's lifetime and grown on demand.
@@ -88,8 +89,8 @@ inline index_t balanced_step(index_t n, index_t max_step, index_t unit) {
 }
 
 // One thread's share: rows [m0, m1) and columns [n0, n1) of C.
-template <class Kern>
-void packed_block(const GemmArgs& g, index_t m0, index_t m1, index_t n0, index_t n1) {
+template <class Kern, class TB>
+void packed_block(const GemmArgs<TB>& g, index_t m0, index_t m1, index_t n0, index_t n1) {
   constexpr index_t MR = Kern::MR, NR = Kern::NR;
   using Blk = Blocking<Kern>;
   const index_t kc_step = balanced_step(g.K, Blk::KC, 8);
@@ -120,8 +121,8 @@ void packed_block(const GemmArgs& g, index_t m0, index_t m1, index_t n0, index_t
 
 // Splits C over the threads (columns when there are enough of them, else rows) and runs the blocks.
 // Products under about 2^18 multiply-adds per thread stay on one thread.
-template <class Kern = DefaultKernel>
-void gemm_packed(const GemmArgs& g) {
+template <class Kern = DefaultKernel, class TB = float>
+void gemm_packed(const GemmArgs<TB>& g) {
   constexpr index_t MR = Kern::MR, NR = Kern::NR;
   const index_t col_panels = (g.N + NR - 1) / NR, row_panels = (g.M + MR - 1) / MR;
   const index_t min_macs = index_t(1) << 18;

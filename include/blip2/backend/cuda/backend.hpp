@@ -74,11 +74,10 @@ struct Backend<cuda> {
                            index_t batch) {
     cuda_kernel::gemm_batched(ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch);
   }
-  // Extra entry point (no CPU counterpart yet): bf16/f16 operands with float32 accumulation, C float32
-  // or the operands' type.
-  template <class In, class Out>
-  static void gemm_batched_mixed(bool ta, bool tb, index_t M, index_t N, index_t K, float alpha, const In* A,
-                                 index_t lda, index_t sa, const In* B, index_t ldb, index_t sb, float beta, Out* C,
+  // bf16 / f16 B with float32 accumulation; A float32 or B's type, C float32 or A's (is_mixed_gemm_v).
+  template <class TA, class TB, class TC>
+  static void gemm_batched_mixed(bool ta, bool tb, index_t M, index_t N, index_t K, float alpha, const TA* A,
+                                 index_t lda, index_t sa, const TB* B, index_t ldb, index_t sb, float beta, TC* C,
                                  index_t ldc, index_t sc, index_t batch) {
     cuda_kernel::gemm_batched_mixed(ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch);
   }

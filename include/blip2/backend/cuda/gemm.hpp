@@ -5,8 +5,10 @@
 // C^T = op(B)^T op(A)^T: the operands swap places and M and N swap roles; the transpose flags stay.
 //
 // float32 runs in float32 (no TF32, so results match the CPU's to rounding), float64 in float64;
-// gemm_batched_mixed takes bf16 or f16 operands and accumulates in float32 (tensor cores), writing a
-// float32 or same-type result, for the later mixed-precision models.
+// gemm_batched_mixed takes a bf16 / f16 B and accumulates in float32 (operand types: is_mixed_gemm_v
+// in core/dtype.hpp, the same contract as the CPU's). All-half products run on the tensor cores;
+// cuBLAS has no float32 x half product, so a float32 A (activations times half-precision weights)
+// meets B converted to float32 a block of columns at a time, never the whole matrix at once.
 #include <climits>
 #include <mutex>
 #include <type_traits>
@@ -14,7 +16,9 @@
 #include <vector>
 
 #include "../../core/dtype.hpp"
+#include "elementwise.cuh"
 #include "launch.cuh"
+#include "memory.hpp"
 
 namespace blip2::cuda_kernel {
 
@@ -119,16 +123,32 @@ void gemm_batched(bool ta, bool tb, index_t M, index_t N, index_t K, T alpha, co
                   std::is_same_v<T, float> ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_64F);
 }
 
-// bf16 / f16 operands, float32 accumulation; C is float32 or the operands' type.
-template <class In, class Out>
-void gemm_batched_mixed(bool ta, bool tb, index_t M, index_t N, index_t K, float alpha, const In* A, index_t lda,
-                        index_t sa, const In* B, index_t ldb, index_t sb, float beta, Out* C, index_t ldc, index_t sc,
+// bf16 / f16 B, float32 accumulation; A float32 or B's type, C float32 or A's type.
+template <class TA, class TB, class TC>
+void gemm_batched_mixed(bool ta, bool tb, index_t M, index_t N, index_t K, float alpha, const TA* A, index_t lda,
+                        index_t sa, const TB* B, index_t ldb, index_t sb, float beta, TC* C, index_t ldc, index_t sc,
                         index_t batch) {
-  static_assert(is_half_v<In>, "gemm_batched_mixed (cuda): operands must be bf16 or f16");
-  static_assert(std::is_same_v<Out, float> || std::is_same_v<Out, In>,
-                "gemm_batched_mixed (cuda): the result is float32 or the operands' type");
-  BLIP2_CHECK(K > 0 || M <= 0 || N <= 0 || batch <= 0, ShapeError, "gemm_batched_mixed (cuda): K = 0 is not supported");
-  gemm_detail::gemm_ex(ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch, CUBLAS_COMPUTE_32F);
+  static_assert(is_mixed_gemm_v<TA, TB, TC>,
+                "gemm_batched_mixed (cuda): B bf16 / f16, A float32 or B's type, C float32 or A's type");
+  if (M <= 0 || N <= 0 || batch <= 0) return;
+  if constexpr (std::is_same_v<TA, TB>) {
+    BLIP2_CHECK(K > 0, ShapeError, "gemm_batched_mixed (cuda): K = 0 is not supported with half-precision A");
+    gemm_detail::gemm_ex(ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch, CUBLAS_COMPUTE_32F);
+  } else {
+    if (K <= 0) return gemm_detail::scale_batched(M, N, beta, C, ldc, sc, batch);
+    // columns [n0, n0 + nb) of op(B): rows of B [N, K] (tb) or columns of B [K, N], to float32 [nb, K] or [K, nb]
+    const index_t block = std::min(N, std::max<index_t>(64, (index_t(1) << 24) / K));
+    const std::shared_ptr<float> tmp = allocate<float>(block * K);
+    for (index_t z = 0; z < batch; ++z)
+      for (index_t n0 = 0; n0 < N; n0 += block) {
+        const index_t nb = std::min(block, N - n0);
+        const TB* src = B + z * sb + (tb ? n0 * ldb : n0);
+        if (tb) copy(src, Strides{ldb, 1}, tmp.get(), Strides{K, 1}, Shape{nb, K});
+        else copy(src, Strides{ldb, 1}, tmp.get(), Strides{nb, 1}, Shape{K, nb});
+        gemm_batched(ta, tb, M, nb, K, alpha, A + z * sa, lda, 0, static_cast<const float*>(tmp.get()), tb ? K : nb, 0,
+                     beta, C + z * sc + n0, ldc, 0, index_t(1));
+      }
+  }
 }
 
 }  // namespace blip2::cuda_kernel
