@@ -3,8 +3,11 @@
 // the KV cache, and peak resident memory. One JSON line per case on stdout; the PyTorch peer is
 // bench/torch_models.py (same shapes, same JSON keys).
 //
-//   bench_models [--part vit|qformer|opt|all] [--weights f32|bf16] [--threads N] [--decode-tokens N] [--quick]
+//   bench_models [--part vit|qformer|opt|all|full] [--weights f32|bf16] [--threads N] [--decode-tokens N] [--quick]
 // --weights bf16 stores the frozen ViT and OPT matrices as bfloat16 (compute stays float32).
+// --part full (not part of all; run it alone so peak_rss_mb is its own): the whole Blip2OPT (ViT-g,
+// Q-Former, OPT-2.7B, about 3.8 B parameters) runs one forward pass on an image and 10 text tokens
+// (42 LM positions); rss_over_weights is peak resident memory over the model's weight bytes.
 #include <blip2/blip2.hpp>
 #include <sys/resource.h>
 
@@ -88,6 +91,22 @@ int run(const std::string& part, int reps, int decode_tokens) {
     const auto queries = randn<float>({1, 32, 768}, gen), image = randn<float>({1, 257, 1408}, gen);
     const double s = median_of(reps * 3, [&] { qformer(queries, Tensor<std::int64_t>(), image, 32); });
     report("qformer_forward_b1", s, weight_mb(qformer));
+  }
+  if (part == "full") {
+    const auto t0 = Clock::now();
+    Blip2OPT<float, cpu, W> model(config);
+    nn::init_parameters(model, gen);
+    std::fprintf(stderr, "blip2-opt-2.7b: %.1f M parameters initialised in %.1f s\n",
+                 double(model.parameter_count()) / 1e6, seconds_since(t0));
+    const auto pixels = randn<float>({1, 3, 224, 224}, gen);
+    std::vector<std::int64_t> ids(10);
+    for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = std::int64_t(100 + i);
+    const auto input_ids = Tensor<std::int64_t>::from_vector({1, 10}, ids);
+    const double s = median_of(1, [&] { model(pixels, input_ids); });
+    const double ratio = peak_rss_mb() / weight_mb(model);
+    report("blip2_opt_2.7b_forward", s, weight_mb(model),
+           ", \"parameters\": " + std::to_string(model.parameter_count()) + ", \"rss_over_weights\": " +
+               std::to_string(ratio).substr(0, 5));
   }
   if (part == "opt" || part == "all") {
     const auto t0 = Clock::now();
