@@ -153,6 +153,10 @@ TEST_CASE("VQA and chat: the prompt formats, the earlier turns in the prompt") {
   CHECK(second.timing.vision == 0);  // the image was encoded once
 
   CHECK_THROWS_WITH_AS(pipe.answer(kImages + "chelsea.png", "  "), doctest::Contains("question is empty"), ValueError);
+  auto too_long = o;
+  too_long.max_new_tokens = pipe.config().opt.max_position_embeddings;  // the prompt leaves less room than that
+  CHECK_THROWS_WITH_AS(pipe.caption({kImages + "chelsea.png"}, "", too_long), doctest::Contains("max_position_embeddings"),
+                       ValueError);
   CHECK_THROWS_WITH_AS(ImageToText<>(kModels + "itm"), doctest::Contains("retrieval model"), ValueError);
 }
 

@@ -212,7 +212,7 @@ class T5DecoderStep : public DecoderStep {
 
 // Runs the search the options pick (beam search when num_beams > 1, else greedy or sampling) over
 // `step` from `prompts` (the ids the logits processors see and the sequences start with; one row per
-// input, equal lengths). max_positions caps the default length (0: no cap).
+// input, equal lengths). max_positions (0: none) caps the default length and bounds any other.
 template <class Step>
 GenerateOutput generate(Step& step, const generation::Ids& prompts, const GenerationOptions& o, index_t max_positions = 0) {
   o.validate();
@@ -221,6 +221,9 @@ GenerateOutput generate(Step& step, const generation::Ids& prompts, const Genera
     BLIP2_CHECK(p.size() == prompts[0].size(), ShapeError, "generate: prompt rows of lengths ", prompts[0].size(), " and ",
                 p.size(), " (pad them)");
   const index_t max_length = o.resolved_max_length(index_t(prompts[0].size()), max_positions);
+  BLIP2_CHECK(max_positions <= 0 || max_length <= max_positions, ValueError, "generate: a prompt of ", prompts[0].size(),
+              " ids and max_new_tokens/max_length make ", max_length, " positions; the model has ", max_positions,
+              " (max_position_embeddings)");
   generation::TimedStep<Step> timed(step);
   GenerateOutput out = o.num_beams > 1 ? beam_search(timed, o, prompts, max_length) : sample_search(timed, o, prompts, max_length);
   out.prefill_seconds = timed.prefill_seconds;

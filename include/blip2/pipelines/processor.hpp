@@ -64,7 +64,7 @@ struct ImageProcessorConfig {
 // Token ids of a batch of prompts, as the model takes them.
 struct PromptBatch {
   Tensor<std::int64_t> input_ids;       // [B, L]
-  Tensor<std::int64_t> attention_mask;  // [B, L], 0 on the left padding
+  Tensor<std::int64_t> attention_mask;  // [B, L], 0 on the padding
 };
 
 class Blip2Processor {
