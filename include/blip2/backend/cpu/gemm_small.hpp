@@ -11,6 +11,7 @@
 // same code serves the transposed problem (few columns) too.
 #include <algorithm>
 #include <type_traits>
+#include <vector>
 
 #include "half_load.hpp"
 #include "parallel.hpp"
@@ -42,67 +43,55 @@ void small_store(const S& s, float* c, float v) {
   *c = s.beta == 0.0f ? s.alpha * v : s.alpha * v + s.beta * *c;  // beta == 0: C is never read
 }
 
-// Rows n in [n0, n1) of W against MB rows of X (W row-major [N, K]): four rows of W at a time.
-template <int MB, class TW>
-void small_dot4(const SmallArgs<TW>& s, const float* x, float* c, index_t n) {
+// Whether X is given with split_pairs applied (bf16 W read as pairs, half_load.hpp).
+template <class TW> inline constexpr bool kPairsOf = kBf16Pairs && std::is_same_v<TW, bf16>;
+
+// R rows of W from row n against MB rows of X (W row-major [N, K]).
+template <int MB, int R, class TW>
+void small_dot_rows(const SmallArgs<TW>& s, const float* x, float* c, index_t n) {
   using V = simd<float>;
   constexpr index_t W = simd_width<float>;
   const index_t K = s.K, kv = K / W * W;
-  const TW* w0 = s.w + n * s.ldw;
-  const TW* w1 = w0 + s.ldw;
-  const TW* w2 = w1 + s.ldw;
-  const TW* w3 = w2 + s.ldw;
-  V acc[MB][4];
-  for (int m = 0; m < MB; ++m) acc[m][0] = acc[m][1] = acc[m][2] = acc[m][3] = V(0.0f);
-  auto step = [&](index_t k) {
-    const V a0 = load_float(w0 + k), a1 = load_float(w1 + k), a2 = load_float(w2 + k), a3 = load_float(w3 + k);
+  const TW* w[R];
+  for (int j = 0; j < R; ++j) w[j] = s.w + (n + j) * s.ldw;
+  V acc[MB][R];
+  for (int m = 0; m < MB; ++m)
+    for (int j = 0; j < R; ++j) acc[m][j] = V(0.0f);
+  auto fma_rows = [&](index_t xk, const V (&wv)[R]) {  // acc += X(:, xk .. xk + W) * wv
     for (int m = 0; m < MB; ++m) {
-      const V xv = V::load_unaligned(x + m * s.ldx + k);
-      acc[m][0] = xsimd::fma(xv, a0, acc[m][0]);
-      acc[m][1] = xsimd::fma(xv, a1, acc[m][1]);
-      acc[m][2] = xsimd::fma(xv, a2, acc[m][2]);
-      acc[m][3] = xsimd::fma(xv, a3, acc[m][3]);
+      const V xv = V::load_unaligned(x + m * s.ldx + xk);
+      for (int j = 0; j < R; ++j) acc[m][j] = xsimd::fma(xv, wv[j], acc[m][j]);
     }
   };
+  auto step = [&](index_t k) {
+    V wv[R];
+    for (int j = 0; j < R; ++j) wv[j] = load_float(w[j] + k);
+    fma_rows(k, wv);
+  };
   // One cache line of each row per iteration, with its line kPrefetchBytes ahead requested: a half-precision
-  // line takes twice the instructions of a float32 one, which leaves fewer lines in flight from the
-  // out-of-order window alone (measured: bf16 10-11 -> 12-13.5 GB/s on one core, float32 unchanged).
+  // line takes more instructions than a float32 one, which leaves fewer lines in flight from the
+  // out-of-order window alone (measured on one core: bf16 10-11 -> 12-14 GB/s, with pairs 15-16).
   constexpr index_t L = kLineBytes / index_t(sizeof(TW)), D = kPrefetchBytes / index_t(sizeof(TW));
   index_t k = 0;
   for (; k + L <= kv; k += L) {
-    for (const TW* w : {w0, w1, w2, w3}) __builtin_prefetch(w + k + D);
-    for (index_t u = 0; u < L; u += W) step(k + u);
+    for (int j = 0; j < R; ++j) __builtin_prefetch(w[j] + k + D);
+    if constexpr (kPairsOf<TW> && L == 2 * W) {
+      V even[R], odd[R];
+      for (int j = 0; j < R; ++j) load_bf16_pairs(w[j] + k, even[j], odd[j]);
+      fma_rows(k, even);
+      fma_rows(k + W, odd);
+    } else {
+      for (index_t u = 0; u < L; u += W) step(k + u);
+    }
   }
   for (; k < kv; k += W) step(k);
   for (int m = 0; m < MB; ++m) {
     const float* xm = x + m * s.ldx;
-    float r[4] = {xsimd::hadd(acc[m][0]), xsimd::hadd(acc[m][1]), xsimd::hadd(acc[m][2]), xsimd::hadd(acc[m][3])};
-    for (index_t k = kv; k < K; ++k) {
-      r[0] += xm[k] * float(w0[k]);
-      r[1] += xm[k] * float(w1[k]);
-      r[2] += xm[k] * float(w2[k]);
-      r[3] += xm[k] * float(w3[k]);
-    }
-    for (int j = 0; j < 4; ++j) small_store(s, c + m * s.rs + (n + j) * s.cs, r[j]);
-  }
-}
-
-template <int MB, class TW>
-void small_dot1(const SmallArgs<TW>& s, const float* x, float* c, index_t n) {
-  using V = simd<float>;
-  constexpr index_t W = simd_width<float>;
-  const index_t K = s.K, kv = K / W * W;
-  const TW* w0 = s.w + n * s.ldw;
-  V acc[MB];
-  for (int m = 0; m < MB; ++m) acc[m] = V(0.0f);
-  for (index_t k = 0; k < kv; k += W) {
-    const V a0 = load_float(w0 + k);
-    for (int m = 0; m < MB; ++m) acc[m] = xsimd::fma(V::load_unaligned(x + m * s.ldx + k), a0, acc[m]);
-  }
-  for (int m = 0; m < MB; ++m) {
-    float r = xsimd::hadd(acc[m]);
-    for (index_t k = kv; k < K; ++k) r += x[m * s.ldx + k] * float(w0[k]);
-    small_store(s, c + m * s.rs + n * s.cs, r);
+    float r[R];
+    for (int j = 0; j < R; ++j) r[j] = xsimd::hadd(acc[m][j]);
+    for (index_t kk = kv; kk < K; ++kk)
+      for (int j = 0; j < R; ++j) r[j] += xm[kk] * float(w[j][kk]);
+    for (int j = 0; j < R; ++j) small_store(s, c + m * s.rs + (n + j) * s.cs, r[j]);
   }
 }
 
@@ -129,9 +118,9 @@ template <class TW>
 void small_dot(const SmallArgs<TW>& s, index_t n0, index_t n1) {
   index_t n = n0;
   for (; n + 4 <= n1; n += 4)
-    for_row_groups(s, [&](auto mb, const float* x, float* c) { small_dot4<decltype(mb)::value>(s, x, c, n); });
+    for_row_groups(s, [&](auto mb, const float* x, float* c) { small_dot_rows<decltype(mb)::value, 4>(s, x, c, n); });
   for (; n < n1; ++n)
-    for_row_groups(s, [&](auto mb, const float* x, float* c) { small_dot1<decltype(mb)::value>(s, x, c, n); });
+    for_row_groups(s, [&](auto mb, const float* x, float* c) { small_dot_rows<decltype(mb)::value, 1>(s, x, c, n); });
 }
 
 // Columns n in [n0, n1) with W given as [K, N]: a block of CB columns for every row of X accumulates
@@ -183,7 +172,7 @@ void small_axpy(const SmallArgs<TW>& s, index_t n0, index_t n1) {
 
 // Threads split the N columns (units of 16 so that blocks start on vector boundaries).
 template <class TW>
-void gemm_small(const SmallArgs<TW>& s) {
+void gemm_small_split(const SmallArgs<TW>& s) {
   constexpr index_t unit = 16;
   const index_t units = (s.N + unit - 1) / unit;
   const index_t grain = std::max<index_t>(1, (index_t(1) << 16) / std::max<index_t>(1, s.M * s.K * unit));
@@ -192,6 +181,20 @@ void gemm_small(const SmallArgs<TW>& s) {
     if (s.w_kn) small_axpy(s, n0, n1);
     else small_dot(s, n0, n1);
   });
+}
+
+template <class TW>
+void gemm_small(const SmallArgs<TW>& s) {
+  if constexpr (kPairsOf<TW>) {
+    if (!s.w_kn) {  // X (at most 16 rows) reordered once for small_dot_rows's pair loads
+      std::vector<float> xs(std::size_t(s.M * s.K));
+      for (index_t m = 0; m < s.M; ++m) split_pairs(s.x + m * s.ldx, s.K, xs.data() + m * s.K);
+      SmallArgs<TW> t = s;
+      t.x = xs.data(), t.ldx = s.K;
+      return gemm_small_split(t);
+    }
+  }
+  gemm_small_split(s);
 }
 
 }  // namespace blip2::cpu_kernel::gemm_detail
