@@ -267,6 +267,26 @@ TEST_CASE("cuda: bf16 / f16 GEMM with float32 accumulation") {
   Backend<cuda>::gemm_batched_mixed(false, true, M, N, K, 1.f, ah.data(), K, M * K, bh.data(), K, N * K, 0.f,
                                     out_h.data(), N, M * N, batch);
   CHECK_CLOSE(out_h.to<float>(), ref_h, 2e-3);
+  // float32 A times a bf16 / f16 B (activations times half-precision weights, the CPU's contract too):
+  // B converted a block of columns at a time (two blocks at K = 16384), batched A, B transposed or not
+  const index_t M2 = 3, N2 = 1500, K2 = 16384;
+  const CpuF x = randn<float>({2, M2, K2}, gen), w = randn<float>({N2, K2}, gen), bias = randn<float>({N2}, gen);
+  const auto wb = w.to<bf16>();
+  auto out2 = GpuF::empty({2, M2, N2});
+  const auto xg = gpu(x);
+  const auto wbg = gpu(wb);
+  Backend<cuda>::gemm_batched_mixed(false, true, M2, N2, K2, 1.f, xg.data(), K2, M2 * K2, wbg.data(), K2, 0, 0.f,
+                                    out2.data(), N2, M2 * N2, 2);
+  // (sums of 16384 products: the two devices' float32 sums differ by about sqrt(K) eps |c|, ~1e-3)
+  CHECK_CLOSE(out2, matmul(x, wb.to<float>().transpose(0, 1)), 2e-3);
+  const CpuF bk = randn<float>({70, 45}, gen), xk = randn<float>({5, 70}, gen);
+  const auto bkh = gpu(bk.to<f16>());
+  auto out3 = GpuF::empty({5, 45});
+  Backend<cuda>::gemm_batched_mixed(false, false, 5, 45, 70, 1.f, gpu(xk).data(), 70, 0, bkh.data(), 45, 0, 0.f,
+                                    out3.data(), 45, 0, 1);
+  CHECK_CLOSE(out3, matmul(xk, bk.to<f16>().to<float>()), 1e-4);
+  // linear() with half weights runs the same code on both devices
+  CHECK_CLOSE(linear(xg, wbg, gpu(bias)), linear(x, wb, bias), 2e-3);
 }
 
 TEST_CASE("cuda: softmax and log-softmax with masks, fully masked rows, backward") {
