@@ -9,24 +9,19 @@
 // Q-Former, OPT-2.7B, about 3.8 B parameters) runs one forward pass on an image and 10 text tokens
 // (42 LM positions); rss_over_weights is peak resident memory over the model's weight bytes.
 #include <blip2/blip2.hpp>
-#include <sys/resource.h>
 
-#include <chrono>
 #include <cstdio>
 #include <string>
 
+#include "bench_support.hpp"
+
 using namespace blip2;
-using Clock = std::chrono::steady_clock;
 
 namespace {
 
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-double peak_rss_mb() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return double(u.ru_maxrss) / 1024.0;
-}
+using bench::Clock;
+using bench::peak_rss_mb;
+using bench::seconds_since;
 
 std::string weights_name = "f32";
 
@@ -51,19 +46,6 @@ double median_of(int n, F&& f) {
   return t[t.size() / 2];
 }
 
-// blip2-opt-2.7b: EVA ViT-g/14 at 224 px, BERT-base Q-Former with 32 queries, OPT-2.7B.
-Blip2Config opt27b_config() {
-  Blip2Config c;
-  c.text_model_type = "opt";
-  c.opt.vocab_size = 50272;
-  c.opt.hidden_size = c.opt.word_embed_proj_dim = 2560;
-  c.opt.num_hidden_layers = 32;
-  c.opt.num_attention_heads = 32;
-  c.opt.ffn_dim = 10240;
-  c.opt.max_position_embeddings = 2048;
-  return c;
-}
-
 template <class M>
 double weight_mb(const M& m) {
   return double(m.weight_bytes()) / (1024.0 * 1024.0);
@@ -71,7 +53,7 @@ double weight_mb(const M& m) {
 
 template <class W>
 int run(const std::string& part, int reps, int decode_tokens) {
-  const Blip2Config config = opt27b_config();
+  const Blip2Config config = bench::opt27b_config();
   Generator gen(0);
   NoGrad no_grad;
 
