@@ -54,7 +54,9 @@ TEST_CASE("cuda OPT model: gradients of every parameter match transformers") {
   for (const auto& e : grads.entries())
     for (float v : grads.load<float>(e.name).to_vector()) largest = std::max(largest, double(std::abs(v)));
   std::size_t checked = 0;
-  for (const auto& [name, p] : f.model.named_parameters()) {
+  for (const auto& named : f.model.named_parameters()) {  // no structured bindings: doctest captures them
+    const std::string& name = named.first;
+    const auto& p = named.second;
     const auto ref = grads.load<float>("grad." + name);
     const auto ours = host(p.grad());
     double ref_max = 0, ours_max = 0;
@@ -113,7 +115,9 @@ TEST_CASE("cuda generation: every fixture generate case gives transformers' ids"
     GpuFixture<Blip2OPT<float, cuda>> f(name);
     const auto meta = io::read_json_file(f.dir + "meta.json");
     std::size_t cases = 0;
-    for (const auto& [case_name, c] : meta["generate"].items()) {
+    for (const auto& item : meta["generate"].items()) {
+      const std::string case_name = item.key();
+      const auto& c = item.value();
       INFO(name << " " << case_name);
       auto o = GenerationOptions::load(f.dir + "model/generation_config.json");
       o.update(c["kwargs"], "meta.json kwargs");
