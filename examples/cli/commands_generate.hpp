@@ -125,11 +125,7 @@ inline int generate(const Args& a) {
     const auto mask = ids_named("attention_mask_with_image_tokens", "attention_mask");
     const auto o = apply_generation_flags(pipe->default_options(), a);
     const auto out = pipe->generate_ids(in.load<float>("pixel_values"), ids, mask, o);
-    PipelineTiming t;
-    t.prefill = out.prefill_seconds;
-    t.decode = out.decode_seconds;
-    t.decode_steps = out.decode_steps;
-    report("generate", t, out.sequences.size(0));
+    report("generate", PipelineTiming().set_generation(out), out.sequences.size(0));
     std::printf("%s\n", nlohmann::json(out.rows()).dump().c_str());
     return 0;
   });

@@ -6720,6 +6720,8 @@ struct T5ForConditionalGeneration : nn::Module<T, D> {
 // the prompt -> T5 encoder; the T5 decoder reads the encoder output and predicts the target text
 // (teacher-forced from labels shifted right, or step by step through T5ForConditionalGeneration's
 // decode with a T5DecoderCache). Only query_tokens, the Q-Former and the projection train.
+#include <tuple>
+
 
 namespace blip2 {
 
@@ -6741,10 +6743,18 @@ struct Blip2T5 : Blip2Generative<T, D, W, T5ForConditionalGeneration<T, D, W>> {
     Output out;
     out.image = this->query_image(pixels);
     out.language_model_inputs = this->project(out.image.queries);
-    const auto [embeds, mask] = this->merge(out.language_model_inputs, input_ids, attention_mask);
-    out.encoder_last_hidden_state = this->language_model->encode(embeds, mask);
-    out.encoder_attention_mask = mask;
+    std::tie(out.encoder_last_hidden_state, out.encoder_attention_mask) =
+        encode_queries(out.language_model_inputs, input_ids, attention_mask);
     return out;
+  }
+
+  // The encoder over projected image queries lm_inputs [B, Q, d_model] and the prompt: its output
+  // [B, S, d_model] and attention mask [B, S].
+  std::pair<Tensor<T, D>, Tensor<std::int64_t, D>> encode_queries(const Tensor<T, D>& lm_inputs,
+                                                                  const Tensor<std::int64_t, D>& input_ids,
+                                                                  const Tensor<std::int64_t, D>& attention_mask) const {
+    const auto [embeds, mask] = this->merge(lm_inputs, input_ids, attention_mask);
+    return {this->language_model->encode(embeds, mask), mask};
   }
 
   // encode(), then the decoder over decoder_input_ids, or else labels [B, L'] shifted right
@@ -6834,7 +6844,11 @@ struct Blip2Retrieval : Blip2Backbone<T, D, W> {
 
   // Normalised image embeddings [B, Q, D] from pixels.
   Tensor<T, D> image_embeddings(const Tensor<T, D>& pixels) const {
-    return l2_normalize((*vision_projection)(this->query_image(pixels).queries));
+    return image_embeddings_from_features((*this->vision_model)(pixels).last_hidden_state);
+  }
+  // The same from precomputed image features [B, S, vision hidden] (retrieval reuses them for ITM).
+  Tensor<T, D> image_embeddings_from_features(const Tensor<T, D>& image) const {
+    return l2_normalize((*vision_projection)(this->query_features(image)));
   }
   // Normalised text embeddings [B, D] from the [CLS] (first) position.
   Tensor<T, D> text_embeddings(const Tensor<std::int64_t, D>& ids, const Tensor<std::int64_t, D>& mask) const {
@@ -9454,6 +9468,14 @@ inline void configure_bpe(ByteLevelBPE& t, const nlohmann::json& cfg) {
 }
 }  // namespace detail
 
+// Whether the directory `dir` holds the files of any tokenizer load_tokenizer reads.
+inline bool has_tokenizer_files(const std::string& dir) {
+  const std::string d = dir.empty() || dir.back() == '/' ? dir : dir + '/';
+  for (const char* name : {"tokenizer.json", "spiece.model", "vocab.txt"})
+    if (detail::file_exists(d + name)) return true;
+  return detail::file_exists(d + "vocab.json") && detail::file_exists(d + "merges.txt");
+}
+
 inline std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
   std::string dir = path;
   std::string file;
@@ -11152,6 +11174,25 @@ class TimedStep {
   Step& step_;
 };
 
+// The prompt ids for image queries lm_inputs [B, Q, E]: input_ids [B, L] when given (checked),
+// else `start` in every row.
+template <class T, class D>
+Tensor<std::int64_t, D> prompt_ids(const Tensor<T, D>& lm_inputs, const Tensor<std::int64_t, D>& input_ids,
+                                   const std::vector<std::int64_t>& start) {
+  BLIP2_CHECK(lm_inputs.dim() == 3, ShapeError, "generate: image queries ", to_string(lm_inputs.shape()),
+              " must be [batch, queries, width]");
+  const index_t B = lm_inputs.size(0);
+  if (!input_ids.defined()) {
+    std::vector<std::int64_t> flat;
+    for (index_t b = 0; b < B; ++b) flat.insert(flat.end(), start.begin(), start.end());
+    return Tensor<std::int64_t, D>::from_vector({B, index_t(start.size())}, flat);
+  }
+  BLIP2_CHECK(input_ids.dim() == 2 && input_ids.size(0) == B, ShapeError, "generate: input_ids ",
+              to_string(input_ids.shape()), " do not fit ", B, " images");
+  BLIP2_CHECK(input_ids.size(1) > 0, ValueError, "generate: input_ids is empty; give a prompt or leave it undefined");
+  return input_ids;
+}
+
 // Tensor rows [B, L] -> host rows.
 inline Ids host_rows(const Tensor<std::int64_t>& t) {
   const auto v = t.contiguous().to_vector();
@@ -11321,63 +11362,51 @@ inline GenerationOptions with_model_defaults(GenerationOptions o, const Blip2Con
 
 // Blip2ForConditionalGeneration.generate with OPT from the projected image queries lm_inputs
 // [B, Q, E] (model.project(model.query_image(pixels).queries)), so that an image encoded once can
-// answer several prompts. input_ids [B, L] hold the image placeholders (image_token_index, as the HF
-// processor builds them; rows left-padded) or not (the queries go in front); undefined: Q
-// placeholders and bos_token_id. The returned sequences start with input_ids. Unset special tokens
+// answer several prompts. prompt: input_ids [B, L] with the image placeholders (image_token_index,
+// as the HF processor builds them; rows left-padded) or without (the queries go in front);
+// undefined: Q placeholders and bos_token_id. The returned sequences start with the prompt. Unset special tokens
 // come from the model's config.
 template <class T, class D, class W>
 GenerateOutput generate_from_image(const Blip2OPT<T, D, W>& model, const Tensor<T, D>& lm_inputs,
-                                   Tensor<std::int64_t, D> input_ids = {}, const Tensor<std::int64_t, D>& attention_mask = {},
+                                   const Tensor<std::int64_t, D>& prompt = {}, const Tensor<std::int64_t, D>& attention_mask = {},
                                    const GenerationOptions& options = {}) {
   const GenerationOptions o = with_model_defaults(options, model.config);
   o.validate();
   NoGrad no_grad;
-  BLIP2_CHECK(lm_inputs.dim() == 3, ShapeError, "generate: image queries ", to_string(lm_inputs.shape()),
-              " must be [batch, queries, width]");
-  const index_t B = lm_inputs.size(0);
-  if (!input_ids.defined()) {
-    std::vector<std::int64_t> row;
-    if (model.config.image_token_index) row.assign(std::size_t(model.config.num_query_tokens), *model.config.image_token_index);
+  std::vector<std::int64_t> start;
+  if (!prompt.defined()) {
+    if (model.config.image_token_index) start.assign(std::size_t(model.config.num_query_tokens), *model.config.image_token_index);
     BLIP2_CHECK(o.bos_token_id, ValueError, "generate: no input_ids and no bos_token_id to start from");
-    row.push_back(*o.bos_token_id);
-    std::vector<std::int64_t> flat;
-    for (index_t b = 0; b < B; ++b) flat.insert(flat.end(), row.begin(), row.end());
-    input_ids = Tensor<std::int64_t, D>::from_vector({B, index_t(row.size())}, flat);
+    start.push_back(*o.bos_token_id);
   }
-  BLIP2_CHECK(input_ids.dim() == 2 && input_ids.size(0) == B, ShapeError, "generate: input_ids ",
-              to_string(input_ids.shape()), " do not fit ", B, " images");
-  BLIP2_CHECK(input_ids.size(1) > 0, ValueError, "generate: input_ids is empty; give at least bos_token_id or leave it undefined");
+  const auto input_ids = generation::prompt_ids(lm_inputs, prompt, start);
   const auto [embeds, mask] = model.merge(lm_inputs, input_ids, attention_mask);
   OPTDecoderStep<T, D, W> step(*model.language_model, embeds, mask);
   return generate(step, generation::host_rows(input_ids.template to<cpu>()), o, model.config.opt.max_position_embeddings);
 }
 
 // Flan-T5 from the projected image queries lm_inputs [B, Q, E]: the encoder reads them with the
-// prompt input_ids [B, L] once (with the image placeholders, or without them: the queries go in
+// prompt (input_ids [B, L]) once (with the image placeholders, or without them: the queries go in
 // front; undefined: the Q placeholders alone); the decoder starts from decoder_start_token_id. The
 // returned sequences are the decoder ids, starting with decoder_start_token_id.
 template <class T, class D, class W>
 GenerateOutput generate_from_image(const Blip2T5<T, D, W>& model, const Tensor<T, D>& lm_inputs,
-                                   Tensor<std::int64_t, D> input_ids = {}, const Tensor<std::int64_t, D>& attention_mask = {},
+                                   const Tensor<std::int64_t, D>& prompt = {}, const Tensor<std::int64_t, D>& attention_mask = {},
                                    const GenerationOptions& options = {}) {
   const GenerationOptions o = with_model_defaults(options, model.config);
   o.validate();
   BLIP2_CHECK(o.decoder_start_token_id, ValueError, "generate: T5 needs decoder_start_token_id");
   NoGrad no_grad;
-  BLIP2_CHECK(lm_inputs.dim() == 3, ShapeError, "generate: image queries ", to_string(lm_inputs.shape()),
-              " must be [batch, queries, width]");
-  const index_t B = lm_inputs.size(0);
-  if (!input_ids.defined()) {
+  std::vector<std::int64_t> start;
+  if (!prompt.defined()) {
     BLIP2_CHECK(model.config.image_token_index, ValueError,
                 "generate: no input_ids and no image_token_index to build a prompt from");
-    input_ids = Tensor<std::int64_t, D>::full({B, index_t(model.config.num_query_tokens)}, *model.config.image_token_index);
+    start.assign(std::size_t(model.config.num_query_tokens), *model.config.image_token_index);
   }
-  BLIP2_CHECK(input_ids.dim() == 2 && input_ids.size(0) == B, ShapeError, "generate: input_ids ",
-              to_string(input_ids.shape()), " do not fit ", B, " images");
-  BLIP2_CHECK(input_ids.size(1) > 0, ValueError, "generate: input_ids is empty; give a prompt or leave it undefined");
-  const auto [embeds, mask] = model.merge(lm_inputs, input_ids, attention_mask);
-  T5DecoderStep<T, D, W> step(*model.language_model, model.language_model->encode(embeds, mask), mask,
-                              *o.decoder_start_token_id);
+  const auto input_ids = generation::prompt_ids(lm_inputs, prompt, start);
+  const index_t B = input_ids.size(0);
+  const auto [encoder_out, mask] = model.encode_queries(lm_inputs, input_ids, attention_mask);
+  T5DecoderStep<T, D, W> step(*model.language_model, encoder_out, mask, *o.decoder_start_token_id);
   const generation::Ids prompts(static_cast<std::size_t>(B), std::vector<std::int64_t>{*o.decoder_start_token_id});
   return generate(step, prompts, o);
 }
@@ -11688,11 +11717,7 @@ class Blip2Processor {
   // The directory's tokenizer, or null with `missing` saying what was expected where.
   static std::unique_ptr<tokenizers::Tokenizer> load_directory_tokenizer(const std::string& dir, const Blip2Config& c,
                                                                          std::string& missing) {
-    namespace fs = std::filesystem;
-    const fs::path d(dir);
-    const bool any = fs::exists(d / "tokenizer.json") || fs::exists(d / "spiece.model") || fs::exists(d / "vocab.txt") ||
-                     (fs::exists(d / "vocab.json") && fs::exists(d / "merges.txt"));
-    if (!any) {
+    if (!tokenizers::has_tokenizer_files(dir)) {
       const std::string expected = c.is_retrieval() ? "vocab.txt (BERT WordPiece) or tokenizer.json"
                                    : c.text_model_type == "t5" ? "spiece.model (SentencePiece) or tokenizer.json"
                                                                : "tokenizer.json, or vocab.json and merges.txt (GPT-2 BPE)";
@@ -11718,6 +11743,14 @@ namespace blip2 {
 struct PipelineTiming {
   double preprocess = 0, vision = 0, qformer = 0, prefill = 0, decode = 0;
   index_t decode_steps = 0;
+
+  // Takes the language model's share from what generate measured.
+  PipelineTiming& set_generation(const GenerateOutput& g) {
+    prefill = g.prefill_seconds;
+    decode = g.decode_seconds;
+    decode_steps = g.decode_steps;
+    return *this;
+  }
 };
 
 // Images after the image encoder, Q-Former and projection: the language model's soft prompt.
@@ -11742,7 +11775,7 @@ class ImageToText {
 
   // Loads config.json, the safetensors weights, the tokenizer, preprocessor_config.json and
   // generation_config.json (if present) of `dir`.
-  explicit ImageToText(const std::string& dir) : dir_(dir), config_(load_config(dir)), processor_(dir, config_) {
+  explicit ImageToText(const std::string& dir) : config_(load_config(dir)), processor_(dir, config_) {
     BLIP2_CHECK(!config_.is_retrieval(), ValueError, dir,
                 ": this is an image-text retrieval model (no language model); use ImageTextRetrieval");
     if (config_.text_model_type == "t5") model_ = load_model<T5Model>(dir, config_);
@@ -11801,9 +11834,7 @@ class ImageToText {
     g.output = std::visit([&](const auto& m) { return generate_from_image(*m, images.language_model_inputs, ids, mask, options); },
                           model_);
     g.timing = images.timing;
-    g.timing.prefill = g.output.prefill_seconds;
-    g.timing.decode = g.output.decode_seconds;
-    g.timing.decode_steps = g.output.decode_steps;
+    g.timing.set_generation(g.output);
     for (const auto& row : g.output.rows())
       g.texts.push_back(processor_.decode({row.begin() + g.output.prompt_length, row.end()}));
     return g;
@@ -11866,7 +11897,6 @@ class ImageToText {
     BLIP2_CHECK(text.find_first_not_of(" \t\n\r") != std::string::npos, ValueError, "the ", what, " is empty");
   }
 
-  std::string dir_;
   Blip2Config config_;
   Blip2Processor processor_;
   std::variant<std::unique_ptr<OPTModel>, std::unique_ptr<T5Model>> model_;
@@ -11928,8 +11958,7 @@ class ImageTextRetrieval {
     const auto batch = processor_.encode(texts, config_.qformer.pad_token_id, Blip2Processor::Padding::Right);
     const Tensor<std::int64_t, D> ids = batch.input_ids.template to<D>(), mask = batch.attention_mask.template to<D>();
     const Tensor<float, D> features = (*m.vision_model)(pixel_values.to<D>()).last_hidden_state;
-    const auto image_embeds = l2_normalize((*m.vision_projection)(m.query_features(features)));
-    const auto c = Model::similarity(image_embeds, m.text_embeddings(ids, mask));
+    const auto c = Model::similarity(m.image_embeddings_from_features(features), m.text_embeddings(ids, mask));
 
     RetrievalRanking r;
     r.itc = c.logits_per_image.template to<cpu>().contiguous();

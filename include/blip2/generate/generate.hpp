@@ -76,6 +76,25 @@ class TimedStep {
   Step& step_;
 };
 
+// The prompt ids for image queries lm_inputs [B, Q, E]: input_ids [B, L] when given (checked),
+// else `start` in every row.
+template <class T, class D>
+Tensor<std::int64_t, D> prompt_ids(const Tensor<T, D>& lm_inputs, const Tensor<std::int64_t, D>& input_ids,
+                                   const std::vector<std::int64_t>& start) {
+  BLIP2_CHECK(lm_inputs.dim() == 3, ShapeError, "generate: image queries ", to_string(lm_inputs.shape()),
+              " must be [batch, queries, width]");
+  const index_t B = lm_inputs.size(0);
+  if (!input_ids.defined()) {
+    std::vector<std::int64_t> flat;
+    for (index_t b = 0; b < B; ++b) flat.insert(flat.end(), start.begin(), start.end());
+    return Tensor<std::int64_t, D>::from_vector({B, index_t(start.size())}, flat);
+  }
+  BLIP2_CHECK(input_ids.dim() == 2 && input_ids.size(0) == B, ShapeError, "generate: input_ids ",
+              to_string(input_ids.shape()), " do not fit ", B, " images");
+  BLIP2_CHECK(input_ids.size(1) > 0, ValueError, "generate: input_ids is empty; give a prompt or leave it undefined");
+  return input_ids;
+}
+
 // Tensor rows [B, L] -> host rows.
 inline Ids host_rows(const Tensor<std::int64_t>& t) {
   const auto v = t.contiguous().to_vector();
@@ -245,63 +264,51 @@ inline GenerationOptions with_model_defaults(GenerationOptions o, const Blip2Con
 
 // Blip2ForConditionalGeneration.generate with OPT from the projected image queries lm_inputs
 // [B, Q, E] (model.project(model.query_image(pixels).queries)), so that an image encoded once can
-// answer several prompts. input_ids [B, L] hold the image placeholders (image_token_index, as the HF
-// processor builds them; rows left-padded) or not (the queries go in front); undefined: Q
-// placeholders and bos_token_id. The returned sequences start with input_ids. Unset special tokens
+// answer several prompts. prompt: input_ids [B, L] with the image placeholders (image_token_index,
+// as the HF processor builds them; rows left-padded) or without (the queries go in front);
+// undefined: Q placeholders and bos_token_id. The returned sequences start with the prompt. Unset special tokens
 // come from the model's config.
 template <class T, class D, class W>
 GenerateOutput generate_from_image(const Blip2OPT<T, D, W>& model, const Tensor<T, D>& lm_inputs,
-                                   Tensor<std::int64_t, D> input_ids = {}, const Tensor<std::int64_t, D>& attention_mask = {},
+                                   const Tensor<std::int64_t, D>& prompt = {}, const Tensor<std::int64_t, D>& attention_mask = {},
                                    const GenerationOptions& options = {}) {
   const GenerationOptions o = with_model_defaults(options, model.config);
   o.validate();
   NoGrad no_grad;
-  BLIP2_CHECK(lm_inputs.dim() == 3, ShapeError, "generate: image queries ", to_string(lm_inputs.shape()),
-              " must be [batch, queries, width]");
-  const index_t B = lm_inputs.size(0);
-  if (!input_ids.defined()) {
-    std::vector<std::int64_t> row;
-    if (model.config.image_token_index) row.assign(std::size_t(model.config.num_query_tokens), *model.config.image_token_index);
+  std::vector<std::int64_t> start;
+  if (!prompt.defined()) {
+    if (model.config.image_token_index) start.assign(std::size_t(model.config.num_query_tokens), *model.config.image_token_index);
     BLIP2_CHECK(o.bos_token_id, ValueError, "generate: no input_ids and no bos_token_id to start from");
-    row.push_back(*o.bos_token_id);
-    std::vector<std::int64_t> flat;
-    for (index_t b = 0; b < B; ++b) flat.insert(flat.end(), row.begin(), row.end());
-    input_ids = Tensor<std::int64_t, D>::from_vector({B, index_t(row.size())}, flat);
+    start.push_back(*o.bos_token_id);
   }
-  BLIP2_CHECK(input_ids.dim() == 2 && input_ids.size(0) == B, ShapeError, "generate: input_ids ",
-              to_string(input_ids.shape()), " do not fit ", B, " images");
-  BLIP2_CHECK(input_ids.size(1) > 0, ValueError, "generate: input_ids is empty; give at least bos_token_id or leave it undefined");
+  const auto input_ids = generation::prompt_ids(lm_inputs, prompt, start);
   const auto [embeds, mask] = model.merge(lm_inputs, input_ids, attention_mask);
   OPTDecoderStep<T, D, W> step(*model.language_model, embeds, mask);
   return generate(step, generation::host_rows(input_ids.template to<cpu>()), o, model.config.opt.max_position_embeddings);
 }
 
 // Flan-T5 from the projected image queries lm_inputs [B, Q, E]: the encoder reads them with the
-// prompt input_ids [B, L] once (with the image placeholders, or without them: the queries go in
+// prompt (input_ids [B, L]) once (with the image placeholders, or without them: the queries go in
 // front; undefined: the Q placeholders alone); the decoder starts from decoder_start_token_id. The
 // returned sequences are the decoder ids, starting with decoder_start_token_id.
 template <class T, class D, class W>
 GenerateOutput generate_from_image(const Blip2T5<T, D, W>& model, const Tensor<T, D>& lm_inputs,
-                                   Tensor<std::int64_t, D> input_ids = {}, const Tensor<std::int64_t, D>& attention_mask = {},
+                                   const Tensor<std::int64_t, D>& prompt = {}, const Tensor<std::int64_t, D>& attention_mask = {},
                                    const GenerationOptions& options = {}) {
   const GenerationOptions o = with_model_defaults(options, model.config);
   o.validate();
   BLIP2_CHECK(o.decoder_start_token_id, ValueError, "generate: T5 needs decoder_start_token_id");
   NoGrad no_grad;
-  BLIP2_CHECK(lm_inputs.dim() == 3, ShapeError, "generate: image queries ", to_string(lm_inputs.shape()),
-              " must be [batch, queries, width]");
-  const index_t B = lm_inputs.size(0);
-  if (!input_ids.defined()) {
+  std::vector<std::int64_t> start;
+  if (!prompt.defined()) {
     BLIP2_CHECK(model.config.image_token_index, ValueError,
                 "generate: no input_ids and no image_token_index to build a prompt from");
-    input_ids = Tensor<std::int64_t, D>::full({B, index_t(model.config.num_query_tokens)}, *model.config.image_token_index);
+    start.assign(std::size_t(model.config.num_query_tokens), *model.config.image_token_index);
   }
-  BLIP2_CHECK(input_ids.dim() == 2 && input_ids.size(0) == B, ShapeError, "generate: input_ids ",
-              to_string(input_ids.shape()), " do not fit ", B, " images");
-  BLIP2_CHECK(input_ids.size(1) > 0, ValueError, "generate: input_ids is empty; give a prompt or leave it undefined");
-  const auto [embeds, mask] = model.merge(lm_inputs, input_ids, attention_mask);
-  T5DecoderStep<T, D, W> step(*model.language_model, model.language_model->encode(embeds, mask), mask,
-                              *o.decoder_start_token_id);
+  const auto input_ids = generation::prompt_ids(lm_inputs, prompt, start);
+  const index_t B = input_ids.size(0);
+  const auto [encoder_out, mask] = model.encode_queries(lm_inputs, input_ids, attention_mask);
+  T5DecoderStep<T, D, W> step(*model.language_model, encoder_out, mask, *o.decoder_start_token_id);
   const generation::Ids prompts(static_cast<std::size_t>(B), std::vector<std::int64_t>{*o.decoder_start_token_id});
   return generate(step, prompts, o);
 }

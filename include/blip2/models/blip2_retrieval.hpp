@@ -61,7 +61,11 @@ struct Blip2Retrieval : Blip2Backbone<T, D, W> {
 
   // Normalised image embeddings [B, Q, D] from pixels.
   Tensor<T, D> image_embeddings(const Tensor<T, D>& pixels) const {
-    return l2_normalize((*vision_projection)(this->query_image(pixels).queries));
+    return image_embeddings_from_features((*this->vision_model)(pixels).last_hidden_state);
+  }
+  // The same from precomputed image features [B, S, vision hidden] (retrieval reuses them for ITM).
+  Tensor<T, D> image_embeddings_from_features(const Tensor<T, D>& image) const {
+    return l2_normalize((*vision_projection)(this->query_features(image)));
   }
   // Normalised text embeddings [B, D] from the [CLS] (first) position.
   Tensor<T, D> text_embeddings(const Tensor<std::int64_t, D>& ids, const Tensor<std::int64_t, D>& mask) const {

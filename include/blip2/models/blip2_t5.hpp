@@ -4,6 +4,8 @@
 // the prompt -> T5 encoder; the T5 decoder reads the encoder output and predicts the target text
 // (teacher-forced from labels shifted right, or step by step through T5ForConditionalGeneration's
 // decode with a T5DecoderCache). Only query_tokens, the Q-Former and the projection train.
+#include <tuple>
+
 #include "blip2_generative.hpp"
 #include "t5.hpp"
 
@@ -27,10 +29,18 @@ struct Blip2T5 : Blip2Generative<T, D, W, T5ForConditionalGeneration<T, D, W>> {
     Output out;
     out.image = this->query_image(pixels);
     out.language_model_inputs = this->project(out.image.queries);
-    const auto [embeds, mask] = this->merge(out.language_model_inputs, input_ids, attention_mask);
-    out.encoder_last_hidden_state = this->language_model->encode(embeds, mask);
-    out.encoder_attention_mask = mask;
+    std::tie(out.encoder_last_hidden_state, out.encoder_attention_mask) =
+        encode_queries(out.language_model_inputs, input_ids, attention_mask);
     return out;
+  }
+
+  // The encoder over projected image queries lm_inputs [B, Q, d_model] and the prompt: its output
+  // [B, S, d_model] and attention mask [B, S].
+  std::pair<Tensor<T, D>, Tensor<std::int64_t, D>> encode_queries(const Tensor<T, D>& lm_inputs,
+                                                                  const Tensor<std::int64_t, D>& input_ids,
+                                                                  const Tensor<std::int64_t, D>& attention_mask) const {
+    const auto [embeds, mask] = this->merge(lm_inputs, input_ids, attention_mask);
+    return {this->language_model->encode(embeds, mask), mask};
   }
 
   // encode(), then the decoder over decoder_input_ids, or else labels [B, L'] shifted right

@@ -25,6 +25,14 @@ namespace blip2 {
 struct PipelineTiming {
   double preprocess = 0, vision = 0, qformer = 0, prefill = 0, decode = 0;
   index_t decode_steps = 0;
+
+  // Takes the language model's share from what generate measured.
+  PipelineTiming& set_generation(const GenerateOutput& g) {
+    prefill = g.prefill_seconds;
+    decode = g.decode_seconds;
+    decode_steps = g.decode_steps;
+    return *this;
+  }
 };
 
 // Images after the image encoder, Q-Former and projection: the language model's soft prompt.
@@ -49,7 +57,7 @@ class ImageToText {
 
   // Loads config.json, the safetensors weights, the tokenizer, preprocessor_config.json and
   // generation_config.json (if present) of `dir`.
-  explicit ImageToText(const std::string& dir) : dir_(dir), config_(load_config(dir)), processor_(dir, config_) {
+  explicit ImageToText(const std::string& dir) : config_(load_config(dir)), processor_(dir, config_) {
     BLIP2_CHECK(!config_.is_retrieval(), ValueError, dir,
                 ": this is an image-text retrieval model (no language model); use ImageTextRetrieval");
     if (config_.text_model_type == "t5") model_ = load_model<T5Model>(dir, config_);
@@ -108,9 +116,7 @@ class ImageToText {
     g.output = std::visit([&](const auto& m) { return generate_from_image(*m, images.language_model_inputs, ids, mask, options); },
                           model_);
     g.timing = images.timing;
-    g.timing.prefill = g.output.prefill_seconds;
-    g.timing.decode = g.output.decode_seconds;
-    g.timing.decode_steps = g.output.decode_steps;
+    g.timing.set_generation(g.output);
     for (const auto& row : g.output.rows())
       g.texts.push_back(processor_.decode({row.begin() + g.output.prompt_length, row.end()}));
     return g;
@@ -173,7 +179,6 @@ class ImageToText {
     BLIP2_CHECK(text.find_first_not_of(" \t\n\r") != std::string::npos, ValueError, "the ", what, " is empty");
   }
 
-  std::string dir_;
   Blip2Config config_;
   Blip2Processor processor_;
   std::variant<std::unique_ptr<OPTModel>, std::unique_ptr<T5Model>> model_;

@@ -149,11 +149,7 @@ class Blip2Processor {
   // The directory's tokenizer, or null with `missing` saying what was expected where.
   static std::unique_ptr<tokenizers::Tokenizer> load_directory_tokenizer(const std::string& dir, const Blip2Config& c,
                                                                          std::string& missing) {
-    namespace fs = std::filesystem;
-    const fs::path d(dir);
-    const bool any = fs::exists(d / "tokenizer.json") || fs::exists(d / "spiece.model") || fs::exists(d / "vocab.txt") ||
-                     (fs::exists(d / "vocab.json") && fs::exists(d / "merges.txt"));
-    if (!any) {
+    if (!tokenizers::has_tokenizer_files(dir)) {
       const std::string expected = c.is_retrieval() ? "vocab.txt (BERT WordPiece) or tokenizer.json"
                                    : c.text_model_type == "t5" ? "spiece.model (SentencePiece) or tokenizer.json"
                                                                : "tokenizer.json, or vocab.json and merges.txt (GPT-2 BPE)";

@@ -55,8 +55,7 @@ class ImageTextRetrieval {
     const auto batch = processor_.encode(texts, config_.qformer.pad_token_id, Blip2Processor::Padding::Right);
     const Tensor<std::int64_t, D> ids = batch.input_ids.template to<D>(), mask = batch.attention_mask.template to<D>();
     const Tensor<float, D> features = (*m.vision_model)(pixel_values.to<D>()).last_hidden_state;
-    const auto image_embeds = l2_normalize((*m.vision_projection)(m.query_features(features)));
-    const auto c = Model::similarity(image_embeds, m.text_embeddings(ids, mask));
+    const auto c = Model::similarity(m.image_embeddings_from_features(features), m.text_embeddings(ids, mask));
 
     RetrievalRanking r;
     r.itc = c.logits_per_image.template to<cpu>().contiguous();

@@ -41,6 +41,14 @@ inline void configure_bpe(ByteLevelBPE& t, const nlohmann::json& cfg) {
 }
 }  // namespace detail
 
+// Whether the directory `dir` holds the files of any tokenizer load_tokenizer reads.
+inline bool has_tokenizer_files(const std::string& dir) {
+  const std::string d = dir.empty() || dir.back() == '/' ? dir : dir + '/';
+  for (const char* name : {"tokenizer.json", "spiece.model", "vocab.txt"})
+    if (detail::file_exists(d + name)) return true;
+  return detail::file_exists(d + "vocab.json") && detail::file_exists(d + "merges.txt");
+}
+
 inline std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
   std::string dir = path;
   std::string file;
