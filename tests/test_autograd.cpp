@@ -145,3 +145,169 @@ TEST_CASE("autograd semantics") {
   CHECK(x.grad().to_vector() == std::vector<double>{5, 7});
   CHECK(!wf.grad().defined());
 }
+
+// ---- gradient checkpointing (autograd/checkpoint.hpp) ----
+namespace {
+using Fn = std::function<Tensor<double>(const V&)>;
+
+// Parameters of a 2-layer MLP 4 -> 5 -> 3, leaves that require grad.
+struct Mlp {
+  Tensor<double> w1 = rnd({5, 4}, 31).requires_grad_(), b1 = rnd({5}, 32).requires_grad_();
+  Tensor<double> w2 = rnd({3, 5}, 33).requires_grad_(), b2 = rnd({3}, 34).requires_grad_();
+  V params() const { return {w1, b1, w2, b2}; }
+  // Captures the parameters, as a model block's forward does.
+  Fn block() const {
+    return [*this](const V& x) { return linear(tanh(linear(x[0], w1, b1)), w2, b2); };
+  }
+  void zero_grad() const {
+    for (const auto& p : params()) p.zero_grad();
+  }
+};
+
+// Runs sum(loss(tensors) * fixed weights) backward and returns the gradients of `wrt` (cleared after).
+V grads_of(const std::function<Tensor<double>()>& loss, const V& wrt) {
+  const Tensor<double> out = loss();
+  sum(out * rnd(out.shape(), 99)).backward();
+  V g;
+  for (const auto& t : wrt) {
+    g.push_back(t.grad());
+    t.zero_grad();
+  }
+  return g;
+}
+
+void check_same_grads(const V& a, const V& b) {
+  REQUIRE(a.size() == b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    INFO("tensor " << i);
+    REQUIRE(a[i].defined());
+    REQUIRE(b[i].defined());
+    CHECK(blip2::testing::max_abs_diff(a[i], b[i]) <= 1e-12);
+  }
+}
+}  // namespace
+
+TEST_CASE("checkpoint: MLP with captured parameters matches no checkpointing") {
+  const Mlp mlp;
+  const Fn f = mlp.block();
+  const auto x = rnd({2, 4}, 30).requires_grad_();
+  V wrt = mlp.params();
+  wrt.push_back(x);
+  const V plain = grads_of([&] { return f({x}); }, wrt);
+  const V ckpt = grads_of(
+      [&] {
+        auto y = checkpoint(f, {x});
+        CHECK(y.grad_fn());
+        CHECK(std::string(y.grad_fn()->op) == "checkpoint");
+        return y;
+      },
+      wrt);
+  check_same_grads(plain, ckpt);
+  // finite differences through checkpoint: inputs only, and parameters passed as inputs
+  gradcheck("checkpoint(mlp)", {rnd({2, 4}, 35)}, [&](const V& in) { return checkpoint(f, in); });
+  gradcheck("checkpoint(mlp) w.r.t. its weights", {rnd({2, 4}, 36), rnd({5, 4}, 37), rnd({5}, 38), rnd({3, 5}, 39)},
+            [](const V& in) {
+              return checkpoint<double, cpu>(
+                  [](const V& a) { return linear(tanh(linear(a[0], a[1], a[2])), a[3]); }, in);
+            });
+  mlp.zero_grad();
+  // f runs once without a graph, then once more with one during backward
+  std::vector<bool> grad_mode_per_call;
+  const Fn spy = [&](const V& in) {
+    grad_mode_per_call.push_back(GradMode::enabled());
+    return f(in);
+  };
+  auto z = checkpoint(spy, {x});
+  CHECK(grad_mode_per_call == std::vector<bool>{false});
+  sum(z).backward();
+  CHECK(grad_mode_per_call == std::vector<bool>{false, true});
+  CHECK(GradMode::enabled());  // EnableGrad and the nested backward's NoGrad both restore it
+  mlp.zero_grad();
+  // undefined entries in the input list get no gradient
+  const auto x2 = rnd({2, 4}, 40).requires_grad_();
+  auto y = checkpoint<double, cpu>([&](const V& in) { return f({in[0]}); }, {x2, Tensor<double>()});
+  sum(y).backward();
+  CHECK(x2.grad().defined());
+  CHECK(mlp.w1.grad().defined());
+}
+
+TEST_CASE("checkpoint: nested and chained checkpoints match no checkpointing") {
+  const Mlp a, b, c;
+  const Fn fa = a.block(), fb = b.block(), fc = c.block();
+  // blocks map 4 -> 3; pad back to 4 features so they chain
+  const auto pad = rnd({3, 4}, 41);
+  auto chain = [&](const Fn& g) { return [g, pad](const V& x) { return matmul(g(x), pad); }; };
+  const Fn ga = chain(fa), gb = chain(fb), gc = chain(fc);
+  const auto x = rnd({2, 4}, 42).requires_grad_();
+  V wrt = {x};
+  for (const Mlp* m : {&a, &b, &c})
+    for (const auto& p : m->params()) wrt.push_back(p);
+
+  const V plain = grads_of([&] { return gc({gb({ga({x})})}); }, wrt);
+  SUBCASE("a chain of three checkpointed blocks") {
+    const V ckpt = grads_of([&] { return checkpoint(gc, {checkpoint(gb, {checkpoint(ga, {x})})}); }, wrt);
+    check_same_grads(plain, ckpt);
+  }
+  SUBCASE("a checkpoint whose function uses checkpoints") {
+    const Fn outer = [&](const V& in) { return checkpoint(gc, {gb({checkpoint(ga, in)})}); };
+    const V ckpt = grads_of([&] { return checkpoint(outer, {x}); }, wrt);
+    check_same_grads(plain, ckpt);
+  }
+}
+
+TEST_CASE("checkpoint: an input used inside and outside accumulates both contributions") {
+  const Mlp mlp;
+  const Fn f = mlp.block();
+  const auto x = rnd({2, 4}, 43).requires_grad_();
+  const auto proj = rnd({4, 3}, 44);
+  V wrt = mlp.params();
+  wrt.push_back(x);
+  const V plain = grads_of([&] { return f({x}) + matmul(x * x, proj); }, wrt);
+  const V ckpt = grads_of([&] { return checkpoint(f, {x}) + matmul(x * x, proj); }, wrt);
+  check_same_grads(plain, ckpt);
+  // the same tensor twice in the input list
+  const Fn twice = [&](const V& in) { return f({in[0] * in[1]}); };
+  const V plain2 = grads_of([&] { return twice({x, x}); }, wrt);
+  const V ckpt2 = grads_of([&] { return checkpoint(twice, {x, x}); }, wrt);
+  check_same_grads(plain2, ckpt2);
+}
+
+TEST_CASE("checkpoint: under NoGrad it only runs f") {
+  const Mlp mlp;
+  const Fn f = mlp.block();
+  const auto x = rnd({2, 4}, 45).requires_grad_();
+  NoGrad no_grad;
+  const auto y = checkpoint(f, {x});
+  CHECK(!y.grad_fn());
+  CHECK(!y.requires_grad());
+  CHECK(blip2::testing::max_abs_diff(y, f({x})) == 0);
+}
+
+TEST_CASE("checkpoint: captured parameters get gradients when no input requires grad") {
+  const Mlp mlp;
+  const Fn f = mlp.block();
+  const auto x = rnd({2, 4}, 46);  // frozen input, e.g. embeddings of a frozen encoder
+  const V plain = grads_of([&] { return f({x}); }, mlp.params());
+  const V ckpt = grads_of(
+      [&] {
+        auto y = checkpoint(f, {x});
+        CHECK(y.requires_grad());
+        return y;
+      },
+      mlp.params());
+  check_same_grads(plain, ckpt);
+  CHECK(!x.grad().defined());
+  // nothing at all needs a gradient: the node is there, but backward sends nothing and the
+  // parameters stay untouched
+  const auto frozen = rnd({4, 4}, 47);
+  auto y = checkpoint<double, cpu>([&](const V& in) { return matmul(in[0], frozen); }, {x});
+  sum(y).backward();
+  CHECK(!x.grad().defined());
+  CHECK(!frozen.grad().defined());
+  // f returning its input unchanged leaves that input as it was (the node sits on a new handle)
+  const auto w = rnd({3}, 48).requires_grad_();
+  auto same = checkpoint<double, cpu>([](const V& in) { return in[0]; }, {w});
+  CHECK(!w.grad_fn());
+  sum(same * 2.0).backward();
+  CHECK(w.grad().to_vector() == std::vector<double>{2, 2, 2});
+}

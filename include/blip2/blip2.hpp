@@ -18,6 +18,7 @@
 #include "autograd/grad_mode.hpp"
 #include "autograd/node.hpp"
 #include "autograd/engine.hpp"
+#include "autograd/checkpoint.hpp"
 // ops, each written once for every device
 #include "ops/convert.hpp"
 #include "ops/view.hpp"
@@ -54,6 +55,13 @@
 #include "models/t5.hpp"
 #include "models/blip2_t5.hpp"
 #include "models/blip2_retrieval.hpp"
+#include "models/qformer_masks.hpp"
+#include "models/blip2_stage1.hpp"
+// pre-training objectives (stage 1 on the frozen image encoder, stage 2 through the frozen LLM)
+#include "train/communicator.hpp"
+#include "train/param_groups.hpp"
+#include "train/stage1_objectives.hpp"
+#include "train/stage2_objectives.hpp"
 // tokenizers
 #include "tokenizers/tokenizer.hpp"
 #include "tokenizers/byte_level_bpe.hpp"

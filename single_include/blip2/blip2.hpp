@@ -3620,7 +3620,8 @@ struct Backend<cuda> {
 // ---- end blip2/backend/backend.hpp ----
 // autograd
 // ---- begin blip2/autograd/grad_mode.hpp ----
-// Whether ops record the autograd graph on this thread; `NoGrad` switches it off for a scope.
+// Whether ops record the autograd graph on this thread; `NoGrad` switches it off for a scope,
+// `EnableGrad` back on.
 
 namespace blip2 {
 
@@ -3638,6 +3639,19 @@ class NoGrad {
   ~NoGrad() { GradMode::enabled() = prev_; }
   NoGrad(const NoGrad&) = delete;
   NoGrad& operator=(const NoGrad&) = delete;
+
+ private:
+  bool prev_;
+};
+
+// RAII scope in which ops record again, e.g. checkpoint's recomputation inside a backward pass
+// (which itself runs under NoGrad).
+class EnableGrad {
+ public:
+  EnableGrad() : prev_(GradMode::enabled()) { GradMode::enabled() = true; }
+  ~EnableGrad() { GradMode::enabled() = prev_; }
+  EnableGrad(const EnableGrad&) = delete;
+  EnableGrad& operator=(const EnableGrad&) = delete;
 
  private:
   bool prev_;
@@ -4180,6 +4194,69 @@ void Tensor<T, D>::backward(const Tensor& grad_output) const {
 
 }  // namespace blip2
 // ---- end blip2/autograd/engine.hpp ----
+// ---- begin blip2/autograd/checkpoint.hpp ----
+// Gradient checkpointing (torch.utils.checkpoint, non-reentrant semantics): runs f(inputs) without
+// recording a graph, keeps only the inputs, and recomputes f with the graph during backward, trading
+// one extra forward for the activations inside f.
+// f must be deterministic: the recomputation must give the same values as the first run (no dropout
+// or other RNG draws inside f), and neither the inputs nor f's parameters may change in place
+// between the forward and the backward.
+
+
+namespace blip2 {
+
+// T and D are deduced from a std::function; a lambda needs them spelled out:
+//   checkpoint<T, D>([&](const auto& x) { ... }, {a, b})
+template <class T, class D>
+Tensor<T, D> checkpoint(const std::function<Tensor<T, D>(const std::vector<Tensor<T, D>>&)>& f,
+                        const std::vector<Tensor<T, D>>& inputs) {
+  using TensorT = Tensor<T, D>;
+  if constexpr (!is_compute_v<T>) {
+    return f(inputs);
+  } else {
+    if (!GradMode::enabled()) return f(inputs);
+    TensorT out;
+    {
+      NoGrad no_grad;
+      out = f(inputs);
+    }
+    // The node goes on the output even when no input requires grad: parameters captured in f may.
+    // It goes on a detached handle, since f may return an input or a parameter itself.
+    // The closure captures f and the inputs, never the output (no cycle).
+    return autograd::record<T, D>(
+        "checkpoint", out.detach(), inputs, [f, inputs](const TensorT& g) -> std::vector<TensorT> {
+          std::vector<TensorT> leaves(inputs.size());
+          for (std::size_t i = 0; i < inputs.size(); ++i) {
+            if (!inputs[i].defined()) continue;
+            leaves[i] = inputs[i].detach();
+            if (inputs[i].requires_grad()) leaves[i].requires_grad_(true);
+          }
+          TensorT y;
+          {
+            EnableGrad enable_grad;  // backward runs under NoGrad; the recomputation must record
+            y = f(leaves);
+          }
+          std::vector<TensorT> grads(inputs.size());
+          if (!y.requires_grad()) return grads;  // nothing inside f needs a gradient
+          // Nested backward: accumulates into f's parameters (leaves) and into the detached inputs.
+          autograd::run_backward(y, g);
+          for (std::size_t i = 0; i < inputs.size(); ++i)
+            if (leaves[i].defined() && leaves[i].requires_grad()) grads[i] = leaves[i].grad();
+          return grads;
+        });
+  }
+}
+
+// A model's switchable per-layer checkpointing: checkpoint(f, inputs) when `enabled` and the graph
+// is being recorded, else f(inputs) as it is.
+template <class T, class D>
+Tensor<T, D> maybe_checkpoint(bool enabled, const std::function<Tensor<T, D>(const std::vector<Tensor<T, D>>&)>& f,
+                              const std::vector<Tensor<T, D>>& inputs) {
+  return enabled && GradMode::enabled() ? checkpoint<T, D>(f, inputs) : f(inputs);
+}
+
+}  // namespace blip2
+// ---- end blip2/autograd/checkpoint.hpp ----
 // ops, each written once for every device
 // ---- begin blip2/ops/reduce.hpp ----
 // Reductions along axes: sum, mean, max (max sends its gradient to the maxima, split evenly among
@@ -5034,16 +5111,21 @@ struct AdamWOptions {
   double weight_decay = 1e-2;
 };
 
+// Parameters that share a weight decay (torch's param_groups; train/param_groups.hpp builds LAVIS's).
+template <class T, class D>
+struct ParamGroup {
+  std::vector<Tensor<T, D>> params;
+  double weight_decay = 0.0;
+};
+
 template <class T, class D>
 class AdamW {
  public:
-  AdamW(std::vector<Tensor<T, D>> params, AdamWOptions opt = {}) : params_(std::move(params)), opt_(opt) {
-    for (const auto& p : params_) {
-      BLIP2_CHECK(p.is_contiguous() && p.impl().requires_grad, ValueError, "AdamW: parameter of shape ",
-                  to_string(p.shape()), " must be a contiguous leaf with requires_grad");
-      m_.push_back(Tensor<T, D>::zeros(p.shape()));
-      v_.push_back(Tensor<T, D>::zeros(p.shape()));
-    }
+  // Every parameter decays by opt.weight_decay.
+  AdamW(std::vector<Tensor<T, D>> params, AdamWOptions opt = {}) : opt_(opt) { add(params, opt.weight_decay); }
+  // Each group decays by its own weight_decay (opt.weight_decay is unused).
+  AdamW(const std::vector<ParamGroup<T, D>>& groups, AdamWOptions opt) : opt_(opt) {
+    for (const auto& g : groups) add(g.params, g.weight_decay);
   }
 
   // One update of every parameter that has a gradient.
@@ -5054,7 +5136,7 @@ class AdamW {
       const Tensor<T, D> g = params_[i].grad();
       if (!g.defined()) continue;
       Backend<D>::adamw_step(params_[i].data(), g.data(), m_[i].data(), v_[i].data(), params_[i].numel(), T(opt_.lr),
-                             T(opt_.beta1), T(opt_.beta2), T(opt_.eps), T(opt_.weight_decay), T(bc1),
+                             T(opt_.beta1), T(opt_.beta2), T(opt_.eps), T(decay_[i]), T(bc1),
                              T(std::sqrt(bc2)));
     }
   }
@@ -5066,7 +5148,18 @@ class AdamW {
   long steps() const { return step_; }
 
  private:
+  void add(const std::vector<Tensor<T, D>>& params, double weight_decay) {
+    for (const auto& p : params) {
+      BLIP2_CHECK(p.is_contiguous() && p.impl().requires_grad, ValueError, "AdamW: parameter of shape ",
+                  to_string(p.shape()), " must be a contiguous leaf with requires_grad");
+      params_.push_back(p);
+      decay_.push_back(weight_decay);
+      m_.push_back(Tensor<T, D>::zeros(p.shape()));
+      v_.push_back(Tensor<T, D>::zeros(p.shape()));
+    }
+  }
   std::vector<Tensor<T, D>> params_;
+  std::vector<double> decay_;
   std::vector<Tensor<T, D>> m_, v_;
   AdamWOptions opt_;
   long step_ = 0;
@@ -5544,17 +5637,19 @@ void assign_parameter(const Tensor<T, D>& param, const Tensor<T, D>& value) {
 }
 
 // Loads every parameter of `module` from the checkpoint tensor `prefix + name`. Missing tensors
-// and shape mismatches are an IoError listing them all; returns the checkpoint names under
-// `prefix` that no parameter used (transformers reports these as unexpected, and so may callers).
+// (but those named in `optional`, which keep their values) and shape mismatches are an IoError
+// listing them all; returns the checkpoint names under `prefix` that no parameter used
+// (transformers reports these as unexpected, and so may callers).
 template <class T, class D>
 std::vector<std::string> load_parameters(const nn::Module<T, D>& module, const Checkpoint& ckpt,
-                                         const std::string& prefix = "") {
+                                         const std::string& prefix = "", const std::set<std::string>& optional = {}) {
   std::vector<std::string> problems;
   std::set<std::string> used;
   auto load_one = [&](const std::string& name, const auto& param) {
     using P = typename std::decay_t<decltype(param)>::value_type;
     const std::string key = prefix + name;
     if (!ckpt.contains(key)) {
+      if (optional.count(name)) return;
       problems.push_back("missing tensor '" + key + "' (shape " + to_string(param.shape()) + ")");
       return;
     }
@@ -5579,6 +5674,17 @@ std::vector<std::string> load_parameters(const nn::Module<T, D>& module, const C
   for (const auto& n : ckpt.names())
     if (n.rfind(prefix, 0) == 0 && !used.count(n)) unexpected.push_back(n);
   return unexpected;
+}
+
+// Writes every parameter and half-precision weight of `module` to one safetensors file under its
+// checkpoint name, in its storage type (what load_parameters reads back).
+template <class T, class D>
+void save_parameters(const nn::Module<T, D>& module, const std::string& path) {
+  std::vector<TensorRecord> records;
+  for (const auto& [name, p] : module.named_parameters()) records.push_back(TensorRecord::from(name, p));
+  for (const auto& [name, w] : module.named_half_weights())
+    std::visit([&, &name = name](const auto& t) { records.push_back(TensorRecord::from(name, t)); }, w);
+  save_safetensors(path, records);
 }
 
 }  // namespace blip2::io
@@ -5625,6 +5731,12 @@ struct VisionConfig {
     c.qkv_bias = detail::json_or(j, "qkv_bias", c.qkv_bias);
     return c;
   }
+  nlohmann::json to_json() const {
+    return {{"model_type", "blip_2_vision_model"}, {"hidden_size", hidden_size}, {"intermediate_size", intermediate_size},
+            {"num_hidden_layers", num_hidden_layers}, {"num_attention_heads", num_attention_heads},
+            {"image_size", image_size}, {"patch_size", patch_size}, {"hidden_act", hidden_act},
+            {"layer_norm_eps", layer_norm_eps}, {"qkv_bias", qkv_bias}};
+  }
 };
 
 struct QFormerConfig {
@@ -5652,6 +5764,15 @@ struct QFormerConfig {
     c.attention_probs_dropout_prob = detail::json_or(j, "attention_probs_dropout_prob", c.attention_probs_dropout_prob);
     c.use_qformer_text_input = detail::json_or(j, "use_qformer_text_input", c.use_qformer_text_input);
     return c;
+  }
+  nlohmann::json to_json() const {
+    return {{"model_type", "blip_2_qformer"}, {"vocab_size", vocab_size}, {"hidden_size", hidden_size},
+            {"num_hidden_layers", num_hidden_layers}, {"num_attention_heads", num_attention_heads},
+            {"intermediate_size", intermediate_size}, {"max_position_embeddings", max_position_embeddings},
+            {"cross_attention_frequency", cross_attention_frequency}, {"encoder_hidden_size", encoder_hidden_size},
+            {"pad_token_id", pad_token_id}, {"hidden_act", hidden_act}, {"layer_norm_eps", layer_norm_eps},
+            {"hidden_dropout_prob", hidden_dropout_prob}, {"attention_probs_dropout_prob", attention_probs_dropout_prob},
+            {"use_qformer_text_input", use_qformer_text_input}, {"position_embedding_type", "absolute"}};
   }
 };
 
@@ -5740,6 +5861,7 @@ struct Blip2Config {
   int num_query_tokens = 32, image_text_hidden_size = 256;
   std::optional<int> image_token_index;
   std::vector<std::string> architectures;
+  nlohmann::json text_config_json;  // text_config as read (to_json writes it back unchanged)
 
   bool is_retrieval() const {
     for (const auto& a : architectures)
@@ -5761,6 +5883,7 @@ struct Blip2Config {
         c.image_token_index = j["image_token_index"].get<int>();
       c.architectures = detail::json_or(j, "architectures", std::vector<std::string>{});
       const auto text = j.value("text_config", nlohmann::json::object());
+      c.text_config_json = text;
       c.text_model_type = detail::json_or(text, "model_type", std::string(c.is_retrieval() ? "" : "opt"));
       if (c.text_model_type == "opt") c.opt = OPTConfig::from_json(text);
       else if (c.text_model_type == "t5") c.t5 = T5Config::from_json(text);
@@ -5773,6 +5896,19 @@ struct Blip2Config {
   }
 
   static Blip2Config load(const std::string& path) { return from_json(io::read_json_file(path), path); }
+
+  // Hugging Face's config.json layout (what from_json reads back).
+  nlohmann::json to_json() const {
+    nlohmann::json j = {{"model_type", "blip-2"},
+                        {"architectures", architectures},
+                        {"num_query_tokens", num_query_tokens},
+                        {"image_text_hidden_size", image_text_hidden_size},
+                        {"vision_config", vision.to_json()},
+                        {"qformer_config", qformer.to_json()}};
+    if (image_token_index) j["image_token_index"] = *image_token_index;
+    if (!text_config_json.empty()) j["text_config"] = text_config_json;
+    return j;
+  }
 };
 
 }  // namespace blip2
@@ -5786,7 +5922,7 @@ struct Blip2Config {
 // What both Blip2ForConditionalGeneration variants (OPT in blip2_opt.hpp, Flan-T5 in blip2_t5.hpp)
 // add to the backbone: "language_projection" from the Q-Former width to the language model's,
 // the "language_model" itself, the placement of the projected queries among the text embeddings,
-// and stage-2 freezing (only query_tokens, the Q-Former and the projection train).
+// and stage-2 freezing (query_tokens, the Q-Former, the projection and ln_vision train).
 
 // ---- begin blip2/models/blip2_backbone.hpp ----
 // What every BLIP-2 model shares: the frozen image encoder, the learned query tokens and the
@@ -5844,6 +5980,13 @@ struct DenseResidualNorm : nn::Module<T, D> {
   std::shared_ptr<nn::LayerNorm<T, D>> LayerNorm;
 };
 
+// Keys and values of one self-attention layer, packed heads [B, S, hidden] (LAVIS's
+// past_key_values: the ITG pass attends to the query pass's keys and values).
+template <class T, class D = cpu>
+struct AttentionKV {
+  Tensor<T, D> key, value;
+};
+
 // Multi-head attention with output block: "attention.{query,key,value}" and "output.{dense,LayerNorm}".
 template <class T, class D = cpu>
 struct QFormerAttention : nn::Module<T, D> {
@@ -5855,9 +5998,14 @@ struct QFormerAttention : nn::Module<T, D> {
     value = attention->register_module("value", std::make_shared<nn::Linear<T, D>>(kv_in, h));
     output = this->register_module("output", std::make_shared<DenseResidualNorm<T, D>>(h, h, c.layer_norm_eps));
   }
+  AttentionKV<T, D> keys_values(const Tensor<T, D>& source) const { return {(*key)(source), (*value)(source)}; }
   // x [B, L, h] attends to source [B, S, kv_in] (x itself for self-attention) under an additive mask.
   Tensor<T, D> operator()(const Tensor<T, D>& x, const Tensor<T, D>& source, const Tensor<T, D>& mask) const {
-    return (*output)(multi_head_attention((*query)(x), (*key)(source), (*value)(source), heads, mask), x);
+    return (*this)(x, keys_values(source), mask);
+  }
+  // The same with the keys and values already projected (a prefix from another pass may lead them).
+  Tensor<T, D> operator()(const Tensor<T, D>& x, const AttentionKV<T, D>& kv, const Tensor<T, D>& mask) const {
+    return (*output)(multi_head_attention((*query)(x), kv.key, kv.value, heads, mask), x);
   }
   index_t heads;
   std::shared_ptr<nn::Linear<T, D>> query, key, value;
@@ -5879,10 +6027,14 @@ struct QFormerLayer : nn::Module<T, D> {
     output_query = this->register_module("output_query", std::make_shared<DenseResidualNorm<T, D>>(inner, h, c.layer_norm_eps));
   }
 
-  // x [B, Q + L, h]: the first `queries` rows are query tokens, the rest text.
-  Tensor<T, D> operator()(const Tensor<T, D>& x, const Tensor<T, D>& mask, const Tensor<T, D>& image,
-                          index_t queries) const {
-    const Tensor<T, D> a = (*attention)(x, x, mask);
+  // x [B, Q + L, h]: the first `queries` rows are query tokens, the rest text. `self_kv` are x's own
+  // keys and values (attention->keys_values(x)), led by the `past` prefix's when one is given.
+  Tensor<T, D> operator()(const Tensor<T, D>& x, const Tensor<T, D>& mask, const Tensor<T, D>& image, index_t queries,
+                          const AttentionKV<T, D>& self_kv, const AttentionKV<T, D>* past = nullptr) const {
+    const AttentionKV<T, D> kv = past ? AttentionKV<T, D>{concat<T, D>({past->key, self_kv.key}, 1),
+                                                          concat<T, D>({past->value, self_kv.value}, 1)}
+                                      : self_kv;
+    const Tensor<T, D> a = (*attention)(x, kv, mask);
     std::vector<Tensor<T, D>> parts;
     if (queries > 0) {
       Tensor<T, D> q = a.slice(1, 0, queries);
@@ -5927,15 +6079,49 @@ struct QFormerModel : nn::Module<T, D> {
   // undefined (all attend); image [B, S, encoder_hidden] or undefined when queries == 0.
   Tensor<T, D> operator()(const Tensor<T, D>& embeds, const Tensor<std::int64_t, D>& attention_mask,
                           const Tensor<T, D>& image, index_t queries) const {
+    Pass pass;
+    if (attention_mask.defined()) pass.mask = padding_mask(attention_mask, embeds);
+    return forward(embeds, image, queries, pass);
+  }
+
+  // What a pass may add to the embeddings: LAVIS's per-example masks and the key/value prefix.
+  struct Pass {
+    Tensor<T, D> mask;                                   // additive, broadcast to [B, heads, Lq, Lk]
+    const std::vector<AttentionKV<T, D>>* past = nullptr;  // per layer, keys/values in front of the pass's own
+    std::vector<AttentionKV<T, D>>* present = nullptr;     // receives each layer's own keys/values
+  };
+
+  // The general pass: embeds [B, Q + L, h] with the first `queries` rows query tokens (they
+  // cross-attend to image and use the query feed-forward), under `pass.mask` [B, 1, Q + L, P + Q + L]
+  // where P is the past prefix length (qformer_masks.hpp builds LAVIS's masks).
+  Tensor<T, D> forward(const Tensor<T, D>& embeds, const Tensor<T, D>& image, index_t queries, const Pass& pass) const {
     BLIP2_CHECK(embeds.dim() == 3 && embeds.size(2) == config.hidden_size, ShapeError, "Q-Former: embeddings ",
                 to_string(embeds.shape()), " do not have hidden size ", config.hidden_size);
     BLIP2_CHECK(!image.defined() || (image.dim() == 3 && image.size(2) == config.encoder_hidden_size &&
                                      image.size(0) == embeds.size(0)),
                 ShapeError, "Q-Former: image features ", to_string(image.shape()), " do not fit embeddings ",
                 to_string(embeds.shape()), " (encoder_hidden_size ", config.encoder_hidden_size, ")");
-    const Tensor<T, D> mask = attention_mask.defined() ? padding_mask(attention_mask, embeds) : Tensor<T, D>();
+    BLIP2_CHECK(!pass.past || pass.past->size() == layers.size(), ValueError, "Q-Former: ",
+                pass.past ? pass.past->size() : 0, " past key/value layers for ", layers.size(), " layers");
+    if (pass.present) pass.present->clear();
     Tensor<T, D> h = (*layernorm)(embeds);
-    for (const auto& layer : layers) h = (*layer)(h, mask, image, queries);
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+      const auto& layer = *layers[i];
+      const AttentionKV<T, D> kv = layer.attention->keys_values(h);
+      if (pass.present) pass.present->push_back(kv);
+      const AttentionKV<T, D>* past = pass.past ? &(*pass.past)[i] : nullptr;
+      const Tensor<T, D> mask = pass.mask;
+      const bool with_past = past != nullptr;
+      std::vector<Tensor<T, D>> in{h, kv.key, kv.value, image};
+      if (with_past) in.insert(in.end(), {past->key, past->value});
+      h = maybe_checkpoint<T, D>(
+          gradient_checkpointing,
+          [&layer, mask, queries, with_past](const std::vector<Tensor<T, D>>& x) {
+            const AttentionKV<T, D> prefix{with_past ? x[4] : Tensor<T, D>(), with_past ? x[5] : Tensor<T, D>()};
+            return layer(x[0], mask, x[3], queries, {x[1], x[2]}, with_past ? &prefix : nullptr);
+          },
+          in);
+    }
     return h;
   }
 
@@ -5949,6 +6135,8 @@ struct QFormerModel : nn::Module<T, D> {
     return Tensor<T, D>::from_vector({m.size(0), 1, 1, m.size(1)}, add);
   }
 
+  // Recompute each layer during backward (same gradients, activations of one layer at a time).
+  bool gradient_checkpointing = false;
   QFormerConfig config;
   std::shared_ptr<nn::LayerNorm<T, D>> layernorm;
   std::vector<std::shared_ptr<QFormerLayer<T, D>>> layers;
@@ -6085,14 +6273,19 @@ struct VisionModel : nn::Module<T, D> {
   }
 
   Output operator()(const Tensor<T, D>& pixels, bool interpolate_pos_encoding = false) const {
+    Output out;
+    out.last_hidden_state = (*post_layernorm)(encode(pixels, interpolate_pos_encoding));
+    out.pooler_output = (*post_layernorm)(out.last_hidden_state.slice(1, 0, 1).squeeze(1));
+    return out;
+  }
+
+  // The blocks' output before post_layernorm (LAVIS's ViT without its ln_vision), [B, 1 + patches, hidden].
+  Tensor<T, D> encode(const Tensor<T, D>& pixels, bool interpolate_pos_encoding = false) const {
     BLIP2_CHECK(pixels.dim() == 4 && pixels.size(1) == 3, ShapeError, "vision model: pixel_values must be [B, 3, H, W], got ",
                 to_string(pixels.shape()));
     Tensor<T, D> h = (*embeddings)(pixels, interpolate_pos_encoding);
     for (const auto& layer : layers) h = (*layer)(h);
-    Output out;
-    out.last_hidden_state = (*post_layernorm)(h);
-    out.pooler_output = (*post_layernorm)(out.last_hidden_state.slice(1, 0, 1).squeeze(1));
-    return out;
+    return h;
   }
 
   VisionConfig config;
@@ -6164,9 +6357,11 @@ struct Blip2Generative : Blip2Backbone<T, D, W> {
     language_model = this->register_module("language_model", std::make_shared<LanguageModel>(lm_config));
   }
 
-  // Freezes the image encoder and the language model; the rest takes gradients (stage 2 training).
+  // What LAVIS trains in stage 2: the query tokens, the Q-Former, the projection and the image
+  // encoder's final LayerNorm (LAVIS's ln_vision); the encoder's blocks and the language model freeze.
   void set_stage2_trainable() {
     this->set_requires_grad(false);
+    this->vision_model->post_layernorm->set_requires_grad(true);
     this->qformer->set_requires_grad(true);
     language_projection->set_requires_grad(true);
     this->query_tokens.requires_grad_(true);
@@ -6357,12 +6552,20 @@ struct OPTForCausalLM : nn::Module<T, D> {
     Tensor<T, D> h = project_in ? (*project_in)(inputs_embeds) : inputs_embeds;
     h = h + embedding(embed_positions, positions).template to<T>();
     const auto additive = Tensor<T, D>::from_vector({B, 1, L, S}, mask);
-    for (std::size_t i = 0; i < layers.size(); ++i) h = (*layers[i])(h, additive, cache, i);
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+      const auto& layer = *layers[i];
+      h = maybe_checkpoint<T, D>(
+          gradient_checkpointing && !cache, [&layer, cache, i](const auto& x) { return layer(x[0], x[1], cache, i); },
+          {h, additive});
+    }
     if (final_layer_norm) h = (*final_layer_norm)(h);
     if (project_out) h = (*project_out)(h);
     return linear(h, embed_tokens);
   }
 
+  // Recompute each layer during backward instead of keeping its activations (training through the
+  // frozen model: same gradients, one layer's activations at a time). Not with a KV cache.
+  bool gradient_checkpointing = false;
   OPTConfig config;
   Tensor<W, D> embed_tokens, embed_positions;
   std::shared_ptr<nn::Linear<T, D, W>> project_in, project_out;
@@ -6619,16 +6822,22 @@ struct T5ForConditionalGeneration : nn::Module<T, D> {
     Tensor<T, D> bias = encoder->blocks[0]->self_attention->position_bias(S, S, 0, true);
     if (attention_mask.defined()) bias = bias + padding_mask(attention_mask, inputs_embeds.size(0), S, "attention_mask");
     Tensor<T, D> h = inputs_embeds;
-    for (std::size_t i = 0; i < encoder->blocks.size(); ++i) h = (*encoder->blocks[i])(h, bias, nullptr, i);
+    for (std::size_t i = 0; i < encoder->blocks.size(); ++i) {
+      const auto& block = *encoder->blocks[i];
+      h = maybe_checkpoint<T, D>(
+          gradient_checkpointing, [&block, i](const auto& x) { return block(x[0], x[1], nullptr, i); }, {h, bias});
+    }
     return (*encoder->final_layer_norm)(h);
   }
 
   // Decoder logits [B, L, vocab] for decoder_ids [B, L] over the encoder output [B, S, d_model]
   // with its mask [B, S] (undefined: all attend). With a cache the ids are the next L positions
   // after the cached ones; the first call stores the cross-attention keys/values, later calls reuse
-  // them (encoder_out may then be undefined).
+  // them (encoder_out may then be undefined). decoder_mask [B, past + L] of 0/1 masks padded decoder
+  // positions on top of the causal mask (transformers' decoder_attention_mask).
   Tensor<T, D> decode(const Tensor<std::int64_t, D>& decoder_ids, const Tensor<T, D>& encoder_out,
-                      const Tensor<std::int64_t, D>& encoder_mask = {}, T5DecoderCache<T, D>* cache = nullptr) const {
+                      const Tensor<std::int64_t, D>& encoder_mask = {}, T5DecoderCache<T, D>* cache = nullptr,
+                      const Tensor<std::int64_t, D>& decoder_mask = {}) const {
     BLIP2_CHECK(decoder_ids.dim() == 2 && decoder_ids.size(1) > 0, ShapeError, "T5: decoder_input_ids ",
                 to_string(decoder_ids.shape()), " are not [batch, length > 0]");
     const index_t B = decoder_ids.size(0), L = decoder_ids.size(1), past = cache ? cache->length() : 0;
@@ -6660,11 +6869,18 @@ struct T5ForConditionalGeneration : nn::Module<T, D> {
     const index_t S = cross_k[0].size(1);
     const Tensor<T, D> cross_bias = encoder_mask.defined() ? padding_mask(encoder_mask, B, S, "encoder attention mask")
                                                            : Tensor<T, D>();
-    const Tensor<T, D> self_bias =
+    Tensor<T, D> self_bias =
         decoder->blocks[0]->self_attention->position_bias(L, past + L, past, false) + causal_mask<T, D>(L, past + L);
+    if (decoder_mask.defined()) self_bias = self_bias + padding_mask(decoder_mask, B, past + L, "decoder attention mask");
     KVCache<T, D>* kv = cache ? &cache->self_attention : nullptr;
     Tensor<T, D> h = embed(decoder_ids);
-    for (std::size_t i = 0; i < layers; ++i) h = (*decoder->blocks[i])(h, self_bias, kv, i, cross_k[i], cross_v[i], cross_bias);
+    for (std::size_t i = 0; i < layers; ++i) {
+      const auto& block = *decoder->blocks[i];
+      h = maybe_checkpoint<T, D>(
+          gradient_checkpointing && !kv,
+          [&block, kv, i](const auto& x) { return block(x[0], x[1], kv, i, x[2], x[3], x[4]); },
+          {h, self_bias, cross_k[i], cross_v[i], cross_bias});
+    }
     h = (*decoder->final_layer_norm)(h);
     if (config.scale_decoder_outputs) h = h * T(1.0 / std::sqrt(double(config.d_model)));
     return lm_head ? (*lm_head)(h) : linear(h, shared);
@@ -6706,6 +6922,8 @@ struct T5ForConditionalGeneration : nn::Module<T, D> {
     return Tensor<T, D>::from_vector({B, 1, 1, S}, add);
   }
 
+  // Recompute each block during backward instead of keeping its activations (not with a cache).
+  bool gradient_checkpointing = false;
   T5Config config;
   Tensor<W, D> shared;
   std::shared_ptr<T5Stack<T, D, W>> encoder, decoder;
@@ -6801,7 +7019,7 @@ struct Blip2Retrieval : Blip2Backbone<T, D, W> {
     Tensor<T, D> image_embeds;      // [images, Q, D], normalised
   };
 
-  explicit Blip2Retrieval(const Blip2Config& c) : Blip2Backbone<T, D, W>(c) {
+  explicit Blip2Retrieval(const Blip2Config& c) : Blip2Backbone<T, D, W>(c), text_padding_idx(c.qformer.pad_token_id) {
     BLIP2_CHECK(c.qformer.use_qformer_text_input, ValueError,
                 "Blip2Retrieval: the config's qformer_config must have use_qformer_text_input true");
     const index_t h = c.qformer.hidden_size;
@@ -6820,7 +7038,7 @@ struct Blip2Retrieval : Blip2Backbone<T, D, W> {
     BLIP2_CHECK(ids.dim() == 2 && ids.size(1) <= position_embeddings.size(0), ShapeError, "Q-Former text: input_ids ",
                 to_string(ids.shape()), " must be [B, L] with L <= ", position_embeddings.size(0));
     const auto positions = arange<std::int64_t, D>(ids.size(1));
-    return embedding(word_embeddings, ids, this->config.qformer.pad_token_id) + embedding(position_embeddings, positions);
+    return embedding(word_embeddings, ids, text_padding_idx) + embedding(position_embeddings, positions);
   }
 
   // ITM logits [B, 2] of image i with text i (pixels [B, 3, H, W], ids and mask [B, L]).
@@ -6869,11 +7087,639 @@ struct Blip2Retrieval : Blip2Backbone<T, D, W> {
   }
 
   Tensor<T, D> word_embeddings, position_embeddings;
+  // Lookups of this id send no gradient to word_embeddings (transformers' padding_idx; -1: none).
+  std::int64_t text_padding_idx;
   std::shared_ptr<nn::Linear<T, D>> vision_projection, text_projection, itm_head;
 };
 
 }  // namespace blip2
 // ---- end blip2/models/blip2_retrieval.hpp ----
+// ---- begin blip2/models/qformer_masks.hpp ----
+// The Q-Former's self-attention masks for BLIP-2's three pre-training objectives (LAVIS,
+// blip2_qformer.py and Qformer.py's get_extended_attention_mask), as additive [B, 1, rows, keys]
+// masks of 0 (attend) and -inf (masked). The sequence is Q query tokens followed by L text tokens:
+//   unimodal (ITC):           queries see queries, text sees text;
+//   bidirectional (ITM):      everything sees everything;
+//   multimodal_causal (ITG):  queries see queries; text position t sees every query and text 0..t.
+// Padded text keys (text_mask 0) are masked on top in every kind; padded rows still attend.
+
+
+namespace blip2 {
+
+enum class QFormerMask { unimodal, bidirectional, multimodal_causal };
+
+// text_mask [B, L] of 1/0. The rows are the Q + L positions, or only the L text positions when
+// `text_rows_only` (a text pass whose queries come as a key/value prefix, as LAVIS's ITG pass).
+template <class T, class D>
+Tensor<T, D> qformer_attention_mask(QFormerMask kind, index_t queries, const Tensor<std::int64_t, D>& text_mask,
+                                    bool text_rows_only = false) {
+  BLIP2_CHECK(text_mask.dim() == 2 && queries >= 0, ShapeError, "Q-Former mask: text mask ", to_string(text_mask.shape()),
+              " must be [batch, text length]");
+  const index_t B = text_mask.size(0), L = text_mask.size(1), Q = queries, keys = Q + L;
+  const index_t first_row = text_rows_only ? Q : 0, rows = keys - first_row;
+  const auto m = text_mask.template to<cpu>().to_vector();
+  constexpr T masked = -std::numeric_limits<T>::infinity();
+  std::vector<T> out(std::size_t(B * rows * keys), T(0));
+  for (index_t b = 0; b < B; ++b)
+    for (index_t r = 0; r < rows; ++r) {
+      const index_t i = first_row + r;  // position of this row in the Q + L sequence
+      const bool query_row = i < Q;
+      T* row = out.data() + (b * rows + r) * keys;
+      for (index_t j = 0; j < keys; ++j) {
+        const bool query_key = j < Q;
+        bool see = true;
+        if (kind == QFormerMask::unimodal) see = query_row == query_key;
+        if (kind == QFormerMask::multimodal_causal) see = query_row ? query_key : (query_key || j <= i);
+        if (!query_key && m[std::size_t(b * L + j - Q)] == 0) see = false;
+        if (!see) row[j] = masked;
+      }
+    }
+  return Tensor<T, D>::from_vector({B, 1, rows, keys}, out);
+}
+
+}  // namespace blip2
+// ---- end blip2/models/qformer_masks.hpp ----
+// ---- begin blip2/models/blip2_stage1.hpp ----
+// The stage-1 (representation learning) model of BLIP-2, LAVIS's Blip2Qformer: the retrieval model
+// (Q-Former with text embeddings, query tokens, vision/text projections, ITM head) plus what
+// pre-training adds: the image-grounded text generation (ITG) head "cls.predictions.*", whose output
+// matrix is tied to the Q-Former word embeddings, and the learnable ITC temperature "temp" (stored
+// with shape [1]). A Salesforce/blip2-itm-vit-g checkpoint has neither: the model then runs ITC and
+// ITM only and starts from LAVIS's temperature 0.07. The losses are in train/stage1_objectives.hpp.
+
+
+namespace blip2 {
+
+template <class T, class D = cpu, class W = T>
+struct Blip2Stage1 : Blip2Retrieval<T, D, W> {
+  static constexpr double kInitialTemperature = 0.07;  // LAVIS's Blip2Qformer.__init__
+
+  // `itg_head`: build the ITG head (a checkpoint without one loads with it absent).
+  explicit Blip2Stage1(const Blip2Config& c, bool itg_head = true) : Blip2Retrieval<T, D, W>(c) {
+    // LAVIS resizes the embeddings for [DEC], which drops BERT's padding_idx: the pad row trains.
+    this->text_padding_idx = -1;
+    temp = this->register_parameter("temp", Tensor<T, D>::full({1}, T(kInitialTemperature)));
+    if (!itg_head) return;
+    const index_t h = c.qformer.hidden_size;
+    auto predictions = this->register_module("cls", std::make_shared<nn::Module<T, D>>())
+                           ->register_module("predictions", std::make_shared<nn::Module<T, D>>());
+    auto transform = predictions->register_module("transform", std::make_shared<nn::Module<T, D>>());
+    itg_dense = transform->register_module("dense", std::make_shared<nn::Linear<T, D>>(h, h));
+    itg_norm = transform->register_module("LayerNorm", std::make_shared<nn::LayerNorm<T, D>>(h, c.qformer.layer_norm_eps));
+    itg_bias = predictions->register_parameter("bias", Tensor<T, D>::empty({c.qformer.vocab_size}));
+  }
+
+  bool has_itg_head() const { return itg_dense != nullptr; }
+
+  // The [DEC] id that starts ITG's decoder input: the last Q-Former id (LAVIS appends it to BERT's
+  // vocabulary; 30522 in the released 30523-entry checkpoints).
+  std::int64_t decoder_bos_id() const { return this->config.qformer.vocab_size - 1; }
+
+  // ITG prediction scores [B, L, vocab] from Q-Former text outputs [B, L, hidden]: dense -> act ->
+  // LayerNorm -> word_embeddings^T + bias (BertLMPredictionHead with the tied decoder).
+  Tensor<T, D> itg_logits(const Tensor<T, D>& text_hidden) const {
+    BLIP2_CHECK(has_itg_head(), ValueError,
+                "Blip2Stage1: ITG needs the head cls.predictions.*, which this model's checkpoint does not have");
+    const auto act = nn::activation_from_name(this->config.qformer.hidden_act);
+    return linear((*itg_norm)(nn::activate(act, (*itg_dense)(text_hidden))), this->word_embeddings, itg_bias);
+  }
+
+  // What LAVIS trains in stage 1: everything but the image encoder's blocks and embeddings (its
+  // final LayerNorm, LAVIS's ln_vision, trains).
+  void set_stage1_trainable() {
+    this->set_requires_grad(true);
+    this->vision_model->set_requires_grad(false);
+    this->vision_model->post_layernorm->set_requires_grad(true);
+  }
+
+  // Loads a model directory (config.json + safetensors) in transformers' retrieval layout, with or
+  // without the ITG head and temperature; unknown tensors are an IoError naming them.
+  static std::unique_ptr<Blip2Stage1> load(const std::string& dir) {
+    const auto config_path = std::filesystem::path(dir) / "config.json";
+    BLIP2_CHECK(std::filesystem::exists(config_path), IoError, dir, ": no config.json (expected a model directory)");
+    const Blip2Config config = Blip2Config::load(config_path.string());
+    const auto ckpt = io::Checkpoint::open(dir);
+    auto model = std::make_unique<Blip2Stage1>(config, ckpt.contains("cls.predictions.bias"));
+    const auto unexpected = io::load_parameters(*model, ckpt, "", {"temp"});
+    BLIP2_CHECK(unexpected.empty(), IoError, dir, ": tensors the stage-1 model does not have, e.g. '",
+                unexpected.empty() ? std::string() : unexpected.front(), "' (", unexpected.size(), " in all)");
+    return model;
+  }
+
+  // Writes config.json and model.safetensors into `dir` (created if needed): transformers'
+  // Blip2ForImageTextRetrieval names plus cls.predictions.* and temp, which transformers ignores.
+  void save(const std::string& dir) const {
+    std::filesystem::create_directories(dir);
+    Blip2Config c = this->config;
+    c.architectures = {"Blip2ForImageTextRetrieval"};
+    const auto path = (std::filesystem::path(dir) / "config.json").string();
+    std::ofstream out(path);
+    out << c.to_json().dump(2) << "\n";
+    BLIP2_CHECK(out.good(), IoError, path, ": write failed");
+    io::save_parameters(*this, (std::filesystem::path(dir) / "model.safetensors").string());
+  }
+
+  Tensor<T, D> temp;
+  std::shared_ptr<nn::Linear<T, D>> itg_dense;
+  std::shared_ptr<nn::LayerNorm<T, D>> itg_norm;
+  Tensor<T, D> itg_bias;
+};
+
+}  // namespace blip2
+// ---- end blip2/models/blip2_stage1.hpp ----
+// pre-training objectives (stage 1 on the frozen image encoder, stage 2 through the frozen LLM)
+// ---- begin blip2/train/communicator.hpp ----
+// The collectives data-parallel training needs, behind one small interface so that an MPI or NCCL
+// engine plugs in without touching the losses. `SingleProcess` is the one-process engine, where
+// every collective is the identity. On top of it: all_gather (no gradient; LAVIS's
+// concat_all_gather) and all_gather_with_grad (LAVIS's all_gather_with_grad: the backward sums
+// every rank's gradient of the gathered tensor and keeps this rank's rows).
+#include <cstddef>
+
+
+namespace blip2 {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int world_size() const = 0;
+  // recv [world_size * bytes] receives every rank's `bytes` of send, in rank order (host memory).
+  virtual void all_gather_bytes(const void* send, void* recv, std::size_t bytes) const = 0;
+  // Element-wise sum over the ranks, in place (host memory).
+  virtual void all_reduce_sum(float* data, std::size_t count) const = 0;
+  virtual void all_reduce_sum(double* data, std::size_t count) const = 0;
+};
+
+class SingleProcess final : public Communicator {
+ public:
+  int rank() const override { return 0; }
+  int world_size() const override { return 1; }
+  void all_gather_bytes(const void* send, void* recv, std::size_t bytes) const override {
+    if (bytes) std::memmove(recv, send, bytes);
+  }
+  void all_reduce_sum(float*, std::size_t) const override {}
+  void all_reduce_sum(double*, std::size_t) const override {}
+};
+
+namespace detail {
+template <class T, class D>
+Tensor<T, D> gather_rows(const Tensor<T, D>& x, const Communicator& comm) {
+  const auto local = x.template to<cpu>().to_vector();
+  std::vector<T> all(local.size() * std::size_t(comm.world_size()));
+  comm.all_gather_bytes(local.data(), all.data(), local.size() * sizeof(T));
+  Shape shape = x.shape();
+  shape[0] *= comm.world_size();
+  return Tensor<T, cpu>::from_vector(shape, all).template to<D>();
+}
+}  // namespace detail
+
+// Every rank's x [n, ...] stacked along axis 0 in rank order -> [world * n, ...]; no gradient.
+template <class T, class D>
+Tensor<T, D> all_gather(const Tensor<T, D>& x, const Communicator& comm) {
+  BLIP2_CHECK(x.dim() >= 1, ShapeError, "all_gather: tensor of shape ", to_string(x.shape()), " has no batch axis");
+  if (comm.world_size() == 1) return x.detach();
+  return detail::gather_rows(x, comm);
+}
+
+// all_gather whose gradient reaches x: d/dx = (sum over ranks of the gradient of the gathered
+// tensor)[this rank's rows].
+template <class T, class D>
+Tensor<T, D> all_gather_with_grad(const Tensor<T, D>& x, const Communicator& comm) {
+  BLIP2_CHECK(x.dim() >= 1, ShapeError, "all_gather_with_grad: tensor of shape ", to_string(x.shape()),
+              " has no batch axis");
+  if (comm.world_size() == 1) return x;
+  Tensor<T, D> out = detail::gather_rows(x, comm);
+  if (!autograd::needs_grad<T, D>({&x})) return out;
+  const index_t n = x.size(0), first = n * comm.rank();
+  return autograd::record<T, D>("all_gather_with_grad", out, {x}, [&comm, n, first](const Tensor<T, D>& g) {
+    auto summed = g.template to<cpu>().contiguous().clone();
+    comm.all_reduce_sum(summed.data(), std::size_t(summed.numel()));
+    return std::vector<Tensor<T, D>>{summed.slice(0, first, first + n).contiguous().template to<D>()};
+  });
+}
+
+}  // namespace blip2
+// ---- end blip2/train/communicator.hpp ----
+// ---- begin blip2/train/param_groups.hpp ----
+// LAVIS's optimizer parameter groups (Blip2Base.get_optimizer_params): weight decay for the
+// matrices and embeddings, none for 1-d tensors and biases. LAVIS's temperature is a 0-d tensor
+// (decayed); blip2 stores it with shape [1], so "temp" is decayed by name.
+
+
+namespace blip2 {
+
+template <class T, class D>
+bool lavis_weight_decay(const std::string& name, const Tensor<T, D>& p) {
+  const bool bias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+  return name == "temp" || (p.dim() != 1 && !bias);
+}
+
+// The trainable parameters of `model` in two groups: decayed by `weight_decay`, and not decayed.
+template <class T, class D>
+std::vector<ParamGroup<T, D>> lavis_param_groups(const nn::Module<T, D>& model, double weight_decay) {
+  std::vector<ParamGroup<T, D>> groups{{{}, weight_decay}, {{}, 0.0}};
+  for (const auto& [name, p] : model.named_parameters())
+    if (p.impl().requires_grad) groups[lavis_weight_decay(name, p) ? 0 : 1].params.push_back(p);
+  return groups;
+}
+
+}  // namespace blip2
+// ---- end blip2/train/param_groups.hpp ----
+// ---- begin blip2/train/stage1_objectives.hpp ----
+// BLIP-2's stage-1 pre-training losses on the frozen image encoder, as LAVIS's Blip2Qformer.forward
+// computes them (lavis/models/blip2_models/blip2_qformer.py):
+//   ITC  image-text contrastive: max over the queries of the cosine similarity of each query's
+//        projection with the text's [CLS] projection, divided by the learned temperature (not
+//        clamped), cross-entropy with label smoothing 0.1 in both directions, averaged;
+//   ITM  image-text matching: one hard negative text per image and one negative image per text,
+//        drawn from the softmax of the ITC similarities with the positive excluded; queries and text
+//        share bidirectional self-attention; binary head averaged over the queries; cross-entropy;
+//   ITG  image-grounded text generation: [DEC] replaces the first text token; the text attends to
+//        the query pass's keys/values and causally to itself; label smoothing 0.1, padding ignored.
+// ITC's query pass and text pass run separately (the unimodal mask's two halves), and the ITG pass
+// reuses the query pass's keys and values, as LAVIS does. Features, texts and image embeddings are
+// gathered across ranks through a Communicator (the identity on one process), so ITC scores the
+// global batch and ITM draws negatives from it: ITC's features without gradient (LAVIS's
+// concat_all_gather: each similarity matrix trains only its local side), ITM's image embeddings
+// with gradient (all_gather_with_grad).
+
+
+namespace blip2 {
+
+struct Stage1Options {
+  bool itc = true, itm = true, itg = true;  // which losses to compute (ITM also needs the ITC similarities)
+  double label_smoothing = 0.1;             // of ITC and ITG (LAVIS)
+  Generator* generator = nullptr;           // draws the ITM negatives; required unless they are injected
+  const Communicator* comm = nullptr;       // nullptr: one process
+  // Injected ITM negatives (indices into the global batch, one per local example), e.g. to replay a
+  // LAVIS run; empty: drawn from `generator`.
+  std::vector<std::int64_t> neg_image_idx_per_text, neg_text_idx_per_image;
+};
+
+template <class T, class D = cpu>
+struct Stage1Output {
+  Tensor<T, D> loss;                             // sum of the losses asked for
+  Tensor<T, D> loss_itc, loss_itm, loss_itg;     // scalars; undefined when not asked for
+  Tensor<T, D> loss_i2t, loss_t2i;               // ITC's two directions
+  Tensor<T, D> image_embeds;                     // [B, S, C] post_layernorm (LAVIS ln_vision) output
+  Tensor<T, D> query_output;                     // [B, Q, H] Q-Former on the queries alone
+  Tensor<T, D> image_feats;                      // [B, Q, E] normalised vision projections
+  Tensor<T, D> text_last_hidden_state;           // [B, L, H] Q-Former on the text alone
+  Tensor<T, D> text_feat;                        // [B, E] normalised text projection of [CLS]
+  Tensor<T, D> sim_i2t, sim_t2i;                 // [B, global B], divided by the temperature
+  Tensor<T, D> weights_t2i, weights_i2t;         // [B, global B] negative sampling distributions
+  std::vector<std::int64_t> neg_image_idx_per_text, neg_text_idx_per_image;
+  Tensor<T, D> itm_logits;                       // [3B, 2]: positives, negative images, negative texts
+  Tensor<std::int64_t, D> itm_labels;            // [3B]
+  Tensor<std::int64_t, D> itg_decoder_input_ids, itg_labels;  // [B, L]
+  Tensor<T, D> itg_logits;                       // [B, L, vocab]
+};
+
+namespace detail {
+// Rows of softmax(sim) with each row's positive (column first + row) set to -10000 first.
+template <class T, class D>
+Tensor<T, D> negative_weights(const Tensor<T, D>& sim, index_t first) {
+  std::vector<T> v = sim.detach().template to<cpu>().to_vector();
+  const index_t rows = sim.size(0), cols = sim.size(1);
+  for (index_t r = 0; r < rows; ++r) v[std::size_t(r * cols + first + r)] = T(-10000);
+  NoGrad no_grad;
+  return softmax(Tensor<T, cpu>::from_vector(sim.shape(), v)).template to<D>();
+}
+
+// One draw per row of `weights` (torch.multinomial(row, 1)), by inverse CDF from `gen`.
+template <class T, class D>
+std::vector<std::int64_t> draw_rows(const Tensor<T, D>& weights, Generator& gen) {
+  const auto w = weights.template to<cpu>().to_vector();
+  const index_t rows = weights.size(0), cols = weights.size(1);
+  std::vector<std::int64_t> out;
+  for (index_t r = 0; r < rows; ++r) {
+    const T* row = w.data() + r * cols;
+    const double total = std::accumulate(row, row + cols, 0.0), u = gen.uniform() * total;
+    double run = 0;
+    index_t pick = -1;
+    for (index_t c = 0; c < cols; ++c) {
+      if (row[c] <= 0) continue;
+      pick = c;  // the last positive column, should rounding leave u past the total
+      run += double(row[c]);
+      if (u < run) break;
+    }
+    out.push_back(pick);
+  }
+  return out;
+}
+
+inline void check_negatives(const std::vector<std::int64_t>& idx, index_t local, index_t global, index_t first,
+                            const char* name) {
+  BLIP2_CHECK(index_t(idx.size()) == local, ShapeError, "stage 1: ", name, " holds ", idx.size(), " indices for a batch of ",
+              local);
+  for (index_t b = 0; b < local; ++b) {
+    const std::int64_t i = idx[std::size_t(b)];
+    BLIP2_CHECK(i >= 0 && i < global, ValueError, "stage 1: ", name, "[", b, "] = ", i, " is outside the global batch [0, ",
+                global, ")");
+    BLIP2_CHECK(i != first + b, ValueError, "stage 1: ", name, "[", b, "] = ", i, " is the example's own positive");
+  }
+}
+}  // namespace detail
+
+// The stage-1 losses from image features before post_layernorm (the frozen encoder's blocks'
+// output, VisionModel::encode) [B, S, C], input_ids and attention_mask [B, L] (every row starting
+// with [CLS], right-padded).
+template <class T, class D, class W>
+Stage1Output<T, D> stage1_losses_from_features(const Blip2Stage1<T, D, W>& model, const Tensor<T, D>& vit_features,
+                                               const Tensor<std::int64_t, D>& input_ids,
+                                               const Tensor<std::int64_t, D>& attention_mask, const Stage1Options& opt = {}) {
+  const SingleProcess one;
+  const Communicator& comm = opt.comm ? *opt.comm : one;
+  BLIP2_CHECK(opt.itc || opt.itm || opt.itg, ValueError, "stage 1: no loss asked for (itc, itm and itg are all off)");
+  BLIP2_CHECK(input_ids.dim() == 2 && attention_mask.shape() == input_ids.shape(), ShapeError, "stage 1: input_ids ",
+              to_string(input_ids.shape()), " and attention_mask ", to_string(attention_mask.shape()),
+              " must be the same [batch, length]");
+  BLIP2_CHECK(vit_features.dim() == 3 && vit_features.size(0) == input_ids.size(0), ShapeError, "stage 1: ",
+              vit_features.dim() == 3 ? vit_features.size(0) : 0, " images (features ", to_string(vit_features.shape()),
+              ") for ", input_ids.size(0), " texts");
+  const auto& cfg = model.config;
+  const index_t B = input_ids.size(0), Q = model.query_tokens.size(1), GB = B * comm.world_size(), first = B * comm.rank();
+  BLIP2_CHECK(!(opt.itc || opt.itm) || GB >= 2, ValueError, "stage 1: ITC and ITM need at least two image-text pairs in ",
+              "the batch (a batch of one has no negatives)");
+  BLIP2_CHECK(!opt.itg || model.has_itg_head(), ValueError,
+              "stage 1: ITG asked for, but the model has no ITG head (cls.predictions.*: a retrieval checkpoint "
+              "such as blip2-itm-vit-g lacks it)");
+  BLIP2_CHECK(!opt.itg || input_ids.size(1) >= 2, ShapeError, "stage 1: ITG needs texts of at least two tokens, got ",
+              to_string(input_ids.shape()));
+
+  Stage1Output<T, D> out;
+  out.image_embeds = (*model.vision_model->post_layernorm)(vit_features);
+
+  // The query pass: queries alone, cross-attending to the image; its keys/values feed ITG.
+  std::vector<AttentionKV<T, D>> query_kv;
+  {
+    typename QFormerModel<T, D>::Pass pass;
+    if (opt.itg) pass.present = &query_kv;
+    const auto queries = model.query_tokens.expand({B, Q, model.query_tokens.size(2)});
+    out.query_output = model.qformer->forward(queries, out.image_embeds, Q, pass);
+  }
+  Tensor<T, D> total;
+  auto add_loss = [&total](const Tensor<T, D>& l) { total = total.defined() ? total + l : l; };
+
+  if (opt.itc || opt.itm) {
+    out.image_feats = l2_normalize((*model.vision_projection)(out.query_output));
+    out.text_last_hidden_state = (*model.qformer)(model.embed_text(input_ids), attention_mask, Tensor<T, D>(), 0);
+    out.text_feat = l2_normalize((*model.text_projection)(out.text_last_hidden_state.slice(1, 0, 1).squeeze(1)));
+    // LAVIS gathers the other side of each similarity without gradient (concat_all_gather), also on
+    // one process: sim_i2t trains the image side only, sim_t2i the text side only.
+    const Tensor<T, D> image_feats_all = all_gather(out.image_feats, comm);  // [GB, Q, E]
+    const Tensor<T, D> text_feat_all = all_gather(out.text_feat, comm);      // [GB, E]
+    const index_t E = out.text_feat.size(1);
+    // sim_i2t[i, j] = max_q image_feats[i, q] . text_feat_all[j]; sim_t2i[t, i] = max_q text_feat[t] . image_feats_all[i, q]
+    out.sim_i2t = max(matmul(out.image_feats, text_feat_all.transpose(0, 1)), {1}) / model.temp;
+    const Tensor<T, D> t2q = matmul(image_feats_all.reshape({GB * Q, E}), out.text_feat.transpose(0, 1));  // [GB*Q, B]
+    out.sim_t2i = max(t2q.reshape({GB, Q, B}), {1}).transpose(0, 1) / model.temp;
+    if (opt.itc) {
+      std::vector<std::int64_t> targets(static_cast<std::size_t>(B));
+      std::iota(targets.begin(), targets.end(), first);
+      const auto tgt = Tensor<std::int64_t, D>::from_vector({B}, targets);
+      const CrossEntropyOptions smooth{-100, opt.label_smoothing};
+      out.loss_i2t = cross_entropy(out.sim_i2t, tgt, smooth);
+      out.loss_t2i = cross_entropy(out.sim_t2i, tgt, smooth);
+      out.loss_itc = (out.loss_i2t + out.loss_t2i) * T(0.5);
+      add_loss(out.loss_itc);
+    }
+  }
+
+  if (opt.itm) {
+    out.weights_t2i = detail::negative_weights(out.sim_t2i, first);
+    out.weights_i2t = detail::negative_weights(out.sim_i2t, first);
+    if (!opt.neg_image_idx_per_text.empty() || !opt.neg_text_idx_per_image.empty()) {
+      out.neg_image_idx_per_text = opt.neg_image_idx_per_text;
+      out.neg_text_idx_per_image = opt.neg_text_idx_per_image;
+    } else {
+      BLIP2_CHECK(opt.generator, ValueError, "stage 1: ITM needs Stage1Options::generator to draw its negatives "
+                  "(or injected neg_image_idx_per_text / neg_text_idx_per_image)");
+      out.neg_image_idx_per_text = detail::draw_rows(out.weights_t2i, *opt.generator);  // LAVIS: images first
+      out.neg_text_idx_per_image = detail::draw_rows(out.weights_i2t, *opt.generator);
+    }
+    detail::check_negatives(out.neg_image_idx_per_text, B, GB, first, "neg_image_idx_per_text");
+    detail::check_negatives(out.neg_text_idx_per_image, B, GB, first, "neg_text_idx_per_image");
+    const auto neg_images = Tensor<std::int64_t, D>::from_vector({B}, out.neg_image_idx_per_text);
+    const auto neg_texts = Tensor<std::int64_t, D>::from_vector({B}, out.neg_text_idx_per_image);
+    const Tensor<T, D> image_all = all_gather_with_grad(out.image_embeds, comm);
+    const Tensor<std::int64_t, D> ids_all = all_gather(input_ids, comm), mask_all = all_gather(attention_mask, comm);
+    const auto ids = concat<std::int64_t, D>({input_ids, input_ids, index_select(ids_all, 0, neg_texts)}, 0);
+    const auto mask = concat<std::int64_t, D>({attention_mask, attention_mask, index_select(mask_all, 0, neg_texts)}, 0);
+    const auto images = concat<T, D>({out.image_embeds, index_select(image_all, 0, neg_images), out.image_embeds}, 0);
+    const auto queries = model.query_tokens.expand({3 * B, Q, model.query_tokens.size(2)});
+    typename QFormerModel<T, D>::Pass pass;
+    pass.mask = qformer_attention_mask<T, D>(QFormerMask::bidirectional, Q, mask);
+    const auto h = model.qformer->forward(concat<T, D>({queries, model.embed_text(ids)}, 1), images, Q, pass);
+    out.itm_logits = mean((*model.itm_head)(h.slice(1, 0, Q)), {1});
+    std::vector<std::int64_t> labels(std::size_t(3 * B), 0);
+    std::fill(labels.begin(), labels.begin() + B, 1);
+    out.itm_labels = Tensor<std::int64_t, D>::from_vector({3 * B}, labels);
+    out.loss_itm = cross_entropy(out.itm_logits, out.itm_labels);
+    add_loss(out.loss_itm);
+  }
+
+  if (opt.itg) {
+    const index_t L = input_ids.size(1);
+    auto ids = input_ids.template to<cpu>().to_vector();
+    std::vector<std::int64_t> labels(ids.size());
+    for (index_t b = 0; b < B; ++b) ids[std::size_t(b * L)] = model.decoder_bos_id();
+    for (std::size_t i = 0; i < ids.size(); ++i) labels[i] = ids[i] == cfg.qformer.pad_token_id ? -100 : ids[i];
+    out.itg_decoder_input_ids = Tensor<std::int64_t, D>::from_vector({B, L}, ids);
+    out.itg_labels = Tensor<std::int64_t, D>::from_vector({B, L}, labels);
+    typename QFormerModel<T, D>::Pass pass;
+    pass.mask = qformer_attention_mask<T, D>(QFormerMask::multimodal_causal, Q, attention_mask, true);
+    pass.past = &query_kv;
+    const auto h = model.qformer->forward(model.embed_text(out.itg_decoder_input_ids), Tensor<T, D>(), 0, pass);
+    out.itg_logits = model.itg_logits(h);
+    out.loss_itg = cross_entropy(out.itg_logits.slice(1, 0, L - 1), out.itg_labels.slice(1, 1, L).contiguous(),
+                                 {-100, opt.label_smoothing});
+    add_loss(out.loss_itg);
+  }
+  out.loss = total;
+  return out;
+}
+
+// The same from pixels [B, 3, H, W]: the image encoder runs first (frozen, it records no graph).
+template <class T, class D, class W>
+Stage1Output<T, D> stage1_losses(const Blip2Stage1<T, D, W>& model, const Tensor<T, D>& pixels,
+                                 const Tensor<std::int64_t, D>& input_ids, const Tensor<std::int64_t, D>& attention_mask,
+                                 const Stage1Options& opt = {}) {
+  return stage1_losses_from_features(model, model.vision_model->encode(pixels), input_ids, attention_mask, opt);
+}
+
+}  // namespace blip2
+// ---- end blip2/train/stage1_objectives.hpp ----
+// ---- begin blip2/train/stage2_objectives.hpp ----
+// BLIP-2's stage-2 (generative) losses through the frozen language model, as LAVIS's
+// Blip2OPT.forward and Blip2T5.forward compute them (lavis/models/blip2_models/blip2_opt.py,
+// blip2_t5.py): the projected query outputs are soft visual prompts in front of the text.
+//   OPT (decoder-only) language modelling: the caption ids (OPT's BOS first, "\n" appended, right
+//     padded) follow the Q prompts; targets are the ids with padding, the first `prompt_length`
+//     positions and the Q query positions ignored, so without a prompt the last query position
+//     predicts the BOS and that term counts; mean next-token cross-entropy, no smoothing.
+//   Flan-T5 (encoder-decoder) prefix language modelling: the encoder reads [Q prompts; prefix ids],
+//     the decoder predicts the suffix ids (padding ignored), teacher-forced from them shifted right;
+//     exact (erf) GELU in the feed-forward whatever the config says (LAVIS forces it).
+// The image encoder is frozen (it records no graph); what trains is set_stage2_trainable()'s.
+
+
+namespace blip2 {
+
+template <class T, class D = cpu>
+struct Stage2Output {
+  Tensor<T, D> loss;                    // scalar
+  Tensor<T, D> image_embeds;            // [B, S, C] post_layernorm (LAVIS ln_vision) output
+  Tensor<T, D> query_output;            // [B, Q, H]
+  Tensor<T, D> language_model_inputs;   // [B, Q, LM width], the soft visual prompts
+  Tensor<T, D> logits;                  // OPT: [B, Q + L, vocab]; T5: decoder [B, L', vocab]
+  Tensor<std::int64_t, D> targets;      // OPT: [B, Q + L]; T5: the labels [B, L'] (-100 = ignored)
+  Tensor<T, D> encoder_last_hidden_state;  // T5 only: [B, Q + L, d_model]
+};
+
+namespace detail {
+template <class T, class D, class W, class LM>
+void stage2_prompts(const Blip2Generative<T, D, W, LM>& model, const Tensor<T, D>& vit_features, index_t batch,
+                    Stage2Output<T, D>& out) {
+  BLIP2_CHECK(vit_features.dim() == 3 && vit_features.size(0) == batch, ShapeError, "stage 2: image features ",
+              to_string(vit_features.shape()), " do not fit a batch of ", batch, " texts");
+  out.image_embeds = (*model.vision_model->post_layernorm)(vit_features);
+  out.query_output = model.query_features(out.image_embeds);
+  out.language_model_inputs = model.project(out.query_output);
+}
+
+template <class D>
+void check_text(const Tensor<std::int64_t, D>& ids, const Tensor<std::int64_t, D>& mask, const char* ids_name,
+                const char* mask_name) {
+  BLIP2_CHECK(ids.dim() == 2 && ids.size(1) > 0 && mask.shape() == ids.shape(), ShapeError, "stage 2: ", ids_name, " ",
+              to_string(ids.shape()), " and ", mask_name, " ", to_string(mask.shape()), " must be the same [batch, length > 0]");
+}
+}  // namespace detail
+
+// LAVIS's OPT targets [B, Q + L] for caption ids [B, L]: -100 at the Q query positions, at the
+// padding (pad_id) and at the first `prompt_length` text positions (BOS and prompt), else the id.
+template <class D>
+Tensor<std::int64_t, D> opt_caption_targets(const Tensor<std::int64_t, D>& ids, std::int64_t pad_id, index_t prompt_length,
+                                            index_t queries) {
+  BLIP2_CHECK(prompt_length >= 0 && prompt_length <= ids.size(1), ValueError, "stage 2: prompt_length ", prompt_length,
+              " outside [0, ", ids.size(1), "] (the caption length)");
+  const index_t B = ids.size(0), L = ids.size(1);
+  const auto v = ids.template to<cpu>().to_vector();
+  std::vector<std::int64_t> t(std::size_t(B * (queries + L)), -100);
+  for (index_t b = 0; b < B; ++b)
+    for (index_t i = prompt_length; i < L; ++i) {
+      const std::int64_t id = v[std::size_t(b * L + i)];
+      if (id != pad_id) t[std::size_t(b * (queries + L) + queries + i)] = id;
+    }
+  return Tensor<std::int64_t, D>::from_vector({B, queries + L}, t);
+}
+
+// The OPT stage-2 loss from image features before post_layernorm (VisionModel::encode)
+// [B, S, C] and caption ids / attention mask [B, L] as LAVIS tokenizes them.
+template <class T, class D, class W>
+Stage2Output<T, D> stage2_opt_loss_from_features(const Blip2OPT<T, D, W>& model, const Tensor<T, D>& vit_features,
+                                                 const Tensor<std::int64_t, D>& input_ids,
+                                                 const Tensor<std::int64_t, D>& text_attention_mask,
+                                                 index_t prompt_length = 0) {
+  detail::check_text(input_ids, text_attention_mask, "input_ids", "text_attention_mask");
+  Stage2Output<T, D> out;
+  const index_t B = input_ids.size(0), Q = model.query_tokens.size(1);
+  out.targets = opt_caption_targets(input_ids, model.config.opt.pad_token_id, prompt_length, Q);
+  detail::stage2_prompts(model, vit_features, B, out);
+  const auto& lm = *model.language_model;
+  const Tensor<T, D> embeds = concat<T, D>({out.language_model_inputs, lm.embed(input_ids)}, 1);
+  const auto mask = concat<std::int64_t, D>({Tensor<std::int64_t, D>::ones({B, Q}), text_attention_mask}, 1);
+  out.logits = lm(embeds, mask);
+  out.loss = Blip2OPT<T, D, W>::causal_lm_loss(out.logits, out.targets);
+  return out;
+}
+
+template <class T, class D, class W>
+Stage2Output<T, D> stage2_opt_loss(const Blip2OPT<T, D, W>& model, const Tensor<T, D>& pixels,
+                                   const Tensor<std::int64_t, D>& input_ids, const Tensor<std::int64_t, D>& text_attention_mask,
+                                   index_t prompt_length = 0) {
+  return stage2_opt_loss_from_features(model, model.vision_model->encode(pixels), input_ids, text_attention_mask,
+                                       prompt_length);
+}
+
+// LAVIS's Flan-T5 activation: exact GELU in every feed-forward (Blip2T5.__init__ sets
+// dense_act_fn = "gelu" whatever the checkpoint's config says).
+template <class T, class D, class W>
+void use_lavis_t5_activation(Blip2T5<T, D, W>& model) {
+  for (const auto* stack : {model.language_model->encoder.get(), model.language_model->decoder.get()})
+    for (const auto& block : stack->blocks) block->feed_forward->act = nn::Activation::gelu;
+}
+
+// The Flan-T5 prefix-LM loss from image features before post_layernorm [B, S, C]: prefix ids and
+// mask [B, L] (each row ending with </s>), suffix ids and mask [B, L'] (the decoder targets).
+template <class T, class D, class W>
+Stage2Output<T, D> stage2_t5_loss_from_features(const Blip2T5<T, D, W>& model, const Tensor<T, D>& vit_features,
+                                                const Tensor<std::int64_t, D>& input_ids,
+                                                const Tensor<std::int64_t, D>& text_attention_mask,
+                                                const Tensor<std::int64_t, D>& output_ids,
+                                                const Tensor<std::int64_t, D>& decoder_attention_mask) {
+  detail::check_text(input_ids, text_attention_mask, "input_ids", "text_attention_mask");
+  detail::check_text(output_ids, decoder_attention_mask, "output_ids", "decoder_attention_mask");
+  BLIP2_CHECK(output_ids.size(0) == input_ids.size(0), ShapeError, "stage 2: ", output_ids.size(0), " suffixes (output_ids) for ",
+              input_ids.size(0), " prefixes (input_ids)");
+  Stage2Output<T, D> out;
+  const index_t B = input_ids.size(0), Q = model.query_tokens.size(1);
+  const auto& lm = *model.language_model;
+  auto labels = output_ids.template to<cpu>().to_vector();
+  for (auto& id : labels)
+    if (id == lm.config.pad_token_id) id = -100;
+  out.targets = Tensor<std::int64_t, D>::from_vector(output_ids.shape(), labels);
+  const Tensor<std::int64_t, D> decoder_ids = lm.shift_right(out.targets);  // also checks the ids
+  detail::stage2_prompts(model, vit_features, B, out);
+  const Tensor<T, D> embeds = concat<T, D>({out.language_model_inputs, lm.embed(input_ids)}, 1);
+  const auto mask = concat<std::int64_t, D>({Tensor<std::int64_t, D>::ones({B, Q}), text_attention_mask}, 1);
+  out.encoder_last_hidden_state = lm.encode(embeds, mask);
+  out.logits = lm.decode(decoder_ids, out.encoder_last_hidden_state, mask, nullptr, decoder_attention_mask);
+  out.loss = cross_entropy(out.logits, out.targets);
+  return out;
+}
+
+template <class T, class D, class W>
+Stage2Output<T, D> stage2_t5_loss(const Blip2T5<T, D, W>& model, const Tensor<T, D>& pixels,
+                                  const Tensor<std::int64_t, D>& input_ids, const Tensor<std::int64_t, D>& text_attention_mask,
+                                  const Tensor<std::int64_t, D>& output_ids,
+                                  const Tensor<std::int64_t, D>& decoder_attention_mask) {
+  return stage2_t5_loss_from_features(model, model.vision_model->encode(pixels), input_ids, text_attention_mask, output_ids,
+                                      decoder_attention_mask);
+}
+
+// A caption split for the prefix LM: the first `words` words (the encoder's text) and the rest
+// (the decoder's target), words separated by whitespace.
+struct PrefixSplit {
+  std::string prefix, suffix;
+};
+
+inline PrefixSplit split_prefix_lm(const std::string& caption, std::size_t words) {
+  std::istringstream in(caption);
+  std::vector<std::string> w;
+  for (std::string s; in >> s;) w.push_back(s);
+  BLIP2_CHECK(words >= 1 && words < w.size(), ValueError, "prefix LM: cannot split the ", w.size(), "-word caption '",
+              caption.substr(0, 80), "' after ", words, " words (both parts need a word)");
+  PrefixSplit out;
+  for (std::size_t i = 0; i < w.size(); ++i) (i < words ? out.prefix : out.suffix) += (i == 0 || i == words ? "" : " ") + w[i];
+  return out;
+}
+
+// BLIP-2's split (LAVIS issue #139): a split point drawn uniformly from the first word to the
+// middle of the caption, 1 <= words <= n / 2, from `gen`.
+inline PrefixSplit split_prefix_lm(const std::string& caption, Generator& gen) {
+  std::istringstream in(caption);
+  std::size_t n = 0;
+  for (std::string s; in >> s;) ++n;
+  BLIP2_CHECK(n >= 2, ValueError, "prefix LM: the caption '", caption.substr(0, 80), "' has ", n,
+              " words; a prefix/suffix split needs at least two");
+  const std::size_t words = 1 + std::min<std::size_t>(std::size_t(gen.uniform() * double(n / 2)), n / 2 - 1);
+  return split_prefix_lm(caption, words);
+}
+
+}  // namespace blip2
+// ---- end blip2/train/stage2_objectives.hpp ----
 // tokenizers
 // ---- begin blip2/tokenizers/tokenizer.hpp ----
 // The interface every tokenizer implements (text -> ids -> text), plus the pieces they share:
@@ -6885,7 +7731,6 @@ struct Blip2Retrieval : Blip2Backbone<T, D, W> {
 // pre-tokenizer's \p{L}, \p{N} and \s, BERT's punctuation, control characters, CJK ideographs,
 // lower-casing and accent stripping (NFD, then drop non-spacing marks). The data is generated from
 // Python's unicodedata into unicode_tables.hpp by scripts/gen_unicode_tables.py.
-#include <cstddef>
 
 // ---- begin blip2/tokenizers/unicode_tables.hpp ----
 // GENERATED by scripts/gen_unicode_tables.py from Python 3.11.7 unicodedata (Unicode 14.0.0). Do not edit.

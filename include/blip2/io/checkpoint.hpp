@@ -86,17 +86,19 @@ void assign_parameter(const Tensor<T, D>& param, const Tensor<T, D>& value) {
 }
 
 // Loads every parameter of `module` from the checkpoint tensor `prefix + name`. Missing tensors
-// and shape mismatches are an IoError listing them all; returns the checkpoint names under
-// `prefix` that no parameter used (transformers reports these as unexpected, and so may callers).
+// (but those named in `optional`, which keep their values) and shape mismatches are an IoError
+// listing them all; returns the checkpoint names under `prefix` that no parameter used
+// (transformers reports these as unexpected, and so may callers).
 template <class T, class D>
 std::vector<std::string> load_parameters(const nn::Module<T, D>& module, const Checkpoint& ckpt,
-                                         const std::string& prefix = "") {
+                                         const std::string& prefix = "", const std::set<std::string>& optional = {}) {
   std::vector<std::string> problems;
   std::set<std::string> used;
   auto load_one = [&](const std::string& name, const auto& param) {
     using P = typename std::decay_t<decltype(param)>::value_type;
     const std::string key = prefix + name;
     if (!ckpt.contains(key)) {
+      if (optional.count(name)) return;
       problems.push_back("missing tensor '" + key + "' (shape " + to_string(param.shape()) + ")");
       return;
     }
@@ -121,6 +123,17 @@ std::vector<std::string> load_parameters(const nn::Module<T, D>& module, const C
   for (const auto& n : ckpt.names())
     if (n.rfind(prefix, 0) == 0 && !used.count(n)) unexpected.push_back(n);
   return unexpected;
+}
+
+// Writes every parameter and half-precision weight of `module` to one safetensors file under its
+// checkpoint name, in its storage type (what load_parameters reads back).
+template <class T, class D>
+void save_parameters(const nn::Module<T, D>& module, const std::string& path) {
+  std::vector<TensorRecord> records;
+  for (const auto& [name, p] : module.named_parameters()) records.push_back(TensorRecord::from(name, p));
+  for (const auto& [name, w] : module.named_half_weights())
+    std::visit([&, &name = name](const auto& t) { records.push_back(TensorRecord::from(name, t)); }, w);
+  save_safetensors(path, records);
 }
 
 }  // namespace blip2::io

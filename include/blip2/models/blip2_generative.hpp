@@ -2,7 +2,7 @@
 // What both Blip2ForConditionalGeneration variants (OPT in blip2_opt.hpp, Flan-T5 in blip2_t5.hpp)
 // add to the backbone: "language_projection" from the Q-Former width to the language model's,
 // the "language_model" itself, the placement of the projected queries among the text embeddings,
-// and stage-2 freezing (only query_tokens, the Q-Former and the projection train).
+// and stage-2 freezing (query_tokens, the Q-Former, the projection and ln_vision train).
 #include <algorithm>
 
 #include "../ops/loss.hpp"
@@ -29,9 +29,11 @@ struct Blip2Generative : Blip2Backbone<T, D, W> {
     language_model = this->register_module("language_model", std::make_shared<LanguageModel>(lm_config));
   }
 
-  // Freezes the image encoder and the language model; the rest takes gradients (stage 2 training).
+  // What LAVIS trains in stage 2: the query tokens, the Q-Former, the projection and the image
+  // encoder's final LayerNorm (LAVIS's ln_vision); the encoder's blocks and the language model freeze.
   void set_stage2_trainable() {
     this->set_requires_grad(false);
+    this->vision_model->post_layernorm->set_requires_grad(true);
     this->qformer->set_requires_grad(true);
     language_projection->set_requires_grad(true);
     this->query_tokens.requires_grad_(true);

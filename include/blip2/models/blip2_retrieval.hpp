@@ -18,7 +18,7 @@ struct Blip2Retrieval : Blip2Backbone<T, D, W> {
     Tensor<T, D> image_embeds;      // [images, Q, D], normalised
   };
 
-  explicit Blip2Retrieval(const Blip2Config& c) : Blip2Backbone<T, D, W>(c) {
+  explicit Blip2Retrieval(const Blip2Config& c) : Blip2Backbone<T, D, W>(c), text_padding_idx(c.qformer.pad_token_id) {
     BLIP2_CHECK(c.qformer.use_qformer_text_input, ValueError,
                 "Blip2Retrieval: the config's qformer_config must have use_qformer_text_input true");
     const index_t h = c.qformer.hidden_size;
@@ -37,7 +37,7 @@ struct Blip2Retrieval : Blip2Backbone<T, D, W> {
     BLIP2_CHECK(ids.dim() == 2 && ids.size(1) <= position_embeddings.size(0), ShapeError, "Q-Former text: input_ids ",
                 to_string(ids.shape()), " must be [B, L] with L <= ", position_embeddings.size(0));
     const auto positions = arange<std::int64_t, D>(ids.size(1));
-    return embedding(word_embeddings, ids, this->config.qformer.pad_token_id) + embedding(position_embeddings, positions);
+    return embedding(word_embeddings, ids, text_padding_idx) + embedding(position_embeddings, positions);
   }
 
   // ITM logits [B, 2] of image i with text i (pixels [B, 3, H, W], ids and mask [B, L]).
@@ -86,6 +86,8 @@ struct Blip2Retrieval : Blip2Backbone<T, D, W> {
   }
 
   Tensor<T, D> word_embeddings, position_embeddings;
+  // Lookups of this id send no gradient to word_embeddings (transformers' padding_idx; -1: none).
+  std::int64_t text_padding_idx;
   std::shared_ptr<nn::Linear<T, D>> vision_projection, text_projection, itm_head;
 };
 

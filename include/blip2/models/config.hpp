@@ -44,6 +44,12 @@ struct VisionConfig {
     c.qkv_bias = detail::json_or(j, "qkv_bias", c.qkv_bias);
     return c;
   }
+  nlohmann::json to_json() const {
+    return {{"model_type", "blip_2_vision_model"}, {"hidden_size", hidden_size}, {"intermediate_size", intermediate_size},
+            {"num_hidden_layers", num_hidden_layers}, {"num_attention_heads", num_attention_heads},
+            {"image_size", image_size}, {"patch_size", patch_size}, {"hidden_act", hidden_act},
+            {"layer_norm_eps", layer_norm_eps}, {"qkv_bias", qkv_bias}};
+  }
 };
 
 struct QFormerConfig {
@@ -71,6 +77,15 @@ struct QFormerConfig {
     c.attention_probs_dropout_prob = detail::json_or(j, "attention_probs_dropout_prob", c.attention_probs_dropout_prob);
     c.use_qformer_text_input = detail::json_or(j, "use_qformer_text_input", c.use_qformer_text_input);
     return c;
+  }
+  nlohmann::json to_json() const {
+    return {{"model_type", "blip_2_qformer"}, {"vocab_size", vocab_size}, {"hidden_size", hidden_size},
+            {"num_hidden_layers", num_hidden_layers}, {"num_attention_heads", num_attention_heads},
+            {"intermediate_size", intermediate_size}, {"max_position_embeddings", max_position_embeddings},
+            {"cross_attention_frequency", cross_attention_frequency}, {"encoder_hidden_size", encoder_hidden_size},
+            {"pad_token_id", pad_token_id}, {"hidden_act", hidden_act}, {"layer_norm_eps", layer_norm_eps},
+            {"hidden_dropout_prob", hidden_dropout_prob}, {"attention_probs_dropout_prob", attention_probs_dropout_prob},
+            {"use_qformer_text_input", use_qformer_text_input}, {"position_embedding_type", "absolute"}};
   }
 };
 
@@ -159,6 +174,7 @@ struct Blip2Config {
   int num_query_tokens = 32, image_text_hidden_size = 256;
   std::optional<int> image_token_index;
   std::vector<std::string> architectures;
+  nlohmann::json text_config_json;  // text_config as read (to_json writes it back unchanged)
 
   bool is_retrieval() const {
     for (const auto& a : architectures)
@@ -180,6 +196,7 @@ struct Blip2Config {
         c.image_token_index = j["image_token_index"].get<int>();
       c.architectures = detail::json_or(j, "architectures", std::vector<std::string>{});
       const auto text = j.value("text_config", nlohmann::json::object());
+      c.text_config_json = text;
       c.text_model_type = detail::json_or(text, "model_type", std::string(c.is_retrieval() ? "" : "opt"));
       if (c.text_model_type == "opt") c.opt = OPTConfig::from_json(text);
       else if (c.text_model_type == "t5") c.t5 = T5Config::from_json(text);
@@ -192,6 +209,19 @@ struct Blip2Config {
   }
 
   static Blip2Config load(const std::string& path) { return from_json(io::read_json_file(path), path); }
+
+  // Hugging Face's config.json layout (what from_json reads back).
+  nlohmann::json to_json() const {
+    nlohmann::json j = {{"model_type", "blip-2"},
+                        {"architectures", architectures},
+                        {"num_query_tokens", num_query_tokens},
+                        {"image_text_hidden_size", image_text_hidden_size},
+                        {"vision_config", vision.to_json()},
+                        {"qformer_config", qformer.to_json()}};
+    if (image_token_index) j["image_token_index"] = *image_token_index;
+    if (!text_config_json.empty()) j["text_config"] = text_config_json;
+    return j;
+  }
 };
 
 }  // namespace blip2

@@ -5,6 +5,7 @@
 // word_embed_proj_dim differs from hidden_size, and an LM head tied to the token embeddings.
 #include <limits>
 
+#include "../autograd/checkpoint.hpp"
 #include "../nn/activation.hpp"
 #include "../nn/embedding.hpp"
 #include "../nn/layer_norm.hpp"
@@ -110,12 +111,20 @@ struct OPTForCausalLM : nn::Module<T, D> {
     Tensor<T, D> h = project_in ? (*project_in)(inputs_embeds) : inputs_embeds;
     h = h + embedding(embed_positions, positions).template to<T>();
     const auto additive = Tensor<T, D>::from_vector({B, 1, L, S}, mask);
-    for (std::size_t i = 0; i < layers.size(); ++i) h = (*layers[i])(h, additive, cache, i);
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+      const auto& layer = *layers[i];
+      h = maybe_checkpoint<T, D>(
+          gradient_checkpointing && !cache, [&layer, cache, i](const auto& x) { return layer(x[0], x[1], cache, i); },
+          {h, additive});
+    }
     if (final_layer_norm) h = (*final_layer_norm)(h);
     if (project_out) h = (*project_out)(h);
     return linear(h, embed_tokens);
   }
 
+  // Recompute each layer during backward instead of keeping its activations (training through the
+  // frozen model: same gradients, one layer's activations at a time). Not with a KV cache.
+  bool gradient_checkpointing = false;
   OPTConfig config;
   Tensor<W, D> embed_tokens, embed_positions;
   std::shared_ptr<nn::Linear<T, D, W>> project_in, project_out;

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <limits>
 
+#include "../autograd/checkpoint.hpp"
 #include "../nn/activation.hpp"
 #include "../nn/linear.hpp"
 #include "../ops/attention.hpp"
@@ -219,16 +220,22 @@ struct T5ForConditionalGeneration : nn::Module<T, D> {
     Tensor<T, D> bias = encoder->blocks[0]->self_attention->position_bias(S, S, 0, true);
     if (attention_mask.defined()) bias = bias + padding_mask(attention_mask, inputs_embeds.size(0), S, "attention_mask");
     Tensor<T, D> h = inputs_embeds;
-    for (std::size_t i = 0; i < encoder->blocks.size(); ++i) h = (*encoder->blocks[i])(h, bias, nullptr, i);
+    for (std::size_t i = 0; i < encoder->blocks.size(); ++i) {
+      const auto& block = *encoder->blocks[i];
+      h = maybe_checkpoint<T, D>(
+          gradient_checkpointing, [&block, i](const auto& x) { return block(x[0], x[1], nullptr, i); }, {h, bias});
+    }
     return (*encoder->final_layer_norm)(h);
   }
 
   // Decoder logits [B, L, vocab] for decoder_ids [B, L] over the encoder output [B, S, d_model]
   // with its mask [B, S] (undefined: all attend). With a cache the ids are the next L positions
   // after the cached ones; the first call stores the cross-attention keys/values, later calls reuse
-  // them (encoder_out may then be undefined).
+  // them (encoder_out may then be undefined). decoder_mask [B, past + L] of 0/1 masks padded decoder
+  // positions on top of the causal mask (transformers' decoder_attention_mask).
   Tensor<T, D> decode(const Tensor<std::int64_t, D>& decoder_ids, const Tensor<T, D>& encoder_out,
-                      const Tensor<std::int64_t, D>& encoder_mask = {}, T5DecoderCache<T, D>* cache = nullptr) const {
+                      const Tensor<std::int64_t, D>& encoder_mask = {}, T5DecoderCache<T, D>* cache = nullptr,
+                      const Tensor<std::int64_t, D>& decoder_mask = {}) const {
     BLIP2_CHECK(decoder_ids.dim() == 2 && decoder_ids.size(1) > 0, ShapeError, "T5: decoder_input_ids ",
                 to_string(decoder_ids.shape()), " are not [batch, length > 0]");
     const index_t B = decoder_ids.size(0), L = decoder_ids.size(1), past = cache ? cache->length() : 0;
@@ -260,11 +267,18 @@ struct T5ForConditionalGeneration : nn::Module<T, D> {
     const index_t S = cross_k[0].size(1);
     const Tensor<T, D> cross_bias = encoder_mask.defined() ? padding_mask(encoder_mask, B, S, "encoder attention mask")
                                                            : Tensor<T, D>();
-    const Tensor<T, D> self_bias =
+    Tensor<T, D> self_bias =
         decoder->blocks[0]->self_attention->position_bias(L, past + L, past, false) + causal_mask<T, D>(L, past + L);
+    if (decoder_mask.defined()) self_bias = self_bias + padding_mask(decoder_mask, B, past + L, "decoder attention mask");
     KVCache<T, D>* kv = cache ? &cache->self_attention : nullptr;
     Tensor<T, D> h = embed(decoder_ids);
-    for (std::size_t i = 0; i < layers; ++i) h = (*decoder->blocks[i])(h, self_bias, kv, i, cross_k[i], cross_v[i], cross_bias);
+    for (std::size_t i = 0; i < layers; ++i) {
+      const auto& block = *decoder->blocks[i];
+      h = maybe_checkpoint<T, D>(
+          gradient_checkpointing && !kv,
+          [&block, kv, i](const auto& x) { return block(x[0], x[1], kv, i, x[2], x[3], x[4]); },
+          {h, self_bias, cross_k[i], cross_v[i], cross_bias});
+    }
     h = (*decoder->final_layer_norm)(h);
     if (config.scale_decoder_outputs) h = h * T(1.0 / std::sqrt(double(config.d_model)));
     return lm_head ? (*lm_head)(h) : linear(h, shared);
@@ -306,6 +320,8 @@ struct T5ForConditionalGeneration : nn::Module<T, D> {
     return Tensor<T, D>::from_vector({B, 1, 1, S}, add);
   }
 
+  // Recompute each block during backward instead of keeping its activations (not with a cache).
+  bool gradient_checkpointing = false;
   T5Config config;
   Tensor<W, D> shared;
   std::shared_ptr<T5Stack<T, D, W>> encoder, decoder;

@@ -133,14 +133,19 @@ struct VisionModel : nn::Module<T, D> {
   }
 
   Output operator()(const Tensor<T, D>& pixels, bool interpolate_pos_encoding = false) const {
+    Output out;
+    out.last_hidden_state = (*post_layernorm)(encode(pixels, interpolate_pos_encoding));
+    out.pooler_output = (*post_layernorm)(out.last_hidden_state.slice(1, 0, 1).squeeze(1));
+    return out;
+  }
+
+  // The blocks' output before post_layernorm (LAVIS's ViT without its ln_vision), [B, 1 + patches, hidden].
+  Tensor<T, D> encode(const Tensor<T, D>& pixels, bool interpolate_pos_encoding = false) const {
     BLIP2_CHECK(pixels.dim() == 4 && pixels.size(1) == 3, ShapeError, "vision model: pixel_values must be [B, 3, H, W], got ",
                 to_string(pixels.shape()));
     Tensor<T, D> h = (*embeddings)(pixels, interpolate_pos_encoding);
     for (const auto& layer : layers) h = (*layer)(h);
-    Output out;
-    out.last_hidden_state = (*post_layernorm)(h);
-    out.pooler_output = (*post_layernorm)(out.last_hidden_state.slice(1, 0, 1).squeeze(1));
-    return out;
+    return h;
   }
 
   VisionConfig config;

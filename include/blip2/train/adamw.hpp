@@ -14,16 +14,21 @@ struct AdamWOptions {
   double weight_decay = 1e-2;
 };
 
+// Parameters that share a weight decay (torch's param_groups; train/param_groups.hpp builds LAVIS's).
+template <class T, class D>
+struct ParamGroup {
+  std::vector<Tensor<T, D>> params;
+  double weight_decay = 0.0;
+};
+
 template <class T, class D>
 class AdamW {
  public:
-  AdamW(std::vector<Tensor<T, D>> params, AdamWOptions opt = {}) : params_(std::move(params)), opt_(opt) {
-    for (const auto& p : params_) {
-      BLIP2_CHECK(p.is_contiguous() && p.impl().requires_grad, ValueError, "AdamW: parameter of shape ",
-                  to_string(p.shape()), " must be a contiguous leaf with requires_grad");
-      m_.push_back(Tensor<T, D>::zeros(p.shape()));
-      v_.push_back(Tensor<T, D>::zeros(p.shape()));
-    }
+  // Every parameter decays by opt.weight_decay.
+  AdamW(std::vector<Tensor<T, D>> params, AdamWOptions opt = {}) : opt_(opt) { add(params, opt.weight_decay); }
+  // Each group decays by its own weight_decay (opt.weight_decay is unused).
+  AdamW(const std::vector<ParamGroup<T, D>>& groups, AdamWOptions opt) : opt_(opt) {
+    for (const auto& g : groups) add(g.params, g.weight_decay);
   }
 
   // One update of every parameter that has a gradient.
@@ -34,7 +39,7 @@ class AdamW {
       const Tensor<T, D> g = params_[i].grad();
       if (!g.defined()) continue;
       Backend<D>::adamw_step(params_[i].data(), g.data(), m_[i].data(), v_[i].data(), params_[i].numel(), T(opt_.lr),
-                             T(opt_.beta1), T(opt_.beta2), T(opt_.eps), T(opt_.weight_decay), T(bc1),
+                             T(opt_.beta1), T(opt_.beta2), T(opt_.eps), T(decay_[i]), T(bc1),
                              T(std::sqrt(bc2)));
     }
   }
@@ -46,7 +51,18 @@ class AdamW {
   long steps() const { return step_; }
 
  private:
+  void add(const std::vector<Tensor<T, D>>& params, double weight_decay) {
+    for (const auto& p : params) {
+      BLIP2_CHECK(p.is_contiguous() && p.impl().requires_grad, ValueError, "AdamW: parameter of shape ",
+                  to_string(p.shape()), " must be a contiguous leaf with requires_grad");
+      params_.push_back(p);
+      decay_.push_back(weight_decay);
+      m_.push_back(Tensor<T, D>::zeros(p.shape()));
+      v_.push_back(Tensor<T, D>::zeros(p.shape()));
+    }
+  }
   std::vector<Tensor<T, D>> params_;
+  std::vector<double> decay_;
   std::vector<Tensor<T, D>> m_, v_;
   AdamWOptions opt_;
   long step_ = 0;
