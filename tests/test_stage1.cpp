@@ -4,6 +4,7 @@
 #include <blip2/train/stage1_objectives.hpp>
 #include <blip2/train/adamw.hpp>
 #include <blip2/train/param_groups.hpp>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -355,4 +356,62 @@ TEST_CASE("stage 1: 200 steps on a small synthetic set bring all three losses do
   CHECK(last[0] < 0.5 * first[0]);
   CHECK(last[1] < 0.5 * first[1]);
   CHECK(last[2] < 0.5 * first[2]);
+}
+
+namespace {
+// Rank 0 of two ranks that hold the same examples: every gather duplicates this rank's rows, and
+// the all-reduce of a gradient doubles it.
+class MirroredPair final : public Communicator {
+ public:
+  int rank() const override { return 0; }
+  int world_size() const override { return 2; }
+  void all_gather_bytes(const void* send, void* recv, std::size_t bytes) const override {
+    std::memcpy(recv, send, bytes);
+    std::memcpy(static_cast<char*>(recv) + bytes, send, bytes);
+  }
+  void all_reduce_sum(float* data, std::size_t n) const override {
+    for (std::size_t i = 0; i < n; ++i) data[i] *= 2;
+  }
+  void all_reduce_sum(double* data, std::size_t n) const override {
+    for (std::size_t i = 0; i < n; ++i) data[i] *= 2;
+  }
+};
+}  // namespace
+
+TEST_CASE("stage 1 across ranks: the global batch through a Communicator") {
+  Stage1Fixture f;
+  NoGrad no_grad;
+  const auto pixels = f.io.load<float>("pixel_values");
+  const auto ids = f.io.load<std::int64_t>("input_ids"), mask = f.io.load<std::int64_t>("attention_mask");
+  const MirroredPair pair;
+  Stage1Options ranked;
+  ranked.comm = &pair;
+  ranked.neg_image_idx_per_text = {5, 6, 1, 2};  // indices into the global batch of 8
+  ranked.neg_text_idx_per_image = {2, 7, 4, 0};
+  const auto r = f.run(ranked);
+  CHECK(to_string(r.sim_i2t.shape()) == "[4,8]");
+  // One process over the same 8 examples, rows 4..7 with the mirrored negatives, gives the same losses.
+  Stage1Options single;
+  for (auto [from, to] : {std::pair{&ranked.neg_image_idx_per_text, &single.neg_image_idx_per_text},
+                          {&ranked.neg_text_idx_per_image, &single.neg_text_idx_per_image}}) {
+    *to = *from;
+    for (auto i : *from) to->push_back((i + 4) % 8);
+  }
+  const auto s = stage1_losses(*f.model, concat<float, cpu>({pixels, pixels}, 0), concat<std::int64_t, cpu>({ids, ids}, 0),
+                               concat<std::int64_t, cpu>({mask, mask}, 0), single);
+  CHECK(r.loss_itc.item() == doctest::Approx(s.loss_itc.item()).epsilon(1e-5));
+  CHECK(r.loss_itm.item() == doctest::Approx(s.loss_itm.item()).epsilon(1e-5));
+  CHECK(r.loss_itg.item() == doctest::Approx(s.loss_itg.item()).epsilon(1e-5));
+  ranked.neg_text_idx_per_image[1] = 8;
+  CHECK_THROWS_WITH_AS(f.run(ranked), doctest::Contains("outside the global batch [0, 8)"), ValueError);
+}
+
+TEST_CASE("all_gather_with_grad: the gradient is the all-reduced gradient's own rows") {
+  const MirroredPair pair;
+  auto x = Tensor<double>::from_vector({2, 1}, {1.0, 2.0}).requires_grad_();
+  const auto gathered = all_gather_with_grad(x, pair);
+  CHECK(gathered.to_vector() == std::vector<double>{1, 2, 1, 2});
+  sum(gathered * Tensor<double>::from_vector({4, 1}, {1, 10, 100, 1000})).backward();
+  CHECK(x.grad().to_vector() == std::vector<double>{2, 20});  // rank 0's rows of 2 x the local gradient
+  CHECK(!all_gather(x, pair).requires_grad());
 }

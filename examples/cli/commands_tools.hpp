@@ -50,11 +50,14 @@ inline int preprocess(const Args& a) {
   return 0;
 }
 
-// blip2 dump --model DIR --inputs IN.safetensors --out OUT.safetensors
+// blip2 dump --model DIR --inputs IN.safetensors --out OUT.safetensors [--objective stage1|stage2 [--seed N]]
 inline int dump(const Args& a) {
-  a.allow({"model", "inputs", "out"});
+  a.allow({"model", "inputs", "out", "objective", "seed"});
   const Stopwatch watch;
-  const auto names = dump_outputs(a.get("model"), a.get("inputs"), a.get("out"));
+  BLIP2_CHECK(!a.has("seed") || a.has("objective"), ValueError, "--seed draws stage-1 negatives: it needs --objective");
+  const auto names = a.has("objective") ? dump_objective(a.get("model"), a.get("objective"), a.get("inputs"), a.get("out"),
+                                                         a.has("seed") ? std::uint64_t(a.get_int("seed")) : 0)
+                                        : dump_outputs(a.get("model"), a.get("inputs"), a.get("out"));
   std::fprintf(stderr, "dump: wrote %zu tensors to %s in %.2f s\n", names.size(), a.get("out").c_str(), watch.seconds());
   for (const auto& n : names) std::printf("%s\n", n.c_str());
   return 0;

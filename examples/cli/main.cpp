@@ -24,6 +24,7 @@ const char* kUsage =
     "  tokenize --model DIR --text TEXT [--tokenizer lm|qformer]\n"
     "  preprocess --image FILE [--size N] --out OUT.safetensors   (resized_u8, pixel_values)\n"
     "  dump     --model DIR --inputs IN.safetensors --out OUT.safetensors   (every intermediate)\n"
+    "           [--objective stage1|stage2 [--seed N]]: pre-training losses and gradients (LAVIS names)\n"
     "model options (caption, vqa, chat, generate, retrieve):\n";
 
 void usage(std::FILE* f) {
