@@ -46,7 +46,6 @@ float32, weights_mb all parameters in their storage type (tied weights once); pe
 process's peak resident memory."""
 import argparse
 import json
-import math
 import os
 import resource
 import statistics
@@ -58,24 +57,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from torch_models import attention  # the same multi-head attention as the inference peer
+
 # BLIP-2 Q-Former (BERT-base) and OPT-2.7B sizes.
 D, HEADS, FF, VISION, QUERIES = 768, 12, 3072, 1408, 32
 BERT_VOCAB, BERT_POS, CLS, SEP, BERT_PAD, DEC = 30523, 512, 101, 102, 0, 30522
 OPT_VOCAB, OPT_D, OPT_HEADS, OPT_FF, OPT_POS = 50272, 2560, 32, 10240, 2048 + 2
 OPT_BOS, OPT_PAD, OPT_NEWLINE = 2, 1, 50118
 EMBED_STD = 0.02
-
-
-def attention(q, k, v, heads, mask=None):
-    b, lq, _ = q.shape
-    lk = k.shape[1]
-    q = q.view(b, lq, heads, -1).transpose(1, 2)
-    k = k.view(b, lk, heads, -1).transpose(1, 2)
-    v = v.view(b, lk, heads, -1).transpose(1, 2)
-    s = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
-    if mask is not None:
-        s = s + mask
-    return (s.softmax(-1) @ v).transpose(1, 2).reshape(b, lq, -1)
 
 
 # ---------------------------------------------------------------- Q-Former

@@ -4,6 +4,7 @@
 #include <blip2/train/stage1_objectives.hpp>
 #include <blip2/train/adamw.hpp>
 #include <blip2/train/param_groups.hpp>
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -109,28 +110,12 @@ TEST_CASE("stage 1: gradients of every trainable tensor and one AdamW step with 
   Stage1Fixture f;
   auto& model = *f.model;
   model.set_stage1_trainable();
+  // The frozen encoder's forward records no graph; its final LayerNorm (ln_vision) trains.
+  CHECK(!model.vision_model->encode(f.io.load<float>("pixel_values")).requires_grad());
+  CHECK(model.vision_model->trainable_parameters().size() == 2);
   const auto o = f.run(f.injected());
   o.loss.backward();
-  const auto grads = io::SafeTensorsFile::open(kStage1 + "grads.safetensors");
-  std::size_t checked = 0;
-  for (const auto& [name, p] : model.named_parameters()) {
-    if (!p.impl().requires_grad) {
-      CHECK_MESSAGE(!grads.contains("grad." + name), name << " is frozen here but LAVIS trains it");
-      CHECK_MESSAGE(!p.grad().defined(), name << ": frozen, yet it has a gradient");
-      continue;
-    }
-    REQUIRE_MESSAGE(grads.contains("grad." + name), name << " trains here but not in LAVIS");
-    const auto ref = grads.load<float>("grad." + name);
-    if (name.find("key.bias") != std::string::npos) {  // analytically zero: compare noise with the floor
-      CHECK_MESSAGE(max_abs(p.grad()) <= 1e-6, name);
-    } else {
-      const double scale = max_abs(ref);
-      const double diff = max_abs_diff(p.grad(), ref);
-      CHECK_MESSAGE(diff <= std::max(1e-3 * scale, 1e-6), name << ": max abs diff " << diff << " (max |ref| " << scale << ")");
-    }
-    ++checked;
-  }
-  CHECK(checked == grads.entries().size());
+  CHECK(check_trained_gradients(model, kStage1 + "grads.safetensors") == 127);
 
   // LAVIS's weight-decay groups: no decay for 1-d tensors (temp aside: 0-d there) and biases.
   const nlohmann::json meta = io::read_json_file(kStage1 + "meta.json");
@@ -144,6 +129,7 @@ TEST_CASE("stage 1: gradients of every trainable tensor and one AdamW step with 
   AdamW<float, cpu> opt(lavis_param_groups(model, 0.05), {1e-4, 0.9, 0.999, 1e-8, 0.0});
   opt.step();
   const auto after = io::SafeTensorsFile::open(kStage1 + "adamw_step.safetensors");
+  const auto grads = io::SafeTensorsFile::open(kStage1 + "grads.safetensors");
   for (const auto& [name, p] : model.named_parameters()) {
     if (!p.impl().requires_grad) continue;
     const auto ref = after.load<float>(name).to_vector();
@@ -304,6 +290,14 @@ TEST_CASE("stage 1: bad input gets a clear error") {
   Stage1Options itc_itm = opt;
   itc_itm.itg = false;
   CHECK(std::isfinite(stage1_losses(*retrieval, pixels, ids, mask, itc_itm).loss.item()));
+  // A new ITG head makes the model a complete stage-1 model.
+  Generator init(2);
+  retrieval->init_itg_head(init);
+  CHECK(retrieval->itg_norm->weight.to_vector()[0] == 1.0f);
+  const auto with_itg = stage1_losses(*retrieval, pixels, ids, mask, opt);
+  CHECK(std::isfinite(with_itg.loss_itg.item()));
+  CHECK(with_itg.loss_itg.item() > 0);
+  CHECK_THROWS_WITH_AS(retrieval->init_itg_head(init), doctest::Contains("already has"), ValueError);
 }
 
 TEST_CASE("stage 1: save and load round trip in the fixture's layout") {
@@ -328,21 +322,39 @@ TEST_CASE("stage 1: save and load round trip in the fixture's layout") {
 }
 
 TEST_CASE("stage 1: 200 steps on a small synthetic set bring all three losses down") {
-  // Four fixed images, each with its own caption; the fixture-sized model from the fixture weights.
+  // Eight random images, each with its own random caption ([CLS] words [SEP], padded to 10);
+  // every step trains on four of them drawn at random. The fixture-sized model, fixture weights.
   Stage1Fixture f;
   auto& model = *f.model;
   model.set_stage1_trainable();
-  const auto pixels = f.io.load<float>("pixel_values");
-  const auto ids = f.io.load<std::int64_t>("input_ids"), mask = f.io.load<std::int64_t>("attention_mask");
+  Generator data(21);
+  const index_t N = 8, L = 10;
+  const auto images = randn<float>({N, 3, 24, 24}, data);
+  std::vector<std::int64_t> ids(std::size_t(N * L), 0), mask(std::size_t(N * L), 0);
+  for (index_t n = 0; n < N; ++n) {
+    const index_t words = 3 + index_t(data.uniform() * 6);  // 3..8 words
+    for (index_t t = 0; t < words + 2; ++t) {
+      ids[std::size_t(n * L + t)] = t == 0 ? 2 : t == words + 1 ? 3 : 5 + std::int64_t(data.uniform() * 56);
+      mask[std::size_t(n * L + t)] = 1;
+    }
+  }
+  const auto all_ids = Tensor<std::int64_t>::from_vector({N, L}, ids), all_mask = Tensor<std::int64_t>::from_vector({N, L}, mask);
   AdamW<float, cpu> opt(lavis_param_groups(model, 0.05), {1e-3, 0.9, 0.999, 1e-8, 0.0});
   Generator gen(11);
   Stage1Options o;
   o.generator = &gen;
   double first[3] = {0, 0, 0}, last[3] = {0, 0, 0};
-  const int steps = 200, window = 10;
+  const int steps = 200, window = 20;
   for (int step = 0; step < steps; ++step) {
+    std::vector<std::int64_t> pick;  // four distinct examples
+    while (pick.size() < 4) {
+      const std::int64_t i = std::int64_t(gen.uniform() * double(N));
+      if (std::find(pick.begin(), pick.end(), i) == pick.end()) pick.push_back(i);
+    }
+    const auto rows = Tensor<std::int64_t>::from_vector({4}, pick);
     opt.zero_grad();
-    const auto out = stage1_losses(model, pixels, ids, mask, o);
+    const auto out = stage1_losses(model, index_select(images, 0, rows), index_select(all_ids, 0, rows),
+                                   index_select(all_mask, 0, rows), o);
     out.loss.backward();
     opt.step();
     const double l[3] = {out.loss_itc.item(), out.loss_itm.item(), out.loss_itg.item()};
@@ -353,9 +365,9 @@ TEST_CASE("stage 1: 200 steps on a small synthetic set bring all three losses do
   }
   MESSAGE("ITC " << first[0] << " -> " << last[0] << ", ITM " << first[1] << " -> " << last[1] << ", ITG " << first[2]
                  << " -> " << last[2]);
-  CHECK(last[0] < 0.5 * first[0]);
-  CHECK(last[1] < 0.5 * first[1]);
-  CHECK(last[2] < 0.5 * first[2]);
+  CHECK(last[0] < 0.6 * first[0]);
+  CHECK(last[1] < 0.6 * first[1]);
+  CHECK(last[2] < 0.6 * first[2]);
 }
 
 namespace {

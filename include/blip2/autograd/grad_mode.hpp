@@ -11,29 +11,27 @@ struct GradMode {
   }
 };
 
-// RAII scope in which no op records a graph (inference, optimizer updates).
-class NoGrad {
+// Sets whether ops record for a scope, restoring the previous setting after it.
+class GradModeScope {
  public:
-  NoGrad() : prev_(GradMode::enabled()) { GradMode::enabled() = false; }
-  ~NoGrad() { GradMode::enabled() = prev_; }
-  NoGrad(const NoGrad&) = delete;
-  NoGrad& operator=(const NoGrad&) = delete;
+  explicit GradModeScope(bool on) : prev_(GradMode::enabled()) { GradMode::enabled() = on; }
+  ~GradModeScope() { GradMode::enabled() = prev_; }
+  GradModeScope(const GradModeScope&) = delete;
+  GradModeScope& operator=(const GradModeScope&) = delete;
 
  private:
   bool prev_;
 };
 
-// RAII scope in which ops record again, e.g. checkpoint's recomputation inside a backward pass
-// (which itself runs under NoGrad).
-class EnableGrad {
- public:
-  EnableGrad() : prev_(GradMode::enabled()) { GradMode::enabled() = true; }
-  ~EnableGrad() { GradMode::enabled() = prev_; }
-  EnableGrad(const EnableGrad&) = delete;
-  EnableGrad& operator=(const EnableGrad&) = delete;
+// No op records a graph in this scope (inference, optimizer updates).
+struct NoGrad : GradModeScope {
+  NoGrad() : GradModeScope(false) {}
+};
 
- private:
-  bool prev_;
+// Ops record again in this scope, e.g. checkpoint's recomputation inside a backward pass (which
+// itself runs under NoGrad).
+struct EnableGrad : GradModeScope {
+  EnableGrad() : GradModeScope(true) {}
 };
 
 }  // namespace blip2

@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "../io/checkpoint.hpp"
+#include "../nn/init.hpp"
 #include "blip2_retrieval.hpp"
 
 namespace blip2 {
@@ -22,14 +23,15 @@ struct Blip2Stage1 : Blip2Retrieval<T, D, W> {
     // LAVIS resizes the embeddings for [DEC], which drops BERT's padding_idx: the pad row trains.
     this->text_padding_idx = -1;
     temp = this->register_parameter("temp", Tensor<T, D>::full({1}, T(kInitialTemperature)));
-    if (!itg_head) return;
-    const index_t h = c.qformer.hidden_size;
-    auto predictions = this->register_module("cls", std::make_shared<nn::Module<T, D>>())
-                           ->register_module("predictions", std::make_shared<nn::Module<T, D>>());
-    auto transform = predictions->register_module("transform", std::make_shared<nn::Module<T, D>>());
-    itg_dense = transform->register_module("dense", std::make_shared<nn::Linear<T, D>>(h, h));
-    itg_norm = transform->register_module("LayerNorm", std::make_shared<nn::LayerNorm<T, D>>(h, c.qformer.layer_norm_eps));
-    itg_bias = predictions->register_parameter("bias", Tensor<T, D>::empty({c.qformer.vocab_size}));
+    if (itg_head) add_itg_head();
+  }
+
+  // Gives a model loaded without the ITG head (e.g. blip2-itm-vit-g) a new one, initialised as BERT's
+  // prediction head is (N(0, 0.02) weights, zero biases, unit LayerNorm), to continue stage 1 with ITG.
+  void init_itg_head(Generator& gen) {
+    BLIP2_CHECK(!has_itg_head(), ValueError, "Blip2Stage1: the model already has an ITG head");
+    nn::init_parameters(*add_itg_head(), gen);
+    if (this->word_embeddings.impl().requires_grad) set_stage1_trainable();
   }
 
   bool has_itg_head() const { return itg_dense != nullptr; }
@@ -86,6 +88,18 @@ struct Blip2Stage1 : Blip2Retrieval<T, D, W> {
   std::shared_ptr<nn::Linear<T, D>> itg_dense;
   std::shared_ptr<nn::LayerNorm<T, D>> itg_norm;
   Tensor<T, D> itg_bias;
+
+ private:
+  std::shared_ptr<nn::Module<T, D>> add_itg_head() {
+    const auto& c = this->config.qformer;
+    auto cls = this->register_module("cls", std::make_shared<nn::Module<T, D>>());
+    auto predictions = cls->register_module("predictions", std::make_shared<nn::Module<T, D>>());
+    auto transform = predictions->register_module("transform", std::make_shared<nn::Module<T, D>>());
+    itg_dense = transform->register_module("dense", std::make_shared<nn::Linear<T, D>>(c.hidden_size, c.hidden_size));
+    itg_norm = transform->register_module("LayerNorm", std::make_shared<nn::LayerNorm<T, D>>(c.hidden_size, c.layer_norm_eps));
+    itg_bias = predictions->register_parameter("bias", Tensor<T, D>::empty({c.vocab_size}));
+    return cls;
+  }
 };
 
 }  // namespace blip2
