@@ -48,6 +48,7 @@
 // checkpoints and files
 #include "io/safetensors.hpp"
 #include "io/checkpoint.hpp"
+#include "io/yaml.hpp"
 // BLIP-2 models
 #include "models/config.hpp"
 #include "models/blip2_opt.hpp"
@@ -62,6 +63,10 @@
 #include "train/param_groups.hpp"
 #include "train/stage1_objectives.hpp"
 #include "train/stage2_objectives.hpp"
+// the training loop: LAVIS's run config and schedule, atomic checkpoints, resume
+#include "train/run_config.hpp"
+#include "train/checkpoint_dir.hpp"
+#include "train/trainer.hpp"
 // tokenizers
 #include "tokenizers/tokenizer.hpp"
 #include "tokenizers/byte_level_bpe.hpp"

@@ -327,6 +327,10 @@ class Generator {
     return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
   }
   double uniform() { return uniform(seed_, next_block(1)); }
+  // The position in the stream: a generator restored to (seed, offset) continues identically
+  // (training checkpoints keep it).
+  std::uint64_t offset() const { return offset_; }
+  void set_offset(std::uint64_t offset) { offset_ = offset; }
 
  private:
   std::uint64_t seed_;
@@ -5145,6 +5149,13 @@ class AdamW {
   double lr() const { return opt_.lr; }
   long steps() const { return step_; }
 
+  // The state a checkpoint keeps, in the order of the parameters: first and second moments and the
+  // step count. Restoring them (and the parameters) continues training bit for bit.
+  const std::vector<Tensor<T, D>>& parameters() const { return params_; }
+  const std::vector<Tensor<T, D>>& first_moments() const { return m_; }
+  const std::vector<Tensor<T, D>>& second_moments() const { return v_; }
+  void set_steps(long steps) { step_ = steps; }
+
  private:
   void add(const std::vector<Tensor<T, D>>& params, double weight_decay) {
     for (const auto& p : params) {
@@ -5216,7 +5227,8 @@ class SGD {
 }  // namespace blip2
 // ---- end blip2/train/sgd.hpp ----
 // ---- begin blip2/train/schedule.hpp ----
-// Learning-rate schedule: linear warm-up from 0, then cosine decay to min_lr at total_steps.
+// Learning-rate schedules: CosineSchedule (linear warm-up from 0, then cosine decay per step to
+// min_lr at total_steps) and LinearWarmupCosineLR (LAVIS's linear_warmup_cosine_lr).
 
 namespace blip2 {
 
@@ -5231,6 +5243,26 @@ struct CosineSchedule {
     const double progress =
         std::min(1.0, double(step - warmup_steps) / double(std::max(1L, total_steps - warmup_steps)));
     return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + std::cos(3.141592653589793 * progress));
+  }
+};
+
+// LAVIS's LinearWarmupCosineLRScheduler (lavis/common/optims.py), step(cur_epoch, cur_step) before
+// each iteration: in epoch 0 the rate rises linearly from warmup_lr to init_lr over warmup_steps
+// and then stays there; from epoch 1 on it is constant within an epoch and follows a cosine over
+// the epochs, init_lr at epoch 0 down towards min_lr at max_epoch. A negative warmup_lr means
+// init_lr (LAVIS's warmup_start_lr = -1).
+struct LinearWarmupCosineLR {
+  double init_lr = 1e-4, min_lr = 0.0, warmup_lr = -1.0;
+  long warmup_steps = 0;
+  long max_epoch = 1;
+
+  double lr(long epoch, long step_in_epoch) const {
+    if (epoch == 0) {
+      const double start = warmup_lr >= 0 ? warmup_lr : init_lr;
+      return std::min(init_lr, start + (init_lr - start) * double(step_in_epoch) / double(std::max(1L, warmup_steps)));
+    }
+    return (init_lr - min_lr) * 0.5 * (1.0 + std::cos(3.141592653589793 * double(epoch) / double(std::max(1L, max_epoch)))) +
+           min_lr;
   }
 };
 
@@ -5687,6 +5719,207 @@ void save_parameters(const nn::Module<T, D>& module, const std::string& path) {
 
 }  // namespace blip2::io
 // ---- end blip2/io/checkpoint.hpp ----
+// ---- begin blip2/io/yaml.hpp ----
+// The YAML subset that LAVIS's project and model configs use, read into JSON: nested maps by
+// indentation, block lists ("- item", items may be maps), flow lists ("[a, 'b', 1]"), comments,
+// quoted and plain scalars. Scalars resolve as OmegaConf does: null / ~ / empty -> null,
+// true / false (any case) -> booleans, integers and floats (1e-4 included) -> numbers, the rest
+// strings. Anchors, multi-line strings and flow maps are not supported (an IoError names the line).
+
+
+namespace blip2::io {
+
+namespace detail {
+
+struct YamlLine {
+  int indent = 0;
+  std::string text;  // without indentation and comment
+  int number = 0;    // 1-based line number in the file
+};
+
+inline std::string strip_yaml_comment(const std::string& s) {
+  char quote = 0;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (quote) {
+      if (c == quote) quote = 0;
+    } else if (c == '"' || c == '\'') {
+      quote = c;
+    } else if (c == '#' && (i == 0 || s[i - 1] == ' ' || s[i - 1] == '\t')) {
+      return s.substr(0, i);
+    }
+  }
+  return s;
+}
+
+inline std::string trim_yaml(const std::string& s) {
+  const auto b = s.find_first_not_of(" \t\r"), e = s.find_last_not_of(" \t\r");
+  return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
+}
+
+class YamlParser {
+ public:
+  YamlParser(std::vector<YamlLine> lines, std::string where) : lines_(std::move(lines)), where_(std::move(where)) {}
+
+  nlohmann::json document() {
+    if (lines_.empty()) return nlohmann::json::object();
+    nlohmann::json out = block(lines_[0].indent);
+    if (pos_ < lines_.size()) fail(lines_[pos_], "unexpected indentation");
+    return out;
+  }
+
+ private:
+  [[noreturn]] void fail(const YamlLine& l, const std::string& what) const {
+    throw IoError(where_ + ":" + std::to_string(l.number) + ": " + what + " in YAML line '" + l.text + "'");
+  }
+
+  // The map or list whose lines start at exactly `indent`.
+  nlohmann::json block(int indent) {
+    const bool list = lines_[pos_].text.rfind("- ", 0) == 0 || lines_[pos_].text == "-";
+    nlohmann::json out = list ? nlohmann::json::array() : nlohmann::json::object();
+    while (pos_ < lines_.size() && lines_[pos_].indent == indent) {
+      YamlLine line = lines_[pos_];
+      const bool item = line.text.rfind("- ", 0) == 0 || line.text == "-";
+      if (item != list) fail(line, list ? "a map key among list items" : "a list item among map keys");
+      if (list) {
+        ++pos_;
+        const std::string rest = trim_yaml(line.text.substr(1));
+        if (rest.empty()) {
+          out.push_back(nested(indent, line));
+        } else if (key_of(rest) != std::string::npos) {
+          // "- key: value" opens a map whose further keys sit two columns deeper.
+          lines_.insert(lines_.begin() + long(pos_), YamlLine{indent + 2, rest, line.number});
+          out.push_back(block(indent + 2));
+        } else {
+          out.push_back(scalar(rest, line));
+        }
+        continue;
+      }
+      const std::size_t colon = key_of(line.text);
+      if (colon == std::string::npos) fail(line, "expected 'key: value'");
+      const std::string key = unquote(trim_yaml(line.text.substr(0, colon)));
+      const std::string value = trim_yaml(line.text.substr(colon + 1));
+      if (out.contains(key)) fail(line, "duplicate key '" + key + "'");
+      ++pos_;
+      out[key] = value.empty() ? nested(indent, line) : scalar(value, line);
+    }
+    return out;
+  }
+
+  // The block below a "key:" or "-" line, or null when none follows.
+  nlohmann::json nested(int indent, const YamlLine& line) {
+    if (pos_ >= lines_.size() || lines_[pos_].indent <= indent) {
+      // A list directly under a key may sit at the key's own indentation.
+      if (pos_ < lines_.size() && lines_[pos_].indent == indent && lines_[pos_].text.rfind("- ", 0) == 0 &&
+          key_of(line.text) != std::string::npos && line.text.rfind("- ", 0) != 0)
+        return block(indent);
+      return nullptr;
+    }
+    return block(lines_[pos_].indent);
+  }
+
+  // Position of the colon that ends a map key, outside quotes and followed by space or the end.
+  static std::size_t key_of(const std::string& s) {
+    char quote = 0;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+      const char c = s[i];
+      if (quote) {
+        if (c == quote) quote = 0;
+      } else if (c == '"' || c == '\'') {
+        quote = c;
+      } else if (c == '[') {
+        return std::string::npos;
+      } else if (c == ':' && (i + 1 == s.size() || s[i + 1] == ' ')) {
+        return i;
+      }
+    }
+    return std::string::npos;
+  }
+
+  static std::string unquote(const std::string& s) {
+    if (s.size() >= 2 && (s.front() == '"' || s.front() == '\'') && s.back() == s.front()) return s.substr(1, s.size() - 2);
+    return s;
+  }
+
+  nlohmann::json scalar(const std::string& s, const YamlLine& line) const {
+    if (s.front() == '{' || s.front() == '&' || s.front() == '*' || s.front() == '|' || s.front() == '>')
+      fail(line, "unsupported YAML construct");
+    if (s.front() == '[') {
+      if (s.back() != ']') fail(line, "unterminated flow list");
+      nlohmann::json list = nlohmann::json::array();
+      std::string item;
+      char quote = 0;
+      for (std::size_t i = 1; i + 1 < s.size(); ++i) {
+        const char c = s[i];
+        if (quote) {
+          if (c == quote) quote = 0;
+        } else if (c == '"' || c == '\'') {
+          quote = c;
+        } else if (c == '[' || c == ']') {
+          fail(line, "nested flow lists");
+        } else if (c == ',') {
+          list.push_back(scalar(trim_yaml(item), line));
+          item.clear();
+          continue;
+        }
+        item += c;
+      }
+      if (!trim_yaml(item).empty()) list.push_back(scalar(trim_yaml(item), line));
+      return list;
+    }
+    if (s.front() == '"' || s.front() == '\'') {
+      if (s.size() < 2 || s.back() != s.front()) fail(line, "unterminated quoted string");
+      return s.substr(1, s.size() - 2);
+    }
+    std::string lower = s;
+    for (auto& c : lower) c = char(std::tolower(static_cast<unsigned char>(c)));
+    if (lower == "null" || lower == "~" || lower == "none") return nullptr;
+    if (lower == "true") return true;
+    if (lower == "false") return false;
+    try {
+      std::size_t used = 0;
+      const long long i = std::stoll(s, &used);
+      if (used == s.size()) return i;
+      const double d = std::stod(s, &used);
+      if (used == s.size()) return d;
+    } catch (const std::exception&) {
+    }
+    return s;
+  }
+
+  std::vector<YamlLine> lines_;
+  std::string where_;
+  std::size_t pos_ = 0;
+};
+
+}  // namespace detail
+
+// Parses YAML text (`where` names it in errors) into JSON.
+inline nlohmann::json parse_yaml(const std::string& text, const std::string& where = "YAML") {
+  std::vector<detail::YamlLine> lines;
+  std::istringstream in(text);
+  std::string raw;
+  for (int number = 1; std::getline(in, raw); ++number) {
+    BLIP2_CHECK(raw.substr(0, raw.find_first_not_of(" \t")).find('\t') == std::string::npos, IoError, where, ":", number,
+                ": tab in the indentation (YAML indents with spaces)");
+    const std::string body = detail::strip_yaml_comment(raw);
+    const std::string text_only = detail::trim_yaml(body);
+    if (text_only.empty() || text_only == "---") continue;
+    lines.push_back({int(body.find_first_not_of(' ')), text_only, number});
+  }
+  return detail::YamlParser(std::move(lines), where).document();
+}
+
+inline nlohmann::json read_yaml_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  BLIP2_CHECK(in.good(), IoError, path, ": cannot open");
+  std::ostringstream os;
+  os << in.rdbuf();
+  return parse_yaml(os.str(), path);
+}
+
+}  // namespace blip2::io
+// ---- end blip2/io/yaml.hpp ----
 // BLIP-2 models
 // ---- begin blip2/models/config.hpp ----
 // BLIP-2 configuration as Hugging Face's config.json holds it (model_type "blip-2", with nested
@@ -7731,6 +7964,439 @@ inline PrefixSplit split_prefix_lm(const std::string& caption, Generator& gen) {
 
 }  // namespace blip2
 // ---- end blip2/train/stage2_objectives.hpp ----
+// the training loop: LAVIS's run config and schedule, atomic checkpoints, resume
+// ---- begin blip2/train/run_config.hpp ----
+// A training run's settings under LAVIS's run-config names (lavis/projects/blip2/train/*.yaml,
+// section "run:"), read from JSON or YAML (a whole LAVIS project file works: its "run" section is
+// taken) and from command-line flags of the same names. LAVIS keys that do not apply here (task,
+// amp, device, distributed, ...) are accepted and ignored; any other key is an error naming it, so
+// a typo never silently trains with a default.
+
+
+namespace blip2 {
+
+struct RunConfig {
+  std::string lr_sched = "linear_warmup_cosine_lr";
+  double init_lr = 1e-4, min_lr = 1e-5, warmup_lr = 1e-6, weight_decay = 0.05;
+  long warmup_steps = 0, max_epoch = 1, batch_size_train = 8, batch_size_eval = 16, accum_grad_iters = 1;
+  long max_txt_len = 32;  // LAVIS's model config key, needed by the tokenization
+  std::uint64_t seed = 42;
+  int num_workers = 2;
+  std::string output_dir = "output";
+  // blip2's additions.
+  double max_grad_norm = 0;             // clip the gradient norm to this (0: no clipping)
+  long checkpoint_every = 0;            // optimizer steps between checkpoints (0: at the end of each epoch)
+  long log_every = 10;                  // optimizer steps between progress lines
+  bool gradient_checkpointing = false;  // recompute layers in the backward pass
+  std::string frozen_dtype = "f32";     // storage of the frozen image encoder / language model
+
+  // Reads `j` (a LAVIS project with a "run" section, or the run section itself) over the defaults.
+  static RunConfig from_json(const nlohmann::json& j, const std::string& where = "run config") {
+    BLIP2_CHECK(j.is_object(), IoError, where, ": not a map of run settings");
+    const nlohmann::json& run = j.contains("run") && j["run"].is_object() ? j["run"] : j;
+    RunConfig c;
+    for (auto it = run.begin(); it != run.end(); ++it) c.set_json(it.key(), it.value(), where);
+    c.check(where);
+    return c;
+  }
+  // A .yaml/.yml or .json file.
+  static RunConfig load(const std::string& path) {
+    const auto ext = std::filesystem::path(path).extension().string();
+    return from_json(ext == ".yaml" || ext == ".yml" ? io::read_yaml_file(path) : io::read_json_file(path), path);
+  }
+
+  // One setting from text (a command-line flag; '-' in the name reads as '_').
+  void set(std::string key, const std::string& text) {
+    for (auto& ch : key)
+      if (ch == '-') ch = '_';
+    nlohmann::json value = text;
+    if (text == "true" || text == "false") {
+      value = text == "true";
+    } else {
+      try {
+        std::size_t used = 0;
+        const double d = std::stod(text, &used);
+        if (used == text.size()) value = d;
+      } catch (const std::exception&) {
+      }
+    }
+    set_json(key, value, "--" + key);
+    check("--" + key);
+  }
+
+  nlohmann::json to_json() const {
+    return {{"lr_sched", lr_sched}, {"init_lr", init_lr}, {"min_lr", min_lr}, {"warmup_lr", warmup_lr},
+            {"weight_decay", weight_decay}, {"warmup_steps", warmup_steps}, {"max_epoch", max_epoch},
+            {"batch_size_train", batch_size_train}, {"batch_size_eval", batch_size_eval},
+            {"accum_grad_iters", accum_grad_iters}, {"max_txt_len", max_txt_len}, {"seed", seed},
+            {"num_workers", num_workers}, {"output_dir", output_dir}, {"max_grad_norm", max_grad_norm},
+            {"checkpoint_every", checkpoint_every}, {"log_every", log_every},
+            {"gradient_checkpointing", gradient_checkpointing}, {"frozen_dtype", frozen_dtype}};
+  }
+
+  // The settings that change the numbers a run computes: a resumed run must keep them.
+  static const std::set<std::string>& math_keys() {
+    static const std::set<std::string> keys{"lr_sched", "init_lr", "min_lr", "warmup_lr", "weight_decay", "warmup_steps",
+                                            "max_epoch", "batch_size_train", "accum_grad_iters", "max_txt_len", "seed",
+                                            "max_grad_norm", "frozen_dtype"};
+    return keys;
+  }
+
+ private:
+  void set_json(const std::string& key, const nlohmann::json& v, const std::string& where) {
+    static const std::set<std::string> lavis_only{
+        "task", "amp", "device", "world_size", "dist_url", "distributed", "evaluate", "train_splits", "valid_splits",
+        "test_splits", "resume_ckpt_path", "max_len", "min_len", "num_beams", "k_test", "use_dist_eval_sampler",
+        "report_metric", "prompt", "lr_layer_decay", "iters_per_inner_epoch", "max_iters", "inference_method",
+        "num_ans_candidates", "answer_list"};
+    auto get = [&](auto& field) {
+      using F = std::decay_t<decltype(field)>;
+      try {
+        if constexpr (std::is_same_v<F, std::string>) {
+          BLIP2_CHECK(v.is_string(), IoError, where, ": '", key, "' must be a string, got ", v.dump());
+          field = v.get<std::string>();
+        } else if constexpr (std::is_same_v<F, bool>) {
+          BLIP2_CHECK(v.is_boolean(), IoError, where, ": '", key, "' must be true or false, got ", v.dump());
+          field = v.get<bool>();
+        } else {
+          BLIP2_CHECK(v.is_number(), IoError, where, ": '", key, "' must be a number, got ", v.dump());
+          const double d = v.get<double>();
+          if constexpr (std::is_integral_v<F>)
+            BLIP2_CHECK(d == std::floor(d) && std::abs(d) < 9e15 && (std::is_signed_v<F> || d >= 0), IoError, where, ": '",
+                        key, "' must be a whole number, got ", v.dump());
+          field = F(d);
+        }
+      } catch (const nlohmann::json::exception& e) {
+        throw IoError(where + ": '" + key + "': " + e.what());
+      }
+    };
+    if (key == "lr_sched") get(lr_sched);
+    else if (key == "init_lr") get(init_lr);
+    else if (key == "min_lr") get(min_lr);
+    else if (key == "warmup_lr") get(warmup_lr);
+    else if (key == "weight_decay") get(weight_decay);
+    else if (key == "warmup_steps") get(warmup_steps);
+    else if (key == "max_epoch") get(max_epoch);
+    else if (key == "batch_size_train") get(batch_size_train);
+    else if (key == "batch_size_eval") get(batch_size_eval);
+    else if (key == "accum_grad_iters") get(accum_grad_iters);
+    else if (key == "max_txt_len") get(max_txt_len);
+    else if (key == "seed") get(seed);
+    else if (key == "num_workers") get(num_workers);
+    else if (key == "output_dir") get(output_dir);
+    else if (key == "max_grad_norm") get(max_grad_norm);
+    else if (key == "checkpoint_every") get(checkpoint_every);
+    else if (key == "log_every") get(log_every);
+    else if (key == "gradient_checkpointing") get(gradient_checkpointing);
+    else if (key == "frozen_dtype") get(frozen_dtype);
+    else BLIP2_CHECK(lavis_only.count(key), IoError, where, ": unknown run setting '", key, "'");
+  }
+
+  void check(const std::string& where) const {
+    BLIP2_CHECK(lr_sched == "linear_warmup_cosine_lr", IoError, where, ": lr_sched '", lr_sched,
+                "' is not supported (linear_warmup_cosine_lr)");
+    BLIP2_CHECK(init_lr > 0 && min_lr >= 0 && weight_decay >= 0 && warmup_steps >= 0 && max_epoch >= 1 &&
+                    batch_size_train >= 1 && batch_size_eval >= 1 && accum_grad_iters >= 1 && max_txt_len >= 2 &&
+                    num_workers >= 0 && max_grad_norm >= 0 && checkpoint_every >= 0 && log_every >= 1,
+                IoError, where, ": a setting is out of range: ", to_json().dump());
+    BLIP2_CHECK(frozen_dtype == "f32" || frozen_dtype == "bf16" || frozen_dtype == "f16", IoError, where,
+                ": frozen_dtype '", frozen_dtype, "' (f32, bf16 or f16)");
+  }
+};
+
+}  // namespace blip2
+// ---- end blip2/train/run_config.hpp ----
+// ---- begin blip2/train/checkpoint_dir.hpp ----
+// Training checkpoints as directories written atomically: everything goes into a hidden temporary
+// directory whose files are flushed to disk, which is then renamed into place, and only then does
+// the "latest" pointer (itself replaced by rename) name it. A crash or a full disk mid-write leaves
+// the previous checkpoint and pointer as they were; a half-written directory is never read.
+
+
+
+namespace blip2 {
+
+// Flushes a written file (or directory) to the device; IoError naming it on failure.
+inline void sync_path(const std::filesystem::path& p) {
+  const int fd = ::open(p.c_str(), O_RDONLY);
+  BLIP2_CHECK(fd >= 0, IoError, p.string(), ": cannot open to flush");
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  BLIP2_CHECK(rc == 0, IoError, p.string(), ": flushing to disk failed");
+}
+
+// Writes text to `path` through a temporary file and a rename.
+inline void write_file_atomically(const std::filesystem::path& path, const std::string& text) {
+  const std::filesystem::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    BLIP2_CHECK(out.good(), IoError, tmp.string(), ": cannot open for writing");
+    out << text;
+    out.flush();
+    BLIP2_CHECK(out.good(), IoError, tmp.string(), ": write failed (disk full?)");
+  }
+  sync_path(tmp);
+  std::filesystem::rename(tmp, path);
+}
+
+// Creates `root/name` by calling fill(dir) on a temporary directory, flushing every file it wrote,
+// renaming it into place and pointing root/latest at it. On any failure the temporary directory is
+// removed and the error is rethrown as an IoError; root/latest and older checkpoints are untouched.
+inline std::filesystem::path write_checkpoint_dir(const std::filesystem::path& root, const std::string& name,
+                                     const std::function<void(const std::filesystem::path&)>& fill) {
+  std::filesystem::create_directories(root);
+  const std::filesystem::path final_dir = root / name, tmp = root / ("." + name + ".tmp");
+  std::error_code ec;
+  std::filesystem::remove_all(tmp, ec);
+  try {
+    std::filesystem::create_directories(tmp);
+    fill(tmp);
+    for (const auto& e : std::filesystem::directory_iterator(tmp)) sync_path(e.path());
+    sync_path(tmp);
+    std::filesystem::remove_all(final_dir, ec);
+    std::filesystem::rename(tmp, final_dir);
+    sync_path(root);
+    write_file_atomically(root / "latest", name + "\n");
+  } catch (const std::exception& e) {
+    std::filesystem::remove_all(tmp, ec);
+    std::filesystem::remove(root / "latest.tmp", ec);
+    throw IoError(final_dir.string() + ": checkpoint not written (" + e.what() + "); the previous one is kept");
+  }
+  return final_dir;
+}
+
+// The checkpoint directory a --resume argument names: a checkpoint itself, or a run's output
+// directory whose "latest" file names one.
+inline std::filesystem::path resolve_checkpoint_dir(const std::filesystem::path& p) {
+  BLIP2_CHECK(std::filesystem::is_directory(p), IoError, p.string(), ": no such checkpoint directory");
+  if (std::filesystem::exists(p / "trainer_state.json")) return p;
+  const std::filesystem::path latest = p / "latest";
+  BLIP2_CHECK(std::filesystem::exists(latest), IoError, p.string(), ": neither a checkpoint (trainer_state.json) nor a run directory (latest)");
+  std::ifstream in(latest);
+  std::string name;
+  std::getline(in, name);
+  BLIP2_CHECK(!name.empty() && std::filesystem::exists(p / name / "trainer_state.json"), IoError, latest.string(), ": names '", name,
+              "', which is not a complete checkpoint");
+  return p / name;
+}
+
+}  // namespace blip2
+// ---- end blip2/train/checkpoint_dir.hpp ----
+// ---- begin blip2/train/trainer.hpp ----
+// The training loop LAVIS's runner runs (lavis/runners/runner_base.py, tasks/base_task.py
+// train_inner_loop), around any loss: epochs of batches, linear_warmup_cosine_lr set before every
+// iteration, the loss divided by accum_grad_iters and an AdamW step (LAVIS's weight-decay groups)
+// every accum_grad_iters iterations, optional gradient clipping; progress lines with each loss, the
+// learning rate, images/s and the ETA (redrawn in place on a terminal), metrics as JSON lines in
+// output_dir/metrics.jsonl; checkpoints written atomically (checkpoint_dir.hpp) every
+// checkpoint_every optimizer steps (else every epoch) and at the end, holding the trainable weights
+// under their checkpoint names, the AdamW moments, the position (epoch, batch, step), the named
+// generators' positions and the configs. resume() continues bit for bit: the same batches, negatives
+// and updates as a run that never stopped.
+//
+// The data is given by position: loss(epoch, batch) computes the loss of one batch, so a resumed
+// run starts again at the batch after the checkpoint.
+
+#include <chrono>
+#include <cstdio>
+
+
+namespace blip2 {
+
+// One optimizer step as the progress lines and metrics.jsonl report it.
+struct StepRecord {
+  long epoch = 0, global_step = 0;
+  double lr = 0, seconds = 0;
+  std::map<std::string, double> losses;  // averaged over the step's micro-batches
+};
+
+template <class T, class D>
+class Trainer {
+ public:
+  // Computes one batch's loss (with the graph) and fills `logged` with the values to report
+  // (e.g. {"loss_itc", ...}); the returned loss is what backward() starts from.
+  using LossFn = std::function<Tensor<T, D>(long epoch, long batch, std::map<std::string, double>& logged)>;
+
+  // `model_config` identifies the model in checkpoints (a resume into another model is refused);
+  // `examples_per_batch` only feeds the images/s figure.
+  Trainer(const nn::Module<T, D>& model, RunConfig run, nlohmann::json model_config, long batches_per_epoch,
+          long examples_per_batch)
+      : run_(std::move(run)), model_config_(std::move(model_config)), batches_(batches_per_epoch),
+        examples_per_batch_(examples_per_batch),
+        optimizer_(lavis_param_groups(model, run_.weight_decay), {run_.init_lr, 0.9, 0.999, 1e-8, 0.0}),
+        schedule_{run_.init_lr, run_.min_lr, run_.warmup_lr, run_.warmup_steps, run_.max_epoch} {
+    BLIP2_CHECK(batches_ > 0, ValueError, "trainer: the dataset gives no batch of ", run_.batch_size_train,
+                " (an empty dataset?)");
+    BLIP2_CHECK(!optimizer_.parameters().empty(), ValueError, "trainer: the model has no trainable parameter");
+    for (const auto& p : optimizer_.parameters())  // names in the optimizer's (grouped) order
+      for (const auto& [name, q] : model.named_parameters())
+        if (q.is_same(p)) names_.push_back(name);
+  }
+
+  // A generator whose position is saved in checkpoints and restored by resume().
+  void track_generator(const std::string& name, Generator& g) { generators_[name] = &g; }
+
+  // Continues from a checkpoint directory (or a run directory's latest checkpoint). A checkpoint of
+  // another model or of a run with other math settings is refused, naming the field that differs.
+  void resume(const std::string& path) {
+    const auto dir = resolve_checkpoint_dir(path);
+    const nlohmann::json state = io::read_json_file((dir / "trainer_state.json").string());
+    const auto where = (dir / "trainer_state.json").string();
+    auto differs = [&](const nlohmann::json& saved, const nlohmann::json& now, const std::string& what) {
+      for (auto it = now.begin(); it != now.end(); ++it)
+        BLIP2_CHECK(saved.contains(it.key()) && saved[it.key()] == it.value(), ValueError, where, ": cannot resume: ", what,
+                    " field '", it.key(), "' is ", saved.contains(it.key()) ? saved[it.key()].dump() : "absent",
+                    " there and ", it.value().dump(), " here");
+    };
+    differs(state.at("model_config"), model_config_, "model config");
+    nlohmann::json math = nlohmann::json::object(), run_now = run_.to_json();
+    for (const auto& k : RunConfig::math_keys()) math[k] = run_now[k];
+    differs(state.at("run"), math, "run config");
+    const auto weights = io::Checkpoint::open((dir / "model.safetensors").string());
+    const auto moments = io::SafeTensorsFile::open((dir / "optimizer.safetensors").string());
+    NoGrad no_grad;
+    const auto& params = optimizer_.parameters();
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      const std::string& name = names_[i];
+      BLIP2_CHECK(weights.contains(name), IoError, dir.string(), ": the checkpoint has no trained tensor '", name, "'");
+      copy_(params[i], weights.template load<T, D>(name));
+      copy_(optimizer_.first_moments()[i], moments.template load<T, D>("exp_avg." + name));
+      copy_(optimizer_.second_moments()[i], moments.template load<T, D>("exp_avg_sq." + name));
+    }
+    optimizer_.set_steps(state.at("adamw_steps").get<long>());
+    epoch_ = state.at("epoch").get<long>();
+    batch_ = state.at("batch").get<long>();
+    if (batch_ >= batches_) {  // saved at the end of an epoch: continue with the next one
+      ++epoch_;
+      batch_ = 0;
+    }
+    global_step_ = state.at("global_step").get<long>();
+    for (auto& [name, g] : generators_) {
+      BLIP2_CHECK(state["generators"].contains(name), IoError, where, ": no state for the generator '", name, "'");
+      const nlohmann::json& gs = state["generators"][name];
+      BLIP2_CHECK(gs.at("seed").get<std::uint64_t>() == g->seed(), ValueError, where, ": generator '", name,
+                  "' was seeded with ", gs.at("seed").dump(), ", this run with ", g->seed());
+      g->set_offset(gs.at("offset").get<std::uint64_t>());
+    }
+    for (const auto& r : state.at("history")) history_.push_back(record_from_json(r));
+  }
+
+  // Runs until max_epoch. Progress goes to `progress` (nullptr: silent).
+  void train(const LossFn& loss, std::FILE* progress = stderr) {
+    const bool tty = progress && ::isatty(::fileno(progress));
+    const long total_steps = run_.max_epoch * steps_per_epoch();
+    auto start = std::chrono::steady_clock::now();
+    const long first_step = global_step_;
+    std::map<std::string, double> sums;
+    long micro = 0;
+    for (; epoch_ < run_.max_epoch; ++epoch_, batch_ = 0) {
+      for (; batch_ < batches_;) {
+        const double lr = schedule_.lr(epoch_, batch_);
+        optimizer_.set_lr(lr);
+        std::map<std::string, double> logged;
+        Tensor<T, D> l = loss(epoch_, batch_, logged);
+        if (run_.accum_grad_iters > 1) l = l * T(1.0 / double(run_.accum_grad_iters));
+        l.backward();
+        for (const auto& [k, v] : logged) sums[k] += v;
+        ++micro;
+        ++batch_;
+        if (batch_ % run_.accum_grad_iters != 0 && batch_ != batches_) continue;
+        if (run_.max_grad_norm > 0) clip_grad_norm(optimizer_.parameters(), run_.max_grad_norm);
+        optimizer_.step();
+        optimizer_.zero_grad();
+        ++global_step_;
+        StepRecord r{epoch_, global_step_, lr, 0, {}};
+        for (const auto& [k, v] : sums) r.losses[k] = v / double(micro);
+        sums.clear();
+        micro = 0;
+        const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        r.seconds = elapsed;
+        history_.push_back(r);
+        append_metrics(r);
+        const bool last = global_step_ == total_steps;
+        if (progress && (global_step_ % run_.log_every == 0 || last))
+          report(progress, tty, r, elapsed, global_step_ - first_step, total_steps);
+        if ((run_.checkpoint_every > 0 && global_step_ % run_.checkpoint_every == 0) ||
+            (run_.checkpoint_every == 0 && batch_ == batches_) || last)
+          save_checkpoint();
+      }
+    }
+    if (progress && tty) std::fputc('\n', progress);
+  }
+
+  // Writes output_dir/checkpoint-<step> and points output_dir/latest at it; returns its path.
+  std::string save_checkpoint() const {
+    const std::string name = "checkpoint-" + std::to_string(global_step_);
+    const auto dir = write_checkpoint_dir(run_.output_dir, name, [&](const std::filesystem::path& tmp) {
+      std::vector<io::TensorRecord> weights, moments;
+      const auto& params = optimizer_.parameters();
+      for (std::size_t i = 0; i < params.size(); ++i) {
+        weights.push_back(io::TensorRecord::from(names_[i], params[i]));
+        moments.push_back(io::TensorRecord::from("exp_avg." + names_[i], optimizer_.first_moments()[i]));
+        moments.push_back(io::TensorRecord::from("exp_avg_sq." + names_[i], optimizer_.second_moments()[i]));
+      }
+      io::save_safetensors((tmp / "model.safetensors").string(), weights);
+      io::save_safetensors((tmp / "optimizer.safetensors").string(), moments);
+      nlohmann::json state = {{"epoch", epoch_},         {"batch", batch_},
+                              {"global_step", global_step_}, {"adamw_steps", optimizer_.steps()},
+                              {"model_config", model_config_}, {"run", run_.to_json()},
+                              {"generators", nlohmann::json::object()}, {"history", nlohmann::json::array()}};
+      for (const auto& [gname, g] : generators_) state["generators"][gname] = {{"seed", g->seed()}, {"offset", g->offset()}};
+      for (const auto& r : history_) state["history"].push_back(record_to_json(r));
+      write_file_atomically(tmp / "trainer_state.json", state.dump(1));
+    });
+    return dir.string();
+  }
+
+  const std::vector<StepRecord>& history() const { return history_; }
+  long global_step() const { return global_step_; }
+  long steps_per_epoch() const { return (batches_ + run_.accum_grad_iters - 1) / run_.accum_grad_iters; }
+  const AdamW<T, D>& optimizer() const { return optimizer_; }
+
+ private:
+  static nlohmann::json record_to_json(const StepRecord& r) {
+    return {{"epoch", r.epoch}, {"step", r.global_step}, {"lr", r.lr}, {"seconds", r.seconds}, {"losses", r.losses}};
+  }
+  static StepRecord record_from_json(const nlohmann::json& j) {
+    StepRecord r;
+    r.epoch = j.at("epoch").get<long>();
+    r.global_step = j.at("step").get<long>();
+    r.lr = j.at("lr").get<double>();
+    r.seconds = j.at("seconds").get<double>();
+    r.losses = j.at("losses").get<std::map<std::string, double>>();
+    return r;
+  }
+
+  void append_metrics(const StepRecord& r) const {
+    std::filesystem::create_directories(run_.output_dir);
+    std::ofstream out(std::filesystem::path(run_.output_dir) / "metrics.jsonl", std::ios::app);
+    out << record_to_json(r).dump() << "\n";
+  }
+
+  void report(std::FILE* f, bool tty, const StepRecord& r, double elapsed, long done, long total) const {
+    const double rate = done > 0 ? elapsed / double(done) : 0;
+    const double images_per_s = rate > 0 ? double(examples_per_batch_ * run_.accum_grad_iters) / rate : 0;
+    const long eta = long(rate * double(total - r.global_step));
+    std::string losses;
+    for (const auto& [k, v] : r.losses) losses += " " + k + " " + std::to_string(v).substr(0, 6);
+    std::fprintf(f, "%sstep %ld/%ld epoch %ld%s lr %.2e %.1f img/s eta %ld:%02ld%s", tty ? "\r" : "", r.global_step, total,
+                 r.epoch, losses.c_str(), r.lr, images_per_s, eta / 60, eta % 60, tty ? "   " : "\n");
+    std::fflush(f);
+  }
+
+  RunConfig run_;
+  nlohmann::json model_config_;
+  long batches_, examples_per_batch_;
+  AdamW<T, D> optimizer_;
+  LinearWarmupCosineLR schedule_;
+  std::vector<std::string> names_;  // the trainable parameters' names, in the optimizer's order
+  std::map<std::string, Generator*> generators_;
+  std::vector<StepRecord> history_;
+  long epoch_ = 0, batch_ = 0, global_step_ = 0;
+};
+
+}  // namespace blip2
+// ---- end blip2/train/trainer.hpp ----
 // tokenizers
 // ---- begin blip2/tokenizers/tokenizer.hpp ----
 // The interface every tokenizer implements (text -> ids -> text), plus the pieces they share:
@@ -11967,7 +12633,6 @@ GenerateOutput beam_search(Step& step, const GenerationOptions& o, const generat
 //   o.max_new_tokens = 30; o.num_beams = 5;
 //   GenerateOutput out = generate(model, pixel_values, input_ids, attention_mask, o);
 //   // out.sequences [B * num_return_sequences, L]: for OPT the prompt ids, then the new tokens
-#include <chrono>
 
 
 namespace blip2 {

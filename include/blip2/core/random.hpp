@@ -36,6 +36,10 @@ class Generator {
     return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
   }
   double uniform() { return uniform(seed_, next_block(1)); }
+  // The position in the stream: a generator restored to (seed, offset) continues identically
+  // (training checkpoints keep it).
+  std::uint64_t offset() const { return offset_; }
+  void set_offset(std::uint64_t offset) { offset_ = offset; }
 
  private:
   std::uint64_t seed_;

@@ -50,6 +50,13 @@ class AdamW {
   double lr() const { return opt_.lr; }
   long steps() const { return step_; }
 
+  // The state a checkpoint keeps, in the order of the parameters: first and second moments and the
+  // step count. Restoring them (and the parameters) continues training bit for bit.
+  const std::vector<Tensor<T, D>>& parameters() const { return params_; }
+  const std::vector<Tensor<T, D>>& first_moments() const { return m_; }
+  const std::vector<Tensor<T, D>>& second_moments() const { return v_; }
+  void set_steps(long steps) { step_ = steps; }
+
  private:
   void add(const std::vector<Tensor<T, D>>& params, double weight_decay) {
     for (const auto& p : params) {
