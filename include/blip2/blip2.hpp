@@ -67,24 +67,36 @@
 #include "train/run_config.hpp"
 #include "train/checkpoint_dir.hpp"
 #include "train/trainer.hpp"
+#include "train/loss_curves.hpp"
 // tokenizers
 #include "tokenizers/tokenizer.hpp"
 #include "tokenizers/byte_level_bpe.hpp"
 #include "tokenizers/wordpiece.hpp"
 #include "tokenizers/sentencepiece.hpp"
 #include "tokenizers/load.hpp"
+#include "tokenizers/word_level_files.hpp"
 // images
 #include "image/image.hpp"
 #include "image/decode.hpp"
 #include "image/resize.hpp"
 #include "image/normalize.hpp"
 #include "image/augment.hpp"
+#include "image/encode_png.hpp"
 // text generation
 #include "generate/options.hpp"
 #include "generate/logits_processors.hpp"
 #include "generate/sampling.hpp"
 #include "generate/beam_search.hpp"
 #include "generate/generate.hpp"
+// training data: LAVIS's caption processor, annotation files, tar shards, the loader, the shapes world
+#include "data/caption_processor.hpp"
+#include "data/annotations.hpp"
+#include "data/tar_shards.hpp"
+#include "data/loader.hpp"
+#include "data/shapes_world.hpp"
+// evaluation: BLEU / CIDEr-D as pycocoevalcap, retrieval recall as LAVIS
+#include "eval/caption_metrics.hpp"
+#include "eval/retrieval_metrics.hpp"
 // pipelines
 #include "pipelines/dump.hpp"
 #include "pipelines/image_to_text.hpp"

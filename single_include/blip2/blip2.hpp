@@ -6040,6 +6040,16 @@ struct OPTConfig {
     c.attention_dropout = detail::json_or(j, "attention_dropout", c.attention_dropout);
     return c;
   }
+  nlohmann::json to_json() const {
+    return {{"model_type", "opt"}, {"vocab_size", vocab_size}, {"hidden_size", hidden_size},
+            {"num_hidden_layers", num_hidden_layers}, {"ffn_dim", ffn_dim}, {"num_attention_heads", num_attention_heads},
+            {"max_position_embeddings", max_position_embeddings}, {"word_embed_proj_dim", embed_dim()},
+            {"pad_token_id", pad_token_id}, {"bos_token_id", bos_token_id}, {"eos_token_id", eos_token_id},
+            {"do_layer_norm_before", do_layer_norm_before}, {"_remove_final_layer_norm", remove_final_layer_norm},
+            {"enable_bias", enable_bias}, {"layer_norm_elementwise_affine", layer_norm_elementwise_affine},
+            {"tie_word_embeddings", tie_word_embeddings}, {"activation_function", activation_function},
+            {"dropout", dropout}, {"attention_dropout", attention_dropout}};
+  }
 };
 
 struct T5Config {
@@ -6138,6 +6148,7 @@ struct Blip2Config {
                         {"qformer_config", qformer.to_json()}};
     if (image_token_index) j["image_token_index"] = *image_token_index;
     if (!text_config_json.empty()) j["text_config"] = text_config_json;
+    else if (text_model_type == "opt") j["text_config"] = opt.to_json();
     return j;
   }
 };
@@ -7842,34 +7853,45 @@ void check_text(const Tensor<std::int64_t, D>& ids, const Tensor<std::int64_t, D
 }  // namespace detail
 
 // LAVIS's OPT targets [B, Q + L] for caption ids [B, L]: -100 at the Q query positions, at the
-// padding (pad_id) and at the first `prompt_length` text positions (BOS and prompt), else the id.
+// padding (pad_id) and at the first prompt_lengths[b] text positions of row b (BOS and prompt;
+// LAVIS has one length for the batch, an instruction mix has one per row), else the id.
 template <class D>
-Tensor<std::int64_t, D> opt_caption_targets(const Tensor<std::int64_t, D>& ids, std::int64_t pad_id, index_t prompt_length,
-                                            index_t queries) {
-  BLIP2_CHECK(prompt_length >= 0 && prompt_length <= ids.size(1), ValueError, "stage 2: prompt_length ", prompt_length,
-              " outside [0, ", ids.size(1), "] (the caption length)");
+Tensor<std::int64_t, D> opt_caption_targets(const Tensor<std::int64_t, D>& ids, std::int64_t pad_id,
+                                            const std::vector<index_t>& prompt_lengths, index_t queries) {
   const index_t B = ids.size(0), L = ids.size(1);
+  BLIP2_CHECK(index_t(prompt_lengths.size()) == B, ShapeError, "stage 2: ", prompt_lengths.size(), " prompt lengths for ",
+              B, " captions");
   const auto v = ids.template to<cpu>().to_vector();
   std::vector<std::int64_t> t(std::size_t(B * (queries + L)), -100);
-  for (index_t b = 0; b < B; ++b)
-    for (index_t i = prompt_length; i < L; ++i) {
+  for (index_t b = 0; b < B; ++b) {
+    const index_t p = prompt_lengths[std::size_t(b)];
+    BLIP2_CHECK(p >= 0 && p <= L, ValueError, "stage 2: prompt_length ", p, " outside [0, ", L, "] (the caption length)");
+    for (index_t i = p; i < L; ++i) {
       const std::int64_t id = v[std::size_t(b * L + i)];
       if (id != pad_id) t[std::size_t(b * (queries + L) + queries + i)] = id;
     }
+  }
   return Tensor<std::int64_t, D>::from_vector({B, queries + L}, t);
 }
 
+template <class D>
+Tensor<std::int64_t, D> opt_caption_targets(const Tensor<std::int64_t, D>& ids, std::int64_t pad_id, index_t prompt_length,
+                                            index_t queries) {
+  return opt_caption_targets(ids, pad_id, std::vector<index_t>(std::size_t(ids.size(0)), prompt_length), queries);
+}
+
 // The OPT stage-2 loss from image features before post_layernorm (VisionModel::encode)
-// [B, S, C] and caption ids / attention mask [B, L] as LAVIS tokenizes them.
+// [B, S, C] and caption ids / attention mask [B, L] as LAVIS tokenizes them, with one prompt
+// length per row.
 template <class T, class D, class W>
 Stage2Output<T, D> stage2_opt_loss_from_features(const Blip2OPT<T, D, W>& model, const Tensor<T, D>& vit_features,
                                                  const Tensor<std::int64_t, D>& input_ids,
                                                  const Tensor<std::int64_t, D>& text_attention_mask,
-                                                 index_t prompt_length = 0) {
+                                                 const std::vector<index_t>& prompt_lengths) {
   detail::check_text(input_ids, text_attention_mask, "input_ids", "text_attention_mask");
   Stage2Output<T, D> out;
   const index_t B = input_ids.size(0), Q = model.query_tokens.size(1);
-  out.targets = opt_caption_targets(input_ids, model.config.opt.pad_token_id, prompt_length, Q);
+  out.targets = opt_caption_targets(input_ids, model.config.opt.pad_token_id, prompt_lengths, Q);
   detail::stage2_prompts(model, vit_features, B, out);
   const auto& lm = *model.language_model;
   const Tensor<T, D> embeds = concat<T, D>({out.language_model_inputs, lm.embed(input_ids)}, 1);
@@ -7877,6 +7899,17 @@ Stage2Output<T, D> stage2_opt_loss_from_features(const Blip2OPT<T, D, W>& model,
   out.logits = lm(embeds, mask);
   out.loss = Blip2OPT<T, D, W>::causal_lm_loss(out.logits, out.targets);
   return out;
+}
+
+// The same with one prompt length for the batch (LAVIS's prompt_length; 0: no prompt).
+template <class T, class D, class W>
+Stage2Output<T, D> stage2_opt_loss_from_features(const Blip2OPT<T, D, W>& model, const Tensor<T, D>& vit_features,
+                                                 const Tensor<std::int64_t, D>& input_ids,
+                                                 const Tensor<std::int64_t, D>& text_attention_mask,
+                                                 index_t prompt_length = 0) {
+  detail::check_text(input_ids, text_attention_mask, "input_ids", "text_attention_mask");
+  return stage2_opt_loss_from_features(model, vit_features, input_ids, text_attention_mask,
+                                       std::vector<index_t>(std::size_t(input_ids.size(0)), prompt_length));
 }
 
 template <class T, class D, class W>
@@ -8397,6 +8430,84 @@ class Trainer {
 
 }  // namespace blip2
 // ---- end blip2/train/trainer.hpp ----
+// ---- begin blip2/train/loss_curves.hpp ----
+// Loss curves as an SVG picture (one line per loss over the optimizer steps, labelled axes, a
+// legend), written from a trainer's history: what `blip2 train` leaves next to its checkpoints and
+// what the miniature bootstrapping report shows for every stage.
+
+
+namespace blip2 {
+
+// `title` on top; each named series of (step, value) points gets a line and a legend entry.
+inline std::string loss_curves_svg(const std::string& title,
+                                   const std::map<std::string, std::vector<std::pair<double, double>>>& series,
+                                   int width = 560, int height = 300) {
+  const double left = 56, right = 150, top = 30, bottom = 40;
+  double x0 = 1e300, x1 = -1e300, y1 = 0;
+  for (const auto& [name, pts] : series)
+    for (const auto& [x, y] : pts) {
+      if (!std::isfinite(y)) continue;
+      x0 = std::min(x0, x);
+      x1 = std::max(x1, x);
+      y1 = std::max(y1, y);
+    }
+  if (x0 > x1) x0 = 0, x1 = 1;
+  if (x1 == x0) x1 = x0 + 1;
+  if (y1 <= 0) y1 = 1;
+  const double pw = width - left - right, ph = height - top - bottom;
+  auto px = [&](double x) { return left + (x - x0) / (x1 - x0) * pw; };
+  auto py = [&](double y) { return top + ph - std::clamp(y / y1, 0.0, 1.0) * ph; };
+  auto num = [](double v) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.3g", v);
+    return std::string(b);
+  };
+  static const char* colours[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"};
+  std::string s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + std::to_string(width) + "\" height=\"" +
+                  std::to_string(height) + "\" font-family=\"sans-serif\" font-size=\"11\">\n";
+  s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
+  s += "<text x=\"" + num(left) + "\" y=\"18\" font-size=\"13\">" + title + "</text>\n";
+  s += "<path d=\"M" + num(left) + " " + num(top) + " V" + num(top + ph) + " H" + num(left + pw) +
+       "\" stroke=\"black\" fill=\"none\"/>\n";
+  for (int k = 0; k <= 4; ++k) {  // y ticks at fifths of the range, x ticks at quarters
+    const double yv = y1 * k / 4, xv = x0 + (x1 - x0) * k / 4;
+    s += "<text x=\"" + num(left - 6) + "\" y=\"" + num(py(yv) + 4) + "\" text-anchor=\"end\">" + num(yv) + "</text>\n";
+    s += "<path d=\"M" + num(left) + " " + num(py(yv)) + " H" + num(left + pw) + "\" stroke=\"#eee\"/>\n";
+    s += "<text x=\"" + num(px(xv)) + "\" y=\"" + num(top + ph + 16) + "\" text-anchor=\"middle\">" + num(xv) + "</text>\n";
+  }
+  s += "<text x=\"" + num(left + pw / 2) + "\" y=\"" + num(height - 6.0) + "\" text-anchor=\"middle\">step</text>\n";
+  int k = 0;
+  for (const auto& [name, pts] : series) {
+    const char* colour = colours[k % 6];
+    std::string d;
+    for (const auto& [x, y] : pts)
+      if (std::isfinite(y)) d += (d.empty() ? "M" : " L") + num(px(x)) + " " + num(py(y));
+    s += "<path d=\"" + d + "\" stroke=\"" + colour + "\" stroke-width=\"1.5\" fill=\"none\"/>\n";
+    const double ly = top + 14.0 * k + 6;
+    s += "<path d=\"M" + num(left + pw + 12) + " " + num(ly) + " h18\" stroke=\"" + colour + "\" stroke-width=\"2\"/>\n";
+    s += "<text x=\"" + num(left + pw + 34) + "\" y=\"" + num(ly + 4) + "\">" + name + "</text>\n";
+    ++k;
+  }
+  return s + "</svg>\n";
+}
+
+// The curves of every loss a trainer logged.
+inline std::string loss_curves_svg(const std::string& title, const std::vector<StepRecord>& history) {
+  std::map<std::string, std::vector<std::pair<double, double>>> series;
+  for (const auto& r : history)
+    for (const auto& [name, value] : r.losses) series[name].emplace_back(double(r.global_step), value);
+  return loss_curves_svg(title, series);
+}
+
+inline void save_text_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  BLIP2_CHECK(out.good(), IoError, path, ": cannot open for writing");
+  out << text;
+  BLIP2_CHECK(out.good(), IoError, path, ": write failed");
+}
+
+}  // namespace blip2
+// ---- end blip2/train/loss_curves.hpp ----
 // tokenizers
 // ---- begin blip2/tokenizers/tokenizer.hpp ----
 // The interface every tokenizer implements (text -> ids -> text), plus the pieces they share:
@@ -11044,6 +11155,180 @@ inline std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
 
 }  // namespace blip2::tokenizers
 // ---- end blip2/tokenizers/load.hpp ----
+// ---- begin blip2/tokenizers/word_level_files.hpp ----
+// Tokenizer files for a closed vocabulary (a synthetic data set's words) in which every word is
+// exactly one token, readable by load_tokenizer() and by Hugging Face:
+//   WordLevelKind::opt   byte-level BPE as OPT ships it: vocab.json, merges.txt and
+//                        tokenizer_config.json ("</s>" is BOS, EOS and UNK and is prepended to
+//                        every text; pad "<pad>"). Ids: <s> 0, <pad> 1, </s> 2, <unk> 3, the 256
+//                        byte characters in byte order (4-259), then the merged tokens. Merges are
+//                        learnt on each word alone ("circle", text start) and after a space
+//                        ("Ġcircle") until both are one token; "\n" is the byte token "Ċ" (LAVIS
+//                        ends OPT captions with it), and any other text still encodes, byte by byte.
+//   WordLevelKind::bert  WordPiece vocab.txt: [PAD] 0, [UNK] 1, [CLS] 2, [SEP] 3, [MASK] 4, the
+//                        words in the given order, then "[DEC]" (BLIP-2's decoder BOS, as LAVIS
+//                        adds it after bert-base-uncased's vocabulary); tokenizer_config.json
+//                        with do_lower_case and bos_token "[DEC]".
+
+
+namespace blip2::tokenizers {
+
+enum class WordLevelKind { opt, bert };
+
+// What a model needs to know of the written vocabulary.
+struct WordLevelVocab {
+  std::size_t size = 0;  // embedding rows: one more than the largest id
+  // opt:  bos = eos = unk = </s> (2), pad = <pad> (1).
+  // bert: pad 0, unk 1, cls 2, sep 3 (also eos), mask 4, bos = [DEC] (the last id).
+  SpecialIds special;
+};
+
+namespace word_level {
+
+inline void write_text(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+  BLIP2_CHECK(out.good(), IoError, path.string(), ": write failed");
+}
+
+// `symbols` merged as ByteLevelBPE encodes: the lowest-ranked adjacent pair first, the leftmost
+// of equal ranks.
+inline void apply_merges(std::vector<std::string>& symbols,
+                         const std::map<std::pair<std::string, std::string>, int>& ranks) {
+  for (;;) {
+    int best = -1;
+    std::size_t at = 0;
+    for (std::size_t i = 0; i + 1 < symbols.size(); ++i) {
+      const auto it = ranks.find({symbols[i], symbols[i + 1]});
+      if (it != ranks.end() && (best < 0 || it->second < best)) {
+        best = it->second;
+        at = i;
+      }
+    }
+    if (best < 0) return;
+    symbols[at] += symbols[at + 1];
+    symbols.erase(symbols.begin() + std::ptrdiff_t(at) + 1);
+  }
+}
+
+// BPE merges after which each of `words` (mapped byte characters) is one token: each round adds
+// the most frequent adjacent pair (the smallest on ties) of the words as the encoder segments them
+// with the merges so far. Carrying a segmentation over to the next round and applying the merges
+// again gives what encoding from the characters would: the encoder reaches a newer merge only once
+// no older one applies, which is that segmentation.
+inline std::vector<std::pair<std::string, std::string>> learn_merges(const std::vector<std::string>& words) {
+  std::vector<std::vector<std::string>> segments;
+  for (const std::string& w : words) {
+    std::vector<std::string> chars;
+    for (std::size_t i = 0; i < w.size();) {
+      const auto d = unicode::decode_utf8(w, i);
+      chars.push_back(w.substr(i, d.len));
+      i += d.len;
+    }
+    segments.push_back(std::move(chars));
+  }
+  std::vector<std::pair<std::string, std::string>> merges;
+  std::map<std::pair<std::string, std::string>, int> ranks;
+  for (;;) {
+    std::map<std::pair<std::string, std::string>, int> counts;
+    for (auto& s : segments) {
+      apply_merges(s, ranks);
+      for (std::size_t i = 0; i + 1 < s.size(); ++i) ++counts[{s[i], s[i + 1]}];
+    }
+    if (counts.empty()) return merges;
+    const auto best = std::max_element(counts.begin(), counts.end(),
+                                       [](const auto& a, const auto& b) { return a.second < b.second; });
+    ranks[best->first] = int(merges.size());
+    merges.push_back(best->first);
+  }
+}
+
+inline WordLevelVocab write_opt(const std::vector<std::string>& words, const std::filesystem::path& dir) {
+  std::vector<std::string> forms;  // each word at the start of a text and after a space
+  for (const std::string& w : words) {
+    const std::string spaced = " " + w;
+    const auto alone = byte_level::split(w), after_space = byte_level::split(spaced);
+    BLIP2_CHECK(alone.size() == 1 && after_space.size() == 1 && after_space[0] == spaced, ValueError,
+                "write_word_level_tokenizer_files: word ", quote(w),
+                " is not one piece for GPT-2's pre-tokenizer (letters, digits or punctuation, not mixed, no spaces)");
+    forms.push_back(byte_level::map_bytes(w));
+    forms.push_back(byte_level::map_bytes(spaced));
+  }
+  nlohmann::ordered_json vocab;
+  auto add = [&](const std::string& token) {
+    const std::size_t id = vocab.size();
+    if (!vocab.contains(token)) vocab[token] = id;
+  };
+  for (const char* s : {"<s>", "<pad>", "</s>", "<unk>"}) add(s);
+  for (int b = 0; b < 256; ++b) add(byte_level::map_bytes(std::string(1, char(b))));
+  std::string merges_txt = "#version: 0.2\n";
+  for (const auto& [a, b] : learn_merges(forms)) {
+    add(a + b);
+    merges_txt += a + " " + b + "\n";
+  }
+  write_text(dir / "vocab.json", vocab.dump() + "\n");
+  write_text(dir / "merges.txt", merges_txt);
+  const nlohmann::ordered_json config = {{"add_bos_token", true}, {"bos_token", "</s>"},
+                                         {"eos_token", "</s>"},   {"pad_token", "<pad>"},
+                                         {"unk_token", "</s>"},   {"tokenizer_class", "GPT2Tokenizer"}};
+  write_text(dir / "tokenizer_config.json", config.dump(2) + "\n");
+  WordLevelVocab v;
+  v.size = vocab.size();
+  v.special.bos = v.special.eos = v.special.unk = 2;
+  v.special.pad = 1;
+  return v;
+}
+
+inline WordLevelVocab write_bert(const std::vector<std::string>& words, const std::filesystem::path& dir) {
+  const std::vector<std::string> specials{"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
+  std::string vocab_txt;
+  for (const std::string& s : specials) vocab_txt += s + "\n";
+  for (const std::string& w : words) {
+    auto lower_alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+    const bool punctuation = w.size() == 1 && unicode::is_bert_punctuation(char32_t(static_cast<unsigned char>(w[0])));
+    BLIP2_CHECK(punctuation || std::all_of(w.begin(), w.end(), lower_alnum), ValueError,
+                "write_word_level_tokenizer_files: word ", quote(w),
+                " is not one WordPiece token (lower-case ASCII letters and digits, or one punctuation character)");
+    vocab_txt += w + "\n";
+  }
+  vocab_txt += "[DEC]\n";
+  write_text(dir / "vocab.txt", vocab_txt);
+  const nlohmann::ordered_json config = {
+      {"do_lower_case", true}, {"unk_token", "[UNK]"},   {"sep_token", "[SEP]"}, {"pad_token", "[PAD]"},
+      {"cls_token", "[CLS]"},  {"mask_token", "[MASK]"}, {"bos_token", "[DEC]"}, {"tokenizer_class", "BertTokenizer"}};
+  write_text(dir / "tokenizer_config.json", config.dump(2) + "\n");
+  WordLevelVocab v;
+  v.size = specials.size() + words.size() + 1;
+  v.special.pad = 0;
+  v.special.unk = 1;
+  v.special.cls = 2;
+  v.special.sep = v.special.eos = 3;
+  v.special.mask = 4;
+  v.special.bos = Id(v.size) - 1;
+  return v;
+}
+
+}  // namespace word_level
+
+// Writes the tokenizer files of `kind` into `dir` (created if needed) so that each of `words`
+// (distinct, none empty) encodes to exactly one token, and returns the vocabulary size and
+// special ids.
+inline WordLevelVocab write_word_level_tokenizer_files(const std::vector<std::string>& words, const std::string& dir,
+                                                       WordLevelKind kind) {
+  BLIP2_CHECK(!words.empty(), ValueError, "write_word_level_tokenizer_files: no words for ", dir);
+  std::vector<std::string> sorted = words;
+  std::sort(sorted.begin(), sorted.end());
+  const auto dup = std::adjacent_find(sorted.begin(), sorted.end());
+  BLIP2_CHECK(dup == sorted.end(), ValueError, "write_word_level_tokenizer_files: word ", quote(*dup), " twice");
+  BLIP2_CHECK(!sorted.front().empty(), ValueError, "write_word_level_tokenizer_files: an empty word");
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  BLIP2_CHECK(!ec, IoError, dir, ": cannot create the directory (", ec.message(), ")");
+  return kind == WordLevelKind::opt ? word_level::write_opt(words, dir) : word_level::write_bert(words, dir);
+}
+
+}  // namespace blip2::tokenizers
+// ---- end blip2/tokenizers/word_level_files.hpp ----
 // images
 // ---- begin blip2/image/image.hpp ----
 // An 8-bit RGB image: width x height pixels, three interleaved channels per pixel, rows top to
@@ -11989,6 +12274,90 @@ inline Image random_horizontal_flip(const Image& img, Generator& gen, double p =
 
 }  // namespace blip2::image
 // ---- end blip2/image/augment.hpp ----
+// ---- begin blip2/image/encode_png.hpp ----
+// A minimal PNG writer (8-bit RGB, stored deflate blocks, no compression): enough for reports and
+// debugging images, with no dependency. Files are larger than a compressing encoder's but valid for
+// every PNG reader.
+
+
+namespace blip2::image {
+
+namespace detail {
+inline std::uint32_t png_crc(const std::string& bytes, std::size_t from) {
+  static const auto table = [] {
+    std::array<std::uint32_t, 256> t{};
+    for (std::uint32_t n = 0; n < 256; ++n) {
+      std::uint32_t c = n;
+      for (int k = 0; k < 8; ++k) c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+      t[n] = c;
+    }
+    return t;
+  }();
+  std::uint32_t c = 0xffffffffu;
+  for (std::size_t i = from; i < bytes.size(); ++i) c = table[(c ^ static_cast<unsigned char>(bytes[i])) & 0xff] ^ (c >> 8);
+  return c ^ 0xffffffffu;
+}
+
+inline void put_u32(std::string& out, std::uint32_t v) {
+  for (int s = 24; s >= 0; s -= 8) out += char((v >> s) & 0xff);
+}
+
+inline void png_chunk(std::string& out, const char* type, const std::string& data) {
+  put_u32(out, std::uint32_t(data.size()));
+  const std::size_t start = out.size();
+  out += type;
+  out += data;
+  put_u32(out, png_crc(out, start));
+}
+}  // namespace detail
+
+// The PNG file bytes of an RGB image.
+inline std::string encode_png(const Image& img) {
+  BLIP2_CHECK(img.width > 0 && img.height > 0 && img.data.size() == std::size_t(img.width) * img.height * 3, ValueError,
+              "encode_png: image of ", img.width, "x", img.height, " holds ", img.data.size(), " bytes, not RGB");
+  // Scanlines, each led by filter type 0, as zlib stored blocks of at most 65535 bytes.
+  std::string raw;
+  for (int y = 0; y < img.height; ++y) {
+    raw += '\0';
+    raw.append(reinterpret_cast<const char*>(img.data.data()) + std::size_t(y) * img.width * 3, std::size_t(img.width) * 3);
+  }
+  std::string z = "\x78\x01";
+  for (std::size_t at = 0; at < raw.size() || at == 0; at += 65535) {
+    const std::size_t n = std::min<std::size_t>(65535, raw.size() - at);
+    z += char(at + n == raw.size() ? 1 : 0);
+    z += char(n & 0xff);
+    z += char(n >> 8);
+    z += char(~n & 0xff);
+    z += char((~n >> 8) & 0xff);
+    z.append(raw, at, n);
+    if (at + n == raw.size()) break;
+  }
+  std::uint32_t a = 1, b = 0;
+  for (unsigned char c : raw) {
+    a = (a + c) % 65521;
+    b = (b + a) % 65521;
+  }
+  detail::put_u32(z, (b << 16) | a);
+  std::string png = "\x89PNG\r\n\x1a\n";
+  std::string header;
+  detail::put_u32(header, std::uint32_t(img.width));
+  detail::put_u32(header, std::uint32_t(img.height));
+  header += std::string("\x08\x02\x00\x00\x00", 5);  // 8 bits, RGB, deflate, no filter method, no interlace
+  detail::png_chunk(png, "IHDR", header);
+  detail::png_chunk(png, "IDAT", z);
+  detail::png_chunk(png, "IEND", "");
+  return png;
+}
+
+inline void save_png(const Image& img, const std::string& path) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  BLIP2_CHECK(out.good(), IoError, path, ": cannot open for writing");
+  out << encode_png(img);
+  BLIP2_CHECK(out.good(), IoError, path, ": write failed");
+}
+
+}  // namespace blip2::image
+// ---- end blip2/image/encode_png.hpp ----
 // text generation
 // ---- begin blip2/generate/options.hpp ----
 // Generation options with Hugging Face transformers' names and defaults (GenerationConfig), read
@@ -12944,6 +13313,2620 @@ auto generate(const Model& model, const Tensor<T, D>& pixels, const Tensor<std::
 
 }  // namespace blip2
 // ---- end blip2/generate/generate.hpp ----
+// training data: LAVIS's caption processor, annotation files, tar shards, the loader, the shapes world
+// ---- begin blip2/data/caption_processor.hpp ----
+// LAVIS's caption cleaning for training (lavis/processors/blip_processors.py, BlipCaptionProcessor),
+// rule for rule:
+//   caption.lower(); re.sub(r"([.!\"()*#:;~])", " ", ...); re.sub(r"\s{2,}", " ", ...);
+//   .rstrip("\n"); .strip(" "); keep the first max_words of .split(" ");
+// and the processed caption is prompt + pre_caption(caption). Quirks kept on purpose: a single
+// whitespace character (a lone tab or newline) is not replaced, only runs of two or more; commas,
+// apostrophes and "?" stay; the split is on single spaces, so "a\tb" counts as one word.
+//
+// Text is UTF-8. `\s` is Python's Unicode whitespace. lower() covers ASCII, Latin-1, Latin
+// Extended-A (U+0130 becomes "i" + U+0307, as in Python) and Cyrillic; capitals of other scripts
+// (Greek, whose final sigma depends on context, Armenian, ...) are kept. Bytes that are not valid
+// UTF-8 pass through unchanged.
+
+
+namespace blip2::data {
+
+namespace detail {
+
+inline constexpr char32_t kInvalidUtf8 = 0xFFFFFFFF;
+
+// The code point starting at s[i] and its byte length; an invalid sequence is one byte, kInvalidUtf8.
+inline char32_t decode_utf8(std::string_view s, std::size_t i, std::size_t& length) {
+  const auto b0 = static_cast<unsigned char>(s[i]);
+  length = 1;
+  if (b0 < 0x80) return b0;
+  const std::size_t n = b0 >= 0xF0 && b0 < 0xF5 ? 4 : b0 >= 0xE0 ? 3 : b0 >= 0xC2 && b0 < 0xE0 ? 2 : 0;
+  if (n == 0 || i + n > s.size()) return kInvalidUtf8;
+  char32_t cp = b0 & (0x7F >> n);
+  for (std::size_t k = 1; k < n; ++k) {
+    const auto b = static_cast<unsigned char>(s[i + k]);
+    if ((b & 0xC0) != 0x80) return kInvalidUtf8;
+    cp = (cp << 6) | (b & 0x3F);
+  }
+  const char32_t min_for_length[5] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < min_for_length[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return kInvalidUtf8;
+  length = n;
+  return cp;
+}
+
+inline void append_utf8(std::string& out, char32_t cp) {
+  if (cp < 0x80) {
+    out += char(cp);
+  } else if (cp < 0x800) {
+    out += char(0xC0 | (cp >> 6));
+    out += char(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += char(0xE0 | (cp >> 12));
+    out += char(0x80 | ((cp >> 6) & 0x3F));
+    out += char(0x80 | (cp & 0x3F));
+  } else {
+    out += char(0xF0 | (cp >> 18));
+    out += char(0x80 | ((cp >> 12) & 0x3F));
+    out += char(0x80 | ((cp >> 6) & 0x3F));
+    out += char(0x80 | (cp & 0x3F));
+  }
+}
+
+// Python's str.isspace(), which is what `\s` matches in a str pattern.
+inline bool is_python_space(char32_t c) {
+  return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+// Python's str.lower() for one code point, within the ranges the header comment names.
+inline void append_lower(std::string& out, char32_t c) {
+  if (c >= 'A' && c <= 'Z') {
+    c += 0x20;
+  } else if (c >= 0xC0 && c <= 0xDE && c != 0xD7) {
+    c += 0x20;
+  } else if (c == 0x130) {
+    out += 'i';
+    c = 0x307;  // Python lowers İ to i + combining dot above
+  } else if (c == 0x178) {
+    c = 0xFF;
+  } else if ((c >= 0x100 && c <= 0x137) || (c >= 0x14A && c <= 0x177)) {
+    c |= 1;  // capitals at even code points
+  } else if ((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E)) {
+    c += c & 1;  // capitals at odd code points
+  } else if (c >= 0x410 && c <= 0x42F) {
+    c += 0x20;
+  } else if (c >= 0x400 && c <= 0x40F) {
+    c += 0x50;
+  }
+  append_utf8(out, c);
+}
+
+inline bool is_caption_punctuation(char32_t c) {
+  switch (c) {
+    case '.': case '!': case '"': case '(': case ')': case '*': case '#': case ':': case ';': case '~': return true;
+    default: return false;
+  }
+}
+
+}  // namespace detail
+
+// LAVIS's BlipCaptionProcessor.pre_caption.
+inline std::string pre_caption(std::string_view caption, int max_words = 50) {
+  BLIP2_CHECK(max_words > 0, ValueError, "pre_caption: max_words must be positive, got ", max_words);
+  // lower(), then the punctuation class becomes spaces.
+  std::string lowered;
+  lowered.reserve(caption.size());
+  for (std::size_t i = 0, n = 0; i < caption.size(); i += n) {
+    const char32_t c = detail::decode_utf8(caption, i, n);
+    if (c == detail::kInvalidUtf8) {
+      lowered += caption[i];
+    } else if (detail::is_caption_punctuation(c)) {
+      lowered += ' ';
+    } else {
+      detail::append_lower(lowered, c);
+    }
+  }
+  // \s{2,} -> " " (a run of one is left as it is).
+  std::string collapsed;
+  collapsed.reserve(lowered.size());
+  for (std::size_t i = 0, n = 0; i < lowered.size();) {
+    std::size_t run_end = i, run = 0;
+    while (run_end < lowered.size() && detail::is_python_space(detail::decode_utf8(lowered, run_end, n))) {
+      run_end += n;
+      ++run;
+    }
+    if (run >= 2) {
+      collapsed += ' ';
+      i = run_end;
+    } else {
+      detail::decode_utf8(lowered, i, n);
+      collapsed.append(lowered, i, n);
+      i += n;
+    }
+  }
+  // rstrip("\n"), then strip(" ").
+  std::size_t end = collapsed.size();
+  while (end > 0 && collapsed[end - 1] == '\n') --end;
+  while (end > 0 && collapsed[end - 1] == ' ') --end;
+  std::size_t begin = 0;
+  while (begin < end && collapsed[begin] == ' ') ++begin;
+  std::string_view text(collapsed.data() + begin, end - begin);
+  // Keep the first max_words pieces of split(" ").
+  std::size_t cut = 0;
+  for (int words = 0; cut != std::string_view::npos; ++words) {
+    if (words == max_words) return std::string(text.substr(0, cut - 1));
+    cut = text.find(' ', cut);
+    if (cut != std::string_view::npos) ++cut;
+  }
+  return std::string(text);
+}
+
+// LAVIS's BlipCaptionProcessor: the optional prompt, then the cleaned caption.
+struct CaptionProcessor {
+  std::string prompt;  // prepended as is, e.g. "a photo of "
+  int max_words = 50;
+
+  std::string operator()(std::string_view caption) const { return prompt + pre_caption(caption, max_words); }
+};
+
+}  // namespace blip2::data
+// ---- end blip2/data/caption_processor.hpp ----
+// ---- begin blip2/data/annotations.hpp ----
+// Image-caption annotation files as LAVIS's caption datasets read them
+// (lavis/datasets/datasets/caption_datasets.py): entries {"image": path relative to an image root,
+// "caption": a string or a list of strings, any other fields ("image_id", ...)}. Two layouts:
+//   - a JSON array of entries (LAVIS's own files), recognised by its first character '[';
+//   - JSON lines, one entry per line, recognised by a first character '{'.
+// Both are streamed: an array is cut into its top-level elements by a small scanner that tracks
+// strings, escapes and nesting, and only one element is parsed (by nlohmann::json) at a time, so
+// memory does not grow with the file. An entry whose caption is a list gives one record per caption.
+//
+// Errors are IoErrors "<file>:<line>: <what>" with the 1-based line where the problem is, raised
+// when the reader reaches the entry (the first one already in the constructor). A file without
+// entries is an error too.
+#include <deque>
+
+
+namespace blip2::data {
+
+// One image-caption pair.
+struct CaptionRecord {
+  std::string image;     // the image's path: the entry's "image" joined to the image root
+  std::string caption;   // as written in the file (cleaning is CaptionProcessor's job)
+  nlohmann::json extra;  // the entry's other fields, e.g. {"image_id": 42}; an object
+};
+
+// `image` under `root`, unless `image` is absolute or there is no root (os.path.join's rule).
+inline std::string join_image_path(const std::string& root, const std::string& image) {
+  if (root.empty() || (!image.empty() && image.front() == '/')) return image;
+  return root.back() == '/' ? root + image : root + "/" + image;
+}
+
+namespace detail {
+
+// Largest top-level element the scanner buffers: beyond it the file is taken as broken (an
+// unclosed bracket would otherwise pull the rest of the file into one element).
+inline constexpr std::size_t kMaxAnnotationEntryBytes = std::size_t(64) << 20;
+
+[[noreturn]] inline void annotation_error(const std::string& path, std::size_t line, const std::string& what) {
+  throw IoError(path + ":" + std::to_string(line) + ": " + what);
+}
+
+// nlohmann's message without its "[json.exception...] parse error at line 1, column 9: " prefix,
+// whose position is relative to the element, not the file.
+inline std::string json_error_reason(const nlohmann::json::parse_error& e) {
+  const std::string what = e.what();
+  const std::size_t column = what.find("column ");
+  const std::size_t colon = column == std::string::npos ? column : what.find(": ", column);
+  return colon == std::string::npos ? what : what.substr(colon + 2);
+}
+
+// Parses one entry's text that starts at `line`; a syntax error names the line it is on.
+inline nlohmann::json parse_entry(const std::string& text, const std::string& path, std::size_t line) {
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    const std::size_t upto = std::min(text.size(), e.byte > 0 ? e.byte - 1 : 0);
+    std::size_t at = line;
+    for (std::size_t i = 0; i < upto; ++i) at += text[i] == '\n';
+    annotation_error(path, at, "not valid JSON (" + json_error_reason(e) + ")");
+  }
+}
+
+// Appends the records of one parsed entry.
+inline void append_records(const nlohmann::json& entry, const std::string& path, std::size_t line,
+                           const std::string& image_root, std::deque<CaptionRecord>& out) {
+  if (!entry.is_object())
+    annotation_error(path, line, std::string("entry is not a JSON object (it is ") + entry.type_name() + ")");
+  const auto image = entry.find("image");
+  if (image == entry.end()) annotation_error(path, line, "no 'image' field");
+  if (!image->is_string() || image->get_ref<const std::string&>().empty())
+    annotation_error(path, line, "'image' is not a non-empty string");
+  const auto caption = entry.find("caption");
+  if (caption == entry.end()) annotation_error(path, line, "no 'caption' field");
+  bool strings = caption->is_string() || (caption->is_array() && !caption->empty());
+  if (caption->is_array())
+    for (const auto& c : *caption) strings = strings && c.is_string();
+  if (!strings) annotation_error(path, line, "caption is not a string or a list of strings");
+
+  nlohmann::json extra = entry;
+  extra.erase("image");
+  extra.erase("caption");
+  const std::string image_path = join_image_path(image_root, image->get<std::string>());
+  if (caption->is_string()) {
+    out.push_back({image_path, caption->get<std::string>(), std::move(extra)});
+  } else {
+    for (const auto& c : *caption) out.push_back({image_path, c.get<std::string>(), extra});
+  }
+}
+
+// Cuts a JSON array into the text of its top-level elements, reading one character at a time.
+class JsonArrayScanner {
+ public:
+  JsonArrayScanner(std::streambuf* in, std::string path) : in_(in), path_(std::move(path)) {}
+
+  // Consumes the opening '[' and the whitespace before it.
+  void open() {
+    const int c = skip_space();
+    if (c != '[') annotation_error(path_, line_, "not a JSON array of entries (it starts with " + describe(c) + ")");
+  }
+
+  // The next element's text and the line it starts on; false after the closing ']'.
+  bool next(std::string& text, std::size_t& start_line) {
+    if (done_) return false;
+    int c = skip_space();
+    if (c == ']' && count_ == 0) return finish();
+    if (c == ',' || c == ']' || c == EOF)
+      annotation_error(path_, line_, "expected an entry, found " + describe(c));
+    text.clear();
+    start_line = line_;
+    int depth = 0;
+    bool in_string = false, escaped = false;
+    for (;; c = bump()) {
+      if (c == EOF)
+        annotation_error(path_, line_, "the file ends inside the entry that starts at line " +
+                                           std::to_string(start_line) + " (unclosed string or bracket)");
+      if (in_string) {
+        if (escaped) {
+          escaped = false;
+        } else if (c == '\\') {
+          escaped = true;
+        } else if (c == '"') {
+          in_string = false;
+        }
+      } else if (c == '"') {
+        in_string = true;
+      } else if (c == '{' || c == '[') {
+        ++depth;
+      } else if (c == '}' || c == ']') {
+        if (depth == 0) {
+          if (c == ']') break;
+          annotation_error(path_, line_, "unbalanced '}'");
+        }
+        --depth;
+      } else if (c == ',' && depth == 0) {
+        break;
+      }
+      text += char(c);
+      if (text.size() > kMaxAnnotationEntryBytes)
+        annotation_error(path_, start_line, "entry longer than " + std::to_string(kMaxAnnotationEntryBytes) +
+                                                " bytes (an unclosed bracket?)");
+    }
+    ++count_;
+    if (c == ']') finish();
+    return true;
+  }
+
+  std::size_t line() const { return line_; }
+
+ private:
+  int bump() {
+    const int c = in_->sbumpc();
+    if (c == '\n') ++line_;
+    return c;
+  }
+  int skip_space() {
+    int c = bump();
+    while (c == ' ' || c == '\t' || c == '\n' || c == '\r') c = bump();
+    return c;
+  }
+  // After the closing ']' only whitespace may follow.
+  bool finish() {
+    done_ = true;
+    const int c = skip_space();
+    if (c != EOF) annotation_error(path_, line_, "text after the closing ']' of the array (" + describe(c) + ")");
+    return false;
+  }
+  static std::string describe(int c) {
+    if (c == EOF) return "the end of the file";
+    if (c >= 0x20 && c < 0x7F) return std::string("'") + char(c) + "'";
+    return "byte " + std::to_string(c);
+  }
+
+  std::streambuf* in_;
+  std::string path_;
+  std::size_t line_ = 1;
+  std::size_t count_ = 0;
+  bool done_ = false;
+};
+
+}  // namespace detail
+
+// Streams the records of a LAVIS annotation file (JSON array or JSON lines).
+class AnnotationReader {
+ public:
+  AnnotationReader(std::string path, std::string image_root)
+      : path_(std::move(path)), image_root_(std::move(image_root)) {
+    rewind();
+    BLIP2_CHECK(!pending_.empty(), IoError, path_, ": no annotations (the dataset is empty)");
+  }
+
+  // The next record; false after the last one.
+  bool next(CaptionRecord& record) {
+    while (pending_.empty())
+      if (!read_entry()) return false;
+    record = std::move(pending_.front());
+    pending_.pop_front();
+    return true;
+  }
+
+  // Starts again from the first record (the file is reopened: a new epoch).
+  void rewind() {
+    in_ = std::ifstream(path_, std::ios::binary);
+    BLIP2_CHECK(in_.is_open(), IoError, path_, ": cannot open the annotation file");
+    pending_.clear();
+    line_ = 0;
+    scanner_.reset();
+    // The first character after a UTF-8 byte order mark and whitespace tells the layout.
+    std::streambuf* buf = in_.rdbuf();
+    const bool bom = buf->sgetc() == 0xEF && buf->snextc() == 0xBB && buf->snextc() == 0xBF;
+    in_.seekg(bom ? 3 : 0);
+    std::size_t line = 1;
+    int first = buf->sbumpc();
+    while (first == ' ' || first == '\t' || first == '\n' || first == '\r') {
+      line += first == '\n';
+      first = buf->sbumpc();
+    }
+    in_.seekg(bom ? 3 : 0);
+    if (first == '[') {
+      scanner_ = std::make_unique<detail::JsonArrayScanner>(buf, path_);
+      scanner_->open();
+    } else if (first != '{' && first != EOF) {
+      detail::annotation_error(path_, line, "neither a JSON array of entries nor JSON lines (the first character "
+                                            "is not '[' or '{')");
+    }
+    read_entry();
+  }
+
+  const std::string& path() const { return path_; }
+
+ private:
+  // Reads one entry into pending_; false at the end of the file.
+  bool read_entry() {
+    std::string text;
+    std::size_t line = 0;
+    if (scanner_) {
+      if (!scanner_->next(text, line)) return false;
+    } else {
+      do {  // JSON lines: blank lines are skipped
+        if (!std::getline(in_, text)) return false;
+        line = ++line_;
+      } while (text.find_first_not_of(" \t\r") == std::string::npos);
+    }
+    detail::append_records(detail::parse_entry(text, path_, line), path_, line, image_root_, pending_);
+    return true;
+  }
+
+  std::string path_, image_root_;
+  std::ifstream in_;
+  std::unique_ptr<detail::JsonArrayScanner> scanner_;  // null for JSON lines
+  std::size_t line_ = 0;                               // JSON lines: lines read so far
+  std::deque<CaptionRecord> pending_;                  // records of the entry read last
+};
+
+// Every record of an annotation file, in file order (for datasets kept in memory).
+inline std::vector<CaptionRecord> read_annotations(const std::string& path, const std::string& image_root) {
+  AnnotationReader reader(path, image_root);
+  std::vector<CaptionRecord> records;
+  for (CaptionRecord r; reader.next(r);) records.push_back(std::move(r));
+  return records;
+}
+
+}  // namespace blip2::data
+// ---- end blip2/data/annotations.hpp ----
+// ---- begin blip2/data/tar_shards.hpp ----
+// Image-text samples from webdataset-style tar shards (the layout LAVIS's LAION/CC datasets read
+// with webdataset): the members of one sample sit next to each other and share a key, the member
+// path up to the first dot of its file name ("dir/000123.jpg", "dir/000123.txt" -> "dir/000123").
+// A sample's image is its jpg/jpeg/png/webp/bmp/gif member (first in that order), its caption the
+// .txt member or else the "caption" (then "text") field of the .json member; members whose file
+// name has no dot are passed over, as webdataset does. (image/decode.hpp has no WebP decoder: the
+// loader treats a WebP-only sample as a bad image.)
+//
+// Tar: POSIX ustar and the older v7/GNU headers in 512-byte blocks, checksums verified; long names
+// from GNU 'L' entries and from pax 'x' headers ("path", "size"), which Python's tarfile writes;
+// regular files only (directories, links and devices are passed over); the archive ends at a zero
+// block or at the end of the file. Reading is sequential with one sample in memory (plus the
+// member being read); members a sample does not use are skipped without being read.
+//
+// Errors: IoError naming the shard and the byte offset of the bad header or the member that runs
+// past the end of the file (a truncated download).
+#include <cctype>
+
+
+namespace blip2::data {
+
+// A regular file inside a tar archive.
+struct TarEntry {
+  std::string name;          // full path inside the archive
+  std::uint64_t size = 0;    // bytes of data
+  std::uint64_t offset = 0;  // byte offset of its header in the archive
+};
+
+// Sequential reader of one tar archive.
+class TarReader {
+ public:
+  static constexpr std::uint64_t kBlock = 512;
+
+  explicit TarReader(std::string path) : path_(std::move(path)), in_(path_, std::ios::binary) {
+    BLIP2_CHECK(in_.is_open(), IoError, path_, ": cannot open the tar shard");
+    in_.seekg(0, std::ios::end);
+    file_size_ = std::uint64_t(in_.tellg());
+    in_.seekg(0);
+  }
+
+  // Moves to the next regular file; false at the end of the archive. Unread data of the previous
+  // entry is skipped. A failed call changes nothing: calling again raises the same error.
+  bool next(TarEntry& entry) {
+    need(data_end_, last_.offset, "member '" + last_.name + "' of " + std::to_string(last_.size) + " bytes");
+    std::string long_name;
+    for (std::uint64_t header_at = next_header_;;) {
+      if (header_at >= file_size_) return false;  // no end-of-archive blocks: tolerated, as tarfile does
+      need(header_at + kBlock, header_at, "a header");
+      std::array<unsigned char, kBlock> h{};
+      seek_read(header_at, h.data(), kBlock);
+      if (std::all_of(h.begin(), h.end(), [](unsigned char b) { return b == 0; })) return false;
+      check_checksum(h, header_at);
+      std::uint64_t size = number(h, 124, 12, header_at, "size");
+      const char type = char(h[156]);
+      if (type == 'x') {
+        apply_pax(read_meta(header_at, size, "pax header"), header_at, long_name, pax_size_);
+      } else if (type == 'L') {
+        long_name = read_meta(header_at, size, "GNU long name");
+        long_name.erase(std::find(long_name.begin(), long_name.end(), '\0'), long_name.end());
+      }
+      if (type == 'x' || type == 'L' || type == 'K' || type == 'g') {
+        header_at += kBlock + padded(size);
+        continue;
+      }
+      std::string name = long_name.empty() ? header_name(h) : std::move(long_name);
+      long_name.clear();
+      if (pax_size_ != kNoSize) size = std::exchange(pax_size_, kNoSize);
+      // Links, devices and directories have no data whatever their size field says.
+      const bool has_data = !(type >= '1' && type <= '6');
+      const std::uint64_t data_at = header_at + kBlock;
+      next_header_ = data_at + (has_data ? padded(size) : 0);
+      last_ = {std::move(name), has_data ? size : 0, header_at};
+      data_at_ = data_at;
+      data_end_ = data_at + last_.size;
+      const bool regular = type == '0' || type == '\0' || type == '7';
+      if (!regular || (!last_.name.empty() && last_.name.back() == '/')) {  // not a file (or a v7 directory)
+        need(data_end_, header_at, "entry '" + last_.name + "'");
+        header_at = next_header_;
+        continue;
+      }
+      entry = last_;
+      return true;
+    }
+  }
+
+  // The data of the entry next() returned last.
+  std::vector<std::uint8_t> read(const TarEntry& entry) {
+    need(data_at_ + entry.size, entry.offset,
+         "member '" + entry.name + "' of " + std::to_string(entry.size) + " bytes");
+    std::vector<std::uint8_t> data(entry.size);
+    seek_read(data_at_, data.data(), entry.size);
+    return data;
+  }
+
+  const std::string& path() const { return path_; }
+
+ private:
+  static constexpr std::uint64_t kNoSize = ~std::uint64_t(0);
+  static std::uint64_t padded(std::uint64_t n) { return (n + kBlock - 1) / kBlock * kBlock; }
+
+  void need(std::uint64_t end, std::uint64_t header_at, const std::string& what) const {
+    BLIP2_CHECK(end <= file_size_, IoError, path_, ": truncated tar (", what, " at byte ", header_at,
+                " needs the file to reach byte ", end, ", it ends at byte ", file_size_, ")");
+  }
+
+  void seek_read(std::uint64_t at, void* out, std::uint64_t n) {
+    in_.clear();
+    in_.seekg(std::streamoff(at));
+    in_.read(static_cast<char*>(out), std::streamsize(n));
+    BLIP2_CHECK(std::uint64_t(in_.gcount()) == n, IoError, path_, ": read error at byte ", at);
+  }
+
+  // A numeric header field: octal digits (NUL/space padded), or GNU's base-256 (high bit set).
+  std::uint64_t number(const std::array<unsigned char, kBlock>& h, std::size_t at, std::size_t len,
+                       std::uint64_t header_at, const char* field) const {
+    std::uint64_t v = 0;
+    if (h[at] & 0x80) {
+      BLIP2_CHECK(h[at] == 0x80, IoError, path_, ": corrupt tar header at byte ", header_at, " (negative or huge ",
+                  field, ")");
+      for (std::size_t i = at + 1; i < at + len; ++i) v = (v << 8) | h[i];
+      return v;
+    }
+    std::size_t i = at, end = at + len;
+    while (i < end && h[i] == ' ') ++i;
+    for (; i < end && h[i] != 0 && h[i] != ' '; ++i) {
+      BLIP2_CHECK(h[i] >= '0' && h[i] <= '7', IoError, path_, ": corrupt tar header at byte ", header_at, " (",
+                  field, " field is not an octal number)");
+      v = v * 8 + (h[i] - '0');
+    }
+    return v;
+  }
+
+  void check_checksum(const std::array<unsigned char, kBlock>& h, std::uint64_t header_at) const {
+    std::uint64_t unsigned_sum = 0;
+    std::int64_t signed_sum = 0;  // some old tars summed signed chars
+    for (std::size_t i = 0; i < kBlock; ++i) {
+      const unsigned char b = i >= 148 && i < 156 ? ' ' : h[i];
+      unsigned_sum += b;
+      signed_sum += static_cast<signed char>(b);
+    }
+    const std::uint64_t stored = number(h, 148, 8, header_at, "checksum");
+    BLIP2_CHECK(stored == unsigned_sum || std::int64_t(stored) == signed_sum, IoError, path_,
+                ": corrupt tar header at byte ", header_at, " (checksum ", stored, ", computed ", unsigned_sum,
+                "): not a tar file, or damaged");
+  }
+
+  // ustar splits long paths into prefix "/" name; GNU headers use the prefix area for other things.
+  static std::string header_name(const std::array<unsigned char, kBlock>& h) {
+    auto field = [&](std::size_t at, std::size_t len) {
+      const char* p = reinterpret_cast<const char*>(h.data() + at);
+      return std::string(p, strnlen(p, len));
+    };
+    const std::string name = field(0, 100);
+    const bool posix = std::memcmp(h.data() + 257, "ustar\0", 6) == 0;
+    const std::string prefix = posix ? field(345, 155) : std::string();
+    return prefix.empty() ? name : prefix + "/" + name;
+  }
+
+  std::string read_meta(std::uint64_t header_at, std::uint64_t size, const char* what) {
+    BLIP2_CHECK(size <= (std::uint64_t(1) << 20), IoError, path_, ": corrupt tar (", what, " at byte ", header_at,
+                " claims ", size, " bytes)");
+    need(header_at + kBlock + size, header_at, what);
+    std::string s(size, '\0');
+    seek_read(header_at + kBlock, s.data(), size);
+    return s;
+  }
+
+  // pax records "<length> <key>=<value>\n"; "path" and "size" override the next header's fields.
+  void apply_pax(const std::string& pax, std::uint64_t header_at, std::string& name, std::uint64_t& size) const {
+    for (std::size_t pos = 0; pos < pax.size() && pax[pos] != '\0';) {
+      const std::size_t space = pax.find(' ', pos);
+      std::size_t length = 0;
+      for (std::size_t i = pos; i < space && i < pax.size(); ++i) {
+        BLIP2_CHECK(pax[i] >= '0' && pax[i] <= '9', IoError, path_, ": corrupt pax header at byte ", header_at);
+        length = length * 10 + std::size_t(pax[i] - '0');
+      }
+      BLIP2_CHECK(space != std::string::npos && length > space - pos && pos + length <= pax.size() &&
+                      pax[pos + length - 1] == '\n',
+                  IoError, path_, ": corrupt pax header at byte ", header_at);
+      const std::string record = pax.substr(space + 1, pos + length - 1 - (space + 1));
+      const std::size_t eq = record.find('=');
+      BLIP2_CHECK(eq != std::string::npos, IoError, path_, ": corrupt pax header at byte ", header_at);
+      const std::string key = record.substr(0, eq), value = record.substr(eq + 1);
+      if (key == "path") name = value;
+      if (key == "size") {
+        BLIP2_CHECK(!value.empty() && value.size() <= 18 && value.find_first_not_of("0123456789") == std::string::npos,
+                    IoError, path_, ": corrupt pax header at byte ", header_at, " (size '", value, "')");
+        size = std::stoull(value);
+      }
+      pos += length;
+    }
+  }
+
+  std::string path_;
+  std::ifstream in_;
+  std::uint64_t file_size_ = 0;
+  std::uint64_t next_header_ = 0;
+  TarEntry last_;               // the entry the last call to next() stopped at
+  std::uint64_t data_at_ = 0, data_end_ = 0;
+  std::uint64_t pax_size_ = kNoSize;
+};
+
+// One webdataset sample with what an image-text dataset needs.
+struct ShardSample {
+  std::string key;                 // member path up to the first dot of the file name
+  std::string shard;               // the tar file
+  std::size_t ordinal = 0;         // the sample's position in its shard (incomplete ones counted)
+  std::string image_name;          // "<shard>:<image member>", for messages
+  std::vector<std::uint8_t> image; // encoded image bytes
+  std::string caption;             // unprocessed
+  nlohmann::json json;             // the .json member, null without one
+};
+
+namespace detail {
+
+// Image extensions in the order a sample's image is chosen (webdataset's "jpg;png;jpeg" and more).
+inline int image_extension_rank(const std::string& ext) {
+  static const char* const order[] = {"jpg", "jpeg", "png", "webp", "bmp", "gif"};
+  for (int i = 0; i < 6; ++i)
+    if (ext == order[i]) return i;
+  return -1;
+}
+
+// webdataset's base_plus_ext: key = up to the first dot of the file name, extension = the rest
+// (lower-cased). False for names without a dot in the file name.
+inline bool split_member_name(const std::string& name, std::string& key, std::string& ext) {
+  const std::size_t slash = name.rfind('/');
+  const std::size_t dot = name.find('.', slash == std::string::npos ? 0 : slash + 1);
+  if (dot == std::string::npos || dot == 0 || (slash != std::string::npos && dot == slash + 1)) return false;
+  key = name.substr(0, dot);
+  ext = name.substr(dot + 1);
+  for (char& c : ext) c = char(std::tolower(static_cast<unsigned char>(c)));
+  return true;
+}
+
+inline std::uint64_t parse_range_end(const std::string& s, bool& ok) {
+  ok = !s.empty() && s.size() <= 18 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+  return ok ? std::stoull(s) : 0;
+}
+
+inline void expand_braces(const std::string& s, std::vector<std::string>& out) {
+  const std::size_t open = s.find('{');
+  if (open == std::string::npos) {
+    out.push_back(s);
+    return;
+  }
+  std::size_t close = open, depth = 0;
+  std::vector<std::size_t> commas;
+  for (; close < s.size(); ++close) {
+    if (s[close] == '{') ++depth;
+    if (s[close] == '}' && --depth == 0) break;
+    if (s[close] == ',' && depth == 1) commas.push_back(close);
+  }
+  BLIP2_CHECK(close < s.size(), ValueError, "shard pattern '", s, "': unmatched '{'");
+  const std::string head = s.substr(0, open), inner = s.substr(open + 1, close - open - 1), tail = s.substr(close + 1);
+  std::vector<std::string> pieces;
+  const std::size_t dots = inner.find("..");
+  if (!commas.empty()) {
+    std::size_t from = open + 1;
+    for (std::size_t c : commas) {
+      pieces.push_back(s.substr(from, c - from));
+      from = c + 1;
+    }
+    pieces.push_back(s.substr(from, close - from));
+  } else if (dots != std::string::npos) {
+    const std::string a = inner.substr(0, dots), b = inner.substr(dots + 2);
+    bool ok_a = false, ok_b = false;
+    const std::uint64_t first = parse_range_end(a, ok_a), last = parse_range_end(b, ok_b);
+    BLIP2_CHECK(ok_a && ok_b, ValueError, "shard pattern '", s, "': '{", inner, "}' is not a range of whole numbers");
+    const std::uint64_t count = (first <= last ? last - first : first - last) + 1;
+    BLIP2_CHECK(count <= 1000000, ValueError, "shard pattern '", s, "': range of ", count, " shards");
+    // A leading zero pads every number to the longer end's width (braceexpand's rule).
+    const bool padded = (a.size() > 1 && a[0] == '0') || (b.size() > 1 && b[0] == '0');
+    const std::size_t width = padded ? std::max(a.size(), b.size()) : 0;
+    for (std::uint64_t i = 0; i < count; ++i) {
+      std::string n = std::to_string(first <= last ? first + i : first - i);
+      if (n.size() < width) n.insert(0, width - n.size(), '0');
+      pieces.push_back(std::move(n));
+    }
+  } else {  // "{x}": a literal, as in the shell
+    std::vector<std::string> tails;
+    expand_braces(tail, tails);
+    for (const auto& t : tails) out.push_back(head + "{" + inner + "}" + t);
+    return;
+  }
+  for (const auto& p : pieces) expand_braces(head + p + tail, out);
+}
+
+}  // namespace detail
+
+// webdataset's shard list syntax: "::" separates patterns, braces expand ("shard-{000..009}.tar",
+// "{train,extra}-{0..3}.tar"); the result is in order.
+inline std::vector<std::string> expand_shard_pattern(const std::string& pattern) {
+  std::vector<std::string> out;
+  for (std::size_t from = 0;;) {
+    const std::size_t sep = pattern.find("::", from);
+    const std::string part = pattern.substr(from, sep == std::string::npos ? std::string::npos : sep - from);
+    if (!part.empty()) detail::expand_braces(part, out);
+    if (sep == std::string::npos) break;
+    from = sep + 2;
+  }
+  BLIP2_CHECK(!out.empty(), ValueError, "shard pattern '", pattern, "' names no shard");
+  return out;
+}
+
+// The samples of several shards in order. Samples without an image or a caption are passed over
+// and counted (LAVIS reads shards with webdataset's warn_and_continue handler).
+class TarShardReader {
+ public:
+  explicit TarShardReader(std::vector<std::string> shards) : shards_(std::move(shards)) {
+    BLIP2_CHECK(!shards_.empty(), ValueError, "TarShardReader: no shards");
+  }
+
+  // The next complete sample; false after the last shard.
+  bool next(ShardSample& sample) {
+    for (;;) {
+      if (!reader_) {
+        if (shard_ == shards_.size()) return false;
+        reader_ = std::make_unique<TarReader>(shards_[shard_]);
+        ordinal_ = 0;
+        have_pending_ = false;
+      }
+      Group group;
+      if (!read_group(group)) {
+        reader_.reset();
+        ++shard_;
+        continue;
+      }
+      const bool complete = !group.sample.image.empty() && group.has_caption;
+      if (complete) {
+        sample = std::move(group.sample);
+        return true;
+      }
+      ++incomplete_;
+    }
+  }
+
+  // Starts again at the first shard (a new epoch).
+  void rewind() {
+    reader_.reset();
+    shard_ = 0;
+  }
+
+  // Samples passed over because they had no image or no caption.
+  std::size_t incomplete() const { return incomplete_; }
+
+ private:
+  struct Group {
+    ShardSample sample;
+    int image_rank = 99;
+    bool has_caption = false, caption_from_txt = false;
+    std::vector<std::string> extensions;
+  };
+
+  // The members sharing the next key; false at the end of the shard.
+  bool read_group(Group& group) {
+    std::string key, ext;
+    for (;;) {
+      if (!have_pending_) {
+        try {
+          if (!reader_->next(pending_)) {
+            if (group.extensions.empty()) return false;
+            break;
+          }
+        } catch (const IoError&) {
+          // Damage after a sample's members: hand out that sample first; the next call meets
+          // the same damage again and raises.
+          if (group.extensions.empty()) throw;
+          break;
+        }
+        have_pending_ = true;
+      }
+      if (!detail::split_member_name(pending_.name, key, ext)) {  // webdataset skips these
+        have_pending_ = false;
+        continue;
+      }
+      if (group.extensions.empty()) {
+        group.sample.key = key;
+        group.sample.shard = reader_->path();
+        group.sample.ordinal = ordinal_++;
+      } else if (key != group.sample.key) {
+        break;  // pending_ starts the next sample
+      }
+      BLIP2_CHECK(std::find(group.extensions.begin(), group.extensions.end(), ext) == group.extensions.end(), IoError,
+                  reader_->path(), ": member '", pending_.name, "' at byte ", pending_.offset,
+                  " repeats the extension '", ext, "' in sample '", key, "'");
+      group.extensions.push_back(ext);
+      take(group, ext);
+      have_pending_ = false;
+    }
+    return true;
+  }
+
+  void take(Group& group, const std::string& ext) {
+    const int rank = detail::image_extension_rank(ext);
+    if (rank >= 0 && rank < group.image_rank) {
+      group.image_rank = rank;
+      group.sample.image = reader_->read(pending_);
+      group.sample.image_name = reader_->path() + ":" + pending_.name;
+    } else if (ext == "txt") {
+      const auto bytes = reader_->read(pending_);
+      group.sample.caption.assign(bytes.begin(), bytes.end());
+      group.has_caption = group.caption_from_txt = true;
+    } else if (ext == "json") {
+      const auto bytes = reader_->read(pending_);
+      try {
+        group.sample.json = nlohmann::json::parse(bytes.begin(), bytes.end());
+      } catch (const nlohmann::json::parse_error& e) {
+        throw IoError(blip2::detail::cat(reader_->path(), ": member '", pending_.name, "' at byte ", pending_.offset,
+                                  " is not valid JSON (", e.what(), ")"));
+      }
+      if (group.caption_from_txt || !group.sample.json.is_object()) return;
+      for (const char* field : {"caption", "text"}) {
+        const auto it = group.sample.json.find(field);
+        if (it != group.sample.json.end() && it->is_string()) {
+          group.sample.caption = it->get<std::string>();
+          group.has_caption = true;
+          return;
+        }
+      }
+    }
+  }
+
+  std::vector<std::string> shards_;
+  std::size_t shard_ = 0;
+  std::unique_ptr<TarReader> reader_;
+  TarEntry pending_;           // the member read ahead that starts the next sample
+  bool have_pending_ = false;
+  std::size_t ordinal_ = 0;
+  std::size_t incomplete_ = 0;
+};
+
+}  // namespace blip2::data
+// ---- end blip2/data/tar_shards.hpp ----
+// ---- begin blip2/data/loader.hpp ----
+// Training batches the way LAVIS feeds BLIP-2's pre-training: image-caption datasets (annotation
+// lists in memory, streamed annotation files, webdataset tar shards), mixed batch by batch with
+// sampling ratios (LAVIS's MultiIterLoader draws one dataset per batch), sharded over data-parallel
+// ranks, images decoded and transformed by worker threads.
+//
+// Determinism: everything random is a pure function of (seed, epoch, world size, rank): which
+// dataset batch b comes from, the order of each dataset's examples (a seeded permutation of an
+// in-memory list; a seeded shuffle buffer, as webdataset's, over a stream), and each example's
+// crop and flip (seeded by the example itself, so it does not depend on the rank or on which
+// thread decodes it). An epoch is reproducible without replaying the ones before it.
+//
+// Sharding: ranks share the seed, so an in-memory list's permutation is the same everywhere and
+// rank r takes positions r, r + W, ...; a stream keeps every W-th example; tar shards are dealt out
+// whole (after a seeded shuffle of the shard list) when there are at least W of them. No two ranks
+// see the same example in a pass, and together they see all of them.
+//
+// Epochs: with batches_per_epoch = 0 (one dataset only) an epoch is one pass over this rank's
+// share; with batches_per_epoch = n it is n batches, and a dataset that runs out starts another
+// pass (reshuffled) within the epoch, as LAVIS's IterLoader restarts its loader.
+//
+// Threads: `workers` std::threads take examples in order from a shared plan, decode and transform
+// them, and leave them in per-dataset result queues; next() (one consumer thread) assembles the
+// batch in plan order. Workers stay at most `prefetch_batches` batches ahead of the consumer, so at
+// most prefetch_batches * batch_size transformed images wait (plus replacements for skipped ones;
+// a streaming dataset's shuffle buffer holds its own samples). A missing or undecodable image
+// (an IoError while reading or decoding) is skipped (counted, reported through `warn`, and
+// replaced by the dataset's next example; a whole pass without one readable image is an error) or
+// raised, by option; any other error in a worker is raised. Errors surface in next() at the example
+// they belong to, with the file named, and the loader stays failed until set_epoch.
+#include <condition_variable>
+#include <exception>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+
+namespace blip2::data {
+
+namespace detail {
+
+// A seed that depends on every part and on their order.
+inline std::uint64_t mix_seed(std::initializer_list<std::uint64_t> parts) {
+  std::uint64_t h = 0x243F6A8885A308D3ull;
+  for (std::uint64_t p : parts) h = ::blip2::detail::splitmix64(h ^ ::blip2::detail::splitmix64(p));
+  return h;
+}
+
+// FNV-1a: a hash of a name that is the same on every platform (std::hash is not).
+inline std::uint64_t fnv1a(std::string_view s) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
+  return h;
+}
+
+// Uniform in [0, n).
+inline std::size_t uniform_index(Generator& gen, std::size_t n) {
+  const auto k = std::size_t(gen.uniform() * double(n));
+  return k < n ? k : n - 1;
+}
+
+}  // namespace detail
+
+// One example as a dataset yields it, before decoding.
+struct Sample {
+  std::string name;                 // the image file, or "<shard>:<member>"; named in errors
+  std::vector<std::uint8_t> bytes;  // the encoded image when it came from a shard; empty: read `name`
+  std::string caption;              // as written in the data
+  std::uint64_t id = 0;             // the example's identity in its dataset (seeds its augmentation)
+};
+
+// What one pass over a dataset depends on.
+struct Pass {
+  std::uint64_t seed = 0;  // from (loader seed, epoch, dataset, pass number)
+  bool shuffle = true;
+  int rank = 0, world_size = 1;
+};
+
+// This rank's examples for one pass, in order.
+class SampleStream {
+ public:
+  virtual ~SampleStream() = default;
+  virtual bool next(Sample& sample) = 0;  // false after the last one
+};
+
+// An image-caption dataset: opens independent passes (open() must not change the dataset).
+class Dataset {
+ public:
+  virtual ~Dataset() = default;
+  virtual std::string name() const = 0;
+  virtual std::unique_ptr<SampleStream> open(const Pass& pass) const = 0;
+};
+
+namespace detail {
+
+// webdataset's shuffle: fill a buffer of `capacity` samples, then hand out a random one and put
+// the next sample from the stream in its place; at the end, drain the buffer at random.
+class ShuffledStream : public SampleStream {
+ public:
+  ShuffledStream(std::unique_ptr<SampleStream> in, std::size_t capacity, std::uint64_t seed)
+      : in_(std::move(in)), capacity_(capacity), gen_(seed) {}
+
+  bool next(Sample& sample) override {
+    while (!in_done_ && buffer_.size() < capacity_) {
+      Sample s;
+      if (!in_->next(s)) {
+        in_done_ = true;
+        break;
+      }
+      buffer_.push_back(std::move(s));
+    }
+    if (buffer_.empty()) return false;
+    const std::size_t pick = uniform_index(gen_, buffer_.size());
+    sample = std::move(buffer_[pick]);
+    Sample replacement;
+    if (!in_done_ && in_->next(replacement)) {
+      buffer_[pick] = std::move(replacement);
+    } else {
+      in_done_ = true;
+      buffer_[pick] = std::move(buffer_.back());
+      buffer_.pop_back();
+    }
+    return true;
+  }
+
+ private:
+  std::unique_ptr<SampleStream> in_;
+  std::size_t capacity_;
+  Generator gen_;
+  std::vector<Sample> buffer_;
+  bool in_done_ = false;
+};
+
+inline std::unique_ptr<SampleStream> shuffle_stream(std::unique_ptr<SampleStream> in, std::size_t capacity,
+                                                    const Pass& pass) {
+  if (!pass.shuffle || capacity < 2) return in;
+  return std::make_unique<ShuffledStream>(std::move(in), capacity, mix_seed({pass.seed, 1}));
+}
+
+}  // namespace detail
+
+// An annotation list held in memory; each pass is a seeded permutation.
+class CaptionList : public Dataset {
+ public:
+  explicit CaptionList(std::vector<CaptionRecord> records, std::string name = "caption list")
+      : records_(std::make_shared<const std::vector<CaptionRecord>>(std::move(records))), name_(std::move(name)) {
+    BLIP2_CHECK(!records_->empty(), ValueError, "CaptionList '", name_, "': no records");
+  }
+  // Reads a whole LAVIS annotation file (annotations.hpp).
+  static std::shared_ptr<CaptionList> load(const std::string& annotation_path, const std::string& image_root) {
+    return std::make_shared<CaptionList>(read_annotations(annotation_path, image_root), annotation_path);
+  }
+
+  std::size_t size() const { return records_->size(); }
+  const CaptionRecord& operator[](std::size_t i) const { return (*records_)[i]; }
+  std::string name() const override { return name_; }
+
+  std::unique_ptr<SampleStream> open(const Pass& pass) const override {
+    std::vector<std::size_t> order(records_->size());
+    std::iota(order.begin(), order.end(), std::size_t(0));
+    if (pass.shuffle) {
+      Generator gen(pass.seed);
+      for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[detail::uniform_index(gen, i)]);
+    }
+    std::vector<std::size_t> mine;
+    for (std::size_t i = std::size_t(pass.rank); i < order.size(); i += std::size_t(pass.world_size))
+      mine.push_back(order[i]);
+    return std::make_unique<Stream>(records_, std::move(mine));
+  }
+
+ private:
+  class Stream : public SampleStream {
+   public:
+    Stream(std::shared_ptr<const std::vector<CaptionRecord>> records, std::vector<std::size_t> order)
+        : records_(std::move(records)), order_(std::move(order)) {}
+    bool next(Sample& sample) override {
+      if (at_ == order_.size()) return false;
+      const std::size_t i = order_[at_++];
+      const CaptionRecord& r = (*records_)[i];
+      sample = {r.image, {}, r.caption, i};
+      return true;
+    }
+
+   private:
+    std::shared_ptr<const std::vector<CaptionRecord>> records_;
+    std::vector<std::size_t> order_;
+    std::size_t at_ = 0;
+  };
+
+  std::shared_ptr<const std::vector<CaptionRecord>> records_;
+  std::string name_;
+};
+
+// A LAVIS annotation file read as a stream on every pass (JSON array or JSON lines), shuffled
+// through a buffer of `shuffle_buffer` records.
+class CaptionFile : public Dataset {
+ public:
+  CaptionFile(std::string path, std::string image_root, std::size_t shuffle_buffer = 1000)
+      : path_(std::move(path)), image_root_(std::move(image_root)), shuffle_buffer_(shuffle_buffer) {
+    AnnotationReader check(path_, image_root_);  // opens, reads the first entry, refuses an empty file
+  }
+
+  std::string name() const override { return path_; }
+
+  std::unique_ptr<SampleStream> open(const Pass& pass) const override {
+    return detail::shuffle_stream(std::make_unique<Stream>(path_, image_root_, pass), shuffle_buffer_, pass);
+  }
+
+ private:
+  class Stream : public SampleStream {
+   public:
+    Stream(const std::string& path, const std::string& root, const Pass& pass)
+        : reader_(path, root), rank_(std::size_t(pass.rank)), world_(std::size_t(pass.world_size)) {}
+    bool next(Sample& sample) override {
+      for (CaptionRecord r; reader_.next(r);) {
+        const std::size_t i = ordinal_++;
+        if (i % world_ != rank_) continue;
+        sample = {std::move(r.image), {}, std::move(r.caption), i};
+        return true;
+      }
+      return false;
+    }
+
+   private:
+    AnnotationReader reader_;
+    std::size_t rank_, world_, ordinal_ = 0;
+  };
+
+  std::string path_, image_root_;
+  std::size_t shuffle_buffer_;
+};
+
+// webdataset tar shards (tar_shards.hpp), shuffled through a buffer of `shuffle_buffer` samples.
+// With at least as many shards as ranks, each rank reads its own shards (the list shuffled per
+// pass); otherwise every rank reads all of them and keeps every W-th sample.
+class CaptionShards : public Dataset {
+ public:
+  explicit CaptionShards(std::vector<std::string> shards, std::size_t shuffle_buffer = 1000)
+      : shards_(std::move(shards)), shuffle_buffer_(shuffle_buffer) {
+    BLIP2_CHECK(!shards_.empty(), ValueError, "CaptionShards: no shards");
+    for (const auto& s : shards_) BLIP2_CHECK(std::ifstream(s).is_open(), IoError, s, ": cannot open the tar shard");
+  }
+  // A webdataset pattern such as "cc3m-{00000..00331}.tar".
+  explicit CaptionShards(const std::string& pattern, std::size_t shuffle_buffer = 1000)
+      : CaptionShards(expand_shard_pattern(pattern), shuffle_buffer) {}
+
+  const std::vector<std::string>& shards() const { return shards_; }
+  std::string name() const override {
+    return shards_.size() == 1 ? shards_[0] : shards_[0] + " (+" + std::to_string(shards_.size() - 1) + " shards)";
+  }
+
+  std::unique_ptr<SampleStream> open(const Pass& pass) const override {
+    const auto world = std::size_t(pass.world_size);
+    std::vector<std::string> order = shards_;
+    if (order.size() < world)
+      return detail::shuffle_stream(std::make_unique<Stream>(std::move(order), pass.rank, world), shuffle_buffer_,
+                                    pass);
+    if (pass.shuffle) {
+      Generator gen(detail::mix_seed({pass.seed, 2}));
+      for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[detail::uniform_index(gen, i)]);
+    }
+    std::vector<std::string> mine;
+    for (std::size_t i = std::size_t(pass.rank); i < order.size(); i += world) mine.push_back(order[i]);
+    return detail::shuffle_stream(std::make_unique<Stream>(std::move(mine), 0, 1), shuffle_buffer_, pass);
+  }
+
+ private:
+  // Every sample of `shards` whose position in the stream is rank modulo world.
+  class Stream : public SampleStream {
+   public:
+    Stream(std::vector<std::string> shards, int rank, std::size_t world)
+        : reader_(std::move(shards)), rank_(std::size_t(rank)), world_(world) {}
+    bool next(Sample& sample) override {
+      for (ShardSample s; reader_.next(s);) {
+        if (ordinal_++ % world_ != rank_) continue;
+        const std::uint64_t id = detail::mix_seed({detail::fnv1a(s.shard), s.ordinal});
+        sample = {std::move(s.image_name), std::move(s.image), std::move(s.caption), id};
+        return true;
+      }
+      return false;
+    }
+
+   private:
+    TarShardReader reader_;
+    std::size_t rank_, world_, ordinal_ = 0;
+  };
+
+  std::vector<std::string> shards_;
+  std::size_t shuffle_buffer_;
+};
+
+enum class OnBadImage { skip, raise };
+
+// A dataset in the mixture.
+struct LoaderSource {
+  std::shared_ptr<const Dataset> dataset;
+  double ratio = 1.0;           // relative chance that a batch comes from it
+  CaptionProcessor captions{};  // LAVIS's text processor for this dataset
+};
+
+struct LoaderOptions {
+  int batch_size = 32;
+  int image_size = 224;                    // output S x S
+  bool augment = true;                     // LAVIS's train transform (random resized crop + flip);
+                                           // false: the eval transform (bicubic resize to S x S)
+  image::RandomResizedCropOptions crop{};  // scale (0.5, 1.0), ratio (3/4, 4/3), as LAVIS
+  bool shuffle = true;
+  std::uint64_t seed = 0;
+  int rank = 0, world_size = 1;
+  std::size_t batches_per_epoch = 0;       // 0: one pass over a single dataset
+  bool drop_last = true;                   // drop a pass's last, smaller batch
+  int workers = 2;
+  int prefetch_batches = 2;                // how far the workers may run ahead
+  OnBadImage bad_image = OnBadImage::skip;
+  std::function<void(const std::string&)> warn;  // skipped images; null: written to std::cerr
+};
+
+struct Batch {
+  Tensor<float> pixel_values;         // [B, 3, S, S], CLIP-normalised
+  std::vector<std::string> captions;  // processed: prompt + pre_caption
+  std::vector<std::string> images;    // image paths, or "<shard>:<member>"
+  std::size_t source = 0;             // the LoaderSource all of them came from
+  std::size_t index = 0;              // the batch's number in its epoch
+  std::uint64_t epoch = 0;
+};
+
+struct LoaderStats {
+  std::size_t skipped = 0;       // bad images skipped so far (all epochs)
+  std::size_t buffered = 0;      // examples taken from the datasets and not yet consumed
+  std::size_t max_buffered = 0;  // the most there have been
+};
+
+class Loader {
+ public:
+  Loader(std::vector<LoaderSource> sources, LoaderOptions options)
+      : sources_(std::move(sources)), opt_(std::move(options)) {
+    BLIP2_CHECK(!sources_.empty(), ValueError, "Loader: no datasets");
+    BLIP2_CHECK(opt_.batch_size > 0 && opt_.image_size > 0 && opt_.workers > 0 && opt_.prefetch_batches > 0,
+                ValueError, "Loader: batch_size (", opt_.batch_size, "), image_size (", opt_.image_size,
+                "), workers (", opt_.workers, ") and prefetch_batches (", opt_.prefetch_batches,
+                ") must be positive");
+    BLIP2_CHECK(opt_.world_size > 0 && opt_.rank >= 0 && opt_.rank < opt_.world_size, ValueError,
+                "Loader: rank ", opt_.rank, " is not in [0, world_size ", opt_.world_size, ")");
+    BLIP2_CHECK(sources_.size() == 1 || opt_.batches_per_epoch > 0, ValueError,
+                "Loader: mixing ", sources_.size(), " datasets needs batches_per_epoch > 0");
+    for (const auto& s : sources_) {
+      BLIP2_CHECK(s.dataset != nullptr, ValueError, "Loader: a null dataset");
+      BLIP2_CHECK(s.ratio > 0 && s.ratio < 1e300, ValueError, "Loader: dataset '", s.dataset->name(), "' has ratio ",
+                  s.ratio, "; ratios must be positive");
+      total_ratio_ += s.ratio;
+    }
+    reset();
+  }
+  explicit Loader(std::shared_ptr<const Dataset> dataset, LoaderOptions options)
+      : Loader(std::vector<LoaderSource>{{std::move(dataset)}}, std::move(options)) {}
+
+  ~Loader() { stop(); }
+  Loader(const Loader&) = delete;
+  Loader& operator=(const Loader&) = delete;
+
+  // Starts `epoch` from its first batch (work prefetched for the old one is dropped).
+  void set_epoch(std::uint64_t epoch) {
+    stop();
+    epoch_ = epoch;
+    reset();
+  }
+  std::uint64_t epoch() const { return epoch_; }
+
+  // The next batch of the epoch; false when the epoch is over (until set_epoch).
+  bool next(Batch& batch) {
+    std::unique_lock<std::mutex> lk(m_);
+    if (failure_) std::rethrow_exception(failure_);
+    if (epoch_done_) return false;
+    if (opt_.batches_per_epoch > 0 && consumed_batches_ == opt_.batches_per_epoch) {
+      epoch_done_ = true;
+      return false;
+    }
+    if (threads_.empty())
+      for (int i = 0; i < opt_.workers; ++i) threads_.emplace_back([this] { work(); });
+
+    const std::size_t s = source_of_batch(consumed_batches_);
+    SourceState& st = state_[s];
+    std::vector<Slot> taken;
+    std::vector<std::string> warnings;
+    while (taken.size() < std::size_t(opt_.batch_size)) {
+      result_cv_.wait(lk, [&] {
+        return (!st.slots.empty() && st.slots.front().ready) || (st.slots.empty() && st.ended);
+      });
+      if (st.slots.empty()) break;  // the pass is over
+      Slot slot = std::move(st.slots.front());
+      st.slots.pop_front();
+      ++st.consumed;
+      --buffered_;
+      if (slot.error) {
+        if (slot.bad_image && opt_.bad_image == OnBadImage::skip) {
+          // A whole pass without a readable image would make a cycling dataset skip forever.
+          if (std::int64_t(slot.pass) >= st.last_good_pass + 2) {
+            failure_ = std::make_exception_ptr(IoError(blip2::detail::cat(
+                "Loader: dataset '", sources_[s].dataset->name(), "': not one image of pass ", slot.pass - 1,
+                " could be read (the last error: ", slot.message, ")")));
+            std::rethrow_exception(failure_);
+          }
+          ++skipped_;
+          warnings.push_back(std::move(slot.message));
+          demand_.push_front({s, 1});  // a replacement, first in line
+          work_cv_.notify_one();
+          continue;
+        }
+        failure_ = slot.error;
+        std::rethrow_exception(failure_);
+      }
+      st.last_good_pass = std::int64_t(slot.pass);
+      taken.push_back(std::move(slot));
+    }
+    const std::size_t index = consumed_batches_++;
+    if (taken.size() < std::size_t(opt_.batch_size) && (taken.empty() || opt_.drop_last)) epoch_done_ = true;
+    const bool done = epoch_done_;
+    lk.unlock();
+    work_cv_.notify_all();
+    for (const auto& w : warnings) {
+      if (opt_.warn) {
+        opt_.warn(w);
+      } else {
+        std::cerr << "blip2::data::Loader: skipped an image: " << w << '\n';
+      }
+    }
+    if (done) return false;
+
+    const index_t size = opt_.image_size, per = 3 * size * size;
+    batch.pixel_values = Tensor<float>::empty({index_t(taken.size()), 3, size, size});
+    batch.captions.clear();
+    batch.images.clear();
+    for (std::size_t i = 0; i < taken.size(); ++i) {
+      std::copy(taken[i].pixels.data(), taken[i].pixels.data() + per, batch.pixel_values.data() + index_t(i) * per);
+      batch.captions.push_back(std::move(taken[i].caption));
+      batch.images.push_back(std::move(taken[i].name));
+    }
+    batch.source = s;
+    batch.index = index;
+    batch.epoch = epoch_;
+    return true;
+  }
+
+  LoaderStats stats() const {
+    std::lock_guard<std::mutex> lk(m_);
+    return {skipped_, buffered_, max_buffered_};
+  }
+
+ private:
+  // One example's way through the workers: a pending slot is filled with pixels or an error.
+  struct Slot {
+    bool ready = false;
+    Tensor<float> pixels;  // [1, 3, S, S]
+    std::string caption, name;
+    std::exception_ptr error;
+    bool bad_image = false;  // the error is the image's (skippable)
+    std::string message;
+    std::uint64_t pass = 0;
+  };
+  struct SourceState {
+    std::unique_ptr<SampleStream> stream;
+    std::uint64_t pass = 0;
+    std::size_t pass_samples = 0;
+    bool ended = false;          // no more examples this epoch (single pass, or a stream error)
+    std::deque<Slot> slots;      // issued, not consumed, in order
+    std::size_t consumed = 0;    // examples consumed: the index of slots.front()
+    std::int64_t last_good_pass = -1;
+  };
+  struct Task {
+    std::size_t source = 0, index = 0;
+    std::uint64_t pass = 0;
+    Sample sample;
+  };
+  struct Demand {
+    std::size_t source, count;
+  };
+
+  bool cycles() const { return opt_.batches_per_epoch > 0; }
+
+  // The dataset batch `b` of this epoch comes from: the same on every rank.
+  std::size_t source_of_batch(std::size_t b) const {
+    if (sources_.size() == 1) return 0;
+    double u = Generator::uniform(detail::mix_seed({opt_.seed, epoch_, 0x6d6978}), b) * total_ratio_;
+    for (std::size_t s = 0; s + 1 < sources_.size(); ++s) {
+      if (u < sources_[s].ratio) return s;
+      u -= sources_[s].ratio;
+    }
+    return sources_.size() - 1;
+  }
+
+  void reset() {
+    state_.clear();
+    state_.resize(sources_.size());
+    demand_.clear();
+    planned_ = consumed_batches_ = buffered_ = 0;
+    plan_done_ = epoch_done_ = false;
+    failure_ = nullptr;
+  }
+
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      stop_ = true;
+    }
+    work_cv_.notify_all();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+    std::lock_guard<std::mutex> lk(m_);
+    stop_ = false;
+  }
+
+  void work() {
+    set_num_threads(1);  // the resize kernels' OpenMP stays inside this worker
+    for (;;) {
+      Task task;
+      {
+        std::unique_lock<std::mutex> lk(m_);
+        if (!take_task(lk, task)) return;
+      }
+      Slot slot = process(task);
+      {
+        std::lock_guard<std::mutex> lk(m_);
+        SourceState& st = state_[task.source];
+        st.slots[task.index - st.consumed] = std::move(slot);
+      }
+      result_cv_.notify_all();
+    }
+  }
+
+  // Takes the next example the plan needs (planning batches within the prefetch window); false
+  // when the loader stops. Called with m_ held: datasets are read under the lock, in plan order.
+  bool take_task(std::unique_lock<std::mutex>& lk, Task& task) {
+    for (;;) {
+      if (stop_) return false;
+      while (!demand_.empty()) {
+        const std::size_t s = demand_.front().source;
+        SourceState& st = state_[s];
+        Sample sample;
+        std::uint64_t pass = 0;
+        bool got = false;
+        if (!st.ended) {
+          try {
+            got = pull(s, sample, pass);
+          } catch (...) {  // a broken annotation file or shard: raised when the consumer gets here
+            Slot failed;
+            failed.ready = true;
+            failed.error = std::current_exception();
+            st.slots.push_back(std::move(failed));
+            st.ended = true;
+            note_buffered();
+          }
+        }
+        if (!got) {
+          demand_.pop_front();
+          result_cv_.notify_all();
+          continue;
+        }
+        if (--demand_.front().count == 0) demand_.pop_front();
+        st.slots.emplace_back();
+        note_buffered();
+        task = {s, st.consumed + st.slots.size() - 1, pass, std::move(sample)};
+        return true;
+      }
+      if (!plan_done_ && planned_ < consumed_batches_ + std::size_t(opt_.prefetch_batches)) {
+        plan_batch();
+        continue;
+      }
+      work_cv_.wait(lk);
+    }
+  }
+
+  void plan_batch() {
+    if ((cycles() && planned_ == opt_.batches_per_epoch) || (!cycles() && state_[0].ended)) {
+      plan_done_ = true;
+      return;
+    }
+    demand_.push_back({source_of_batch(planned_), std::size_t(opt_.batch_size)});
+    ++planned_;
+  }
+
+  // The next example of dataset s, opening its next pass when it cycles; false at the end.
+  bool pull(std::size_t s, Sample& sample, std::uint64_t& pass) {
+    SourceState& st = state_[s];
+    for (;;) {
+      if (!st.stream) {
+        st.stream = sources_[s].dataset->open(
+            {detail::mix_seed({opt_.seed, epoch_, s, st.pass}), opt_.shuffle, opt_.rank, opt_.world_size});
+        st.pass_samples = 0;
+      }
+      if (st.stream->next(sample)) {
+        ++st.pass_samples;
+        pass = st.pass;
+        return true;
+      }
+      st.stream.reset();
+      if (!cycles()) {
+        st.ended = true;
+        return false;
+      }
+      BLIP2_CHECK(st.pass_samples > 0, ValueError, "Loader: dataset '", sources_[s].dataset->name(),
+                  "' has no examples for rank ", opt_.rank, " of ", opt_.world_size);
+      ++st.pass;
+    }
+  }
+
+  void note_buffered() { max_buffered_ = std::max(max_buffered_, ++buffered_); }
+
+  // Decode, transform, process the caption. Runs without the lock.
+  Slot process(const Task& task) const {
+    Slot slot;
+    slot.ready = true;
+    slot.name = task.sample.name;
+    slot.pass = task.pass;
+    image::Image img;
+    try {
+      img = task.sample.bytes.empty() ? image::load_image(task.sample.name)
+                                      : image::decode_image(task.sample.bytes, task.sample.name);
+    } catch (const IoError& e) {
+      slot.error = std::current_exception();
+      slot.bad_image = true;
+      slot.message = e.what();
+      return slot;
+    } catch (...) {
+      slot.error = std::current_exception();
+      return slot;
+    }
+    try {
+      const int size = opt_.image_size;
+      if (opt_.augment) {
+        Generator gen(detail::mix_seed({opt_.seed, epoch_, task.source, task.pass, task.sample.id}));
+        img = image::random_horizontal_flip(image::random_resized_crop(img, size, size, gen, opt_.crop), gen);
+      } else {
+        img = image::resize_bicubic(img, size, size);
+      }
+      slot.pixels = image::to_pixel_values(img);
+      slot.caption = sources_[task.source].captions(task.sample.caption);
+    } catch (...) {
+      slot.error = std::current_exception();
+    }
+    return slot;
+  }
+
+  const std::vector<LoaderSource> sources_;
+  const LoaderOptions opt_;
+  double total_ratio_ = 0;
+  std::uint64_t epoch_ = 0;  // changed only while no worker runs
+
+  mutable std::mutex m_;
+  std::condition_variable work_cv_;    // workers: new demand, a consumed batch, stop
+  std::condition_variable result_cv_;  // consumer: a slot is ready, a dataset ended
+  std::vector<SourceState> state_;
+  std::deque<Demand> demand_;          // examples to issue, per dataset, in plan order
+  std::size_t planned_ = 0, consumed_batches_ = 0;
+  bool plan_done_ = false, epoch_done_ = false, stop_ = false;
+  std::exception_ptr failure_;
+  std::size_t skipped_ = 0, buffered_ = 0, max_buffered_ = 0;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace blip2::data
+// ---- end blip2/data/loader.hpp ----
+// ---- begin blip2/data/shapes_world.hpp ----
+// A procedural image-text world small enough to train a tiny BLIP-2 on in minutes: one or two flat
+// coloured shapes on a textured grey background, captions from a small grammar with synonyms and
+// varied word order, and questions with one-word answers. A scene is a pure function of (seed,
+// index), so training and held-out sets are index ranges (held out: from kFirstHeldOutIndex on),
+// and caption_matches() parses a generated caption back to tell whether it describes the scene.
+//
+// Text: lower case, words separated by spaces. Questions end with "?" attached to the last word
+// ("what color is the circle?"); GPT-2's pre-tokenizer and BERT's both split it off as a token of
+// its own, so vocabulary() lists "?" as a word and words_of() splits text the same way.
+
+
+namespace blip2::data {
+
+enum class ObjectShape { circle, square, triangle };
+enum class ObjectSize { small, large };
+// Where one object is, seen from the other.
+enum class Relation { left_of, right_of, above, below };
+
+// The grammar: every word list and template, indexed by the enums above. The first synonym is the
+// canonical word (canonical_caption, questions and answers use it).
+struct Synonyms {
+  std::string_view first, second;  // second empty: no synonym
+};
+inline constexpr std::array<Synonyms, 3> kShapeWords{{{"circle", "disc"}, {"square", "box"}, {"triangle", ""}}};
+inline constexpr std::array<Synonyms, 2> kSizeWords{{{"small", "little"}, {"large", "big"}}};
+inline constexpr std::array<std::string_view, 4> kRelationPhrases{"to the left of", "to the right of", "above",
+                                                                  "below"};
+// The same relations said of an object named before: "a square with a circle to its left".
+inline constexpr std::array<std::string_view, 4> kRelationToItPhrases{"to its left", "to its right", "above it",
+                                                                      "below it"};
+inline constexpr std::array<std::string_view, 2> kCountWords{"one", "two"};
+inline constexpr std::string_view kYes = "yes", kNo = "no";
+
+// Captions. {P} and {Q} are noun phrases, {rel} / {rel_it} where P is seen from Q.
+inline constexpr std::string_view kNounPhrase = "a {size} {color} {shape}";
+inline constexpr std::array<std::string_view, 3> kOneObjectCaptions{"{P}", "there is {P}", "a picture of {P}"};
+inline constexpr std::array<std::string_view, 5> kTwoObjectCaptions{"{P} {rel} {Q}", "there is {P} {rel} {Q}",
+                                                                    "{P} is {rel} {Q}", "a picture of {P} {rel} {Q}",
+                                                                    "{Q} with {P} {rel_it}"};
+
+// Questions. {shape}, {other}: canonical shape words; {color}: a palette name; {rel}: a relation phrase.
+inline constexpr std::string_view kAskCount = "how many objects are there?";
+inline constexpr std::string_view kAskColor = "what color is the {shape}?";
+inline constexpr std::string_view kAskSize = "what size is the {shape}?";
+inline constexpr std::string_view kAskShape = "what shape is the {color} object?";
+inline constexpr std::string_view kAskExists = "is there a {color} {shape}?";
+inline constexpr std::string_view kAskShapeBeside = "what shape is {rel} the {shape}?";
+inline constexpr std::string_view kAskColorBeside = "what color is {rel} the {shape}?";
+inline constexpr std::string_view kAskRelation = "is the {shape} {rel} the {other}?";
+inline constexpr std::array<std::string_view, 8> kQuestionTemplates{
+    kAskCount, kAskColor, kAskSize, kAskShape, kAskExists, kAskShapeBeside, kAskColorBeside, kAskRelation};
+
+// The first scene index of the held-out set; training uses indices below it.
+inline constexpr std::uint64_t kFirstHeldOutIndex = 1'000'000;
+
+struct PaletteColor {
+  std::string name;  // one lower-case word
+  std::array<std::uint8_t, 3> rgb;
+};
+inline std::vector<PaletteColor> default_palette() {
+  return {
+      {"red", {{220, 40, 40}}}, {"green", {{40, 170, 60}}}, {"blue", {{40, 80, 220}}}, {"yellow", {{235, 205, 30}}}};
+}
+
+struct ShapesWorldOptions {
+  int image_size = 32;  // square images, at least 24 pixels (two large shapes side by side)
+  int max_objects = 2;  // scenes hold 1..max_objects objects; the grammar describes at most two
+  std::vector<PaletteColor> palette = default_palette();  // never grey: backgrounds are grey
+};
+
+struct Object {
+  ObjectShape shape = ObjectShape::circle;
+  int color = 0;  // index into the palette
+  ObjectSize size = ObjectSize::small;
+  int x = 0, y = 0;  // centre pixel: column, row
+};
+
+enum class Texture { noise, horizontal_stripes, vertical_stripes, diagonal_stripes };
+struct Background {
+  Texture texture = Texture::noise;
+  int level = 128;    // the grey the texture varies around
+  int contrast = 16;  // noise amplitude, or how far stripes lie above and below `level`
+  int period = 4;     // stripe width in pixels
+  std::uint64_t noise_seed = 0;
+};
+
+struct Scene {
+  // One or two objects; of two, objects[0] is the left (or upper) one, and their boxes are apart
+  // along one axis and within image_size / 8 pixels of each other along the other.
+  std::vector<Object> objects;
+  Relation relation = Relation::left_of;  // objects[0] seen from objects[1] (two objects only)
+  Background background;
+};
+
+struct QA {
+  std::string question, answer;
+};
+
+inline Relation inverse(Relation r) {
+  switch (r) {
+    case Relation::left_of:
+      return Relation::right_of;
+    case Relation::right_of:
+      return Relation::left_of;
+    case Relation::above:
+      return Relation::below;
+    case Relation::below:
+      return Relation::above;
+  }
+  return r;
+}
+
+// The words of `text`: split at white space, with every "?" a word of its own.
+inline std::vector<std::string> words_of(std::string_view text) {
+  std::vector<std::string> words;
+  std::string word;
+  auto flush = [&] {
+    if (!word.empty()) words.push_back(std::move(word));
+    word.clear();
+  };
+  for (char c : text) {
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v') {
+      flush();
+    } else if (c == '?') {
+      flush();
+      words.emplace_back("?");
+    } else {
+      word += c;
+    }
+  }
+  flush();
+  return words;
+}
+
+// Whether a generated answer is `answer`: the same single word, white space around it ignored.
+inline bool answer_matches(std::string_view generated, std::string_view answer) {
+  const auto words = words_of(generated);
+  return words.size() == 1 && words[0] == answer;
+}
+
+class ShapesWorld {
+ public:
+  explicit ShapesWorld(ShapesWorldOptions options = {}, std::uint64_t seed = 0)
+      : options_(std::move(options)), seed_(seed) {
+    const int s = options_.image_size;
+    BLIP2_CHECK(s >= 24, ValueError, "ShapesWorld: image_size ", s, " is below 24 (two large shapes must fit apart)");
+    BLIP2_CHECK(options_.max_objects == 1 || options_.max_objects == 2, ValueError, "ShapesWorld: max_objects ",
+                options_.max_objects, " (the grammar describes one or two objects)");
+    BLIP2_CHECK(!options_.palette.empty(), ValueError, "ShapesWorld: empty palette");
+    const auto grammar = grammar_words();
+    for (std::size_t i = 0; i < options_.palette.size(); ++i) {
+      const PaletteColor& c = options_.palette[i];
+      BLIP2_CHECK(
+          !c.name.empty() && std::all_of(c.name.begin(), c.name.end(), [](char ch) { return ch >= 'a' && ch <= 'z'; }),
+          ValueError, "ShapesWorld: palette name '", c.name, "' is not one lower-case word");
+      BLIP2_CHECK(!std::binary_search(grammar.begin(), grammar.end(), c.name), ValueError,
+                  "ShapesWorld: palette name '", c.name, "' is already a word of the grammar");
+      for (std::size_t j = 0; j < i; ++j)
+        BLIP2_CHECK(options_.palette[j].name != c.name, ValueError, "ShapesWorld: palette name '", c.name, "' twice");
+      BLIP2_CHECK(!(c.rgb[0] == c.rgb[1] && c.rgb[1] == c.rgb[2]), ValueError, "ShapesWorld: palette colour '", c.name,
+                  "' is grey, like the backgrounds");
+    }
+  }
+
+  const ShapesWorldOptions& options() const { return options_; }
+  std::uint64_t seed() const { return seed_; }
+
+  // The scene at `index`: the same for the same (seed, index), whatever was drawn before.
+  Scene scene(std::uint64_t index) const {
+    const std::uint64_t scene_seed = blip2::detail::splitmix64(seed_ ^ blip2::detail::splitmix64(index));
+    Generator g(scene_seed);
+    const int s = options_.image_size;
+    Scene sc;
+    const int n = uniform_int(g, 1, options_.max_objects);
+    for (int i = 0; i < n; ++i) {
+      Object o;
+      o.shape = ObjectShape(uniform_int(g, 0, int(kShapeWords.size()) - 1));
+      o.color = uniform_int(g, 0, int(options_.palette.size()) - 1);
+      o.size = ObjectSize(uniform_int(g, 0, int(kSizeWords.size()) - 1));
+      sc.objects.push_back(o);
+    }
+    Background& b = sc.background;
+    b.texture = Texture(uniform_int(g, 0, 3));
+    b.level = uniform_int(g, 90, 190);
+    b.contrast = uniform_int(g, 8, 28);
+    b.period = uniform_int(g, 2, 5);
+    b.noise_seed = blip2::detail::splitmix64(scene_seed + 1);
+
+    if (n == 1) {
+      Object& o = sc.objects[0];
+      const int r = half_extent(o.size);
+      o.x = uniform_int(g, r, s - 1 - r);
+      o.y = uniform_int(g, r, s - 1 - r);
+      return sc;
+    }
+    // Along the main axis the boxes are at least one pixel apart; across it the centres differ by
+    // at most s / 8, far less than along it, so the relation is never in doubt.
+    const bool side_by_side = g.uniform() < 0.5;
+    sc.relation = side_by_side ? Relation::left_of : Relation::above;
+    Object &first = sc.objects[0], &second = sc.objects[1];
+    const int r1 = half_extent(first.size), r2 = half_extent(second.size), gap = r1 + r2 + 2;
+    const int p1 = uniform_int(g, r1, s - 1 - r2 - gap);
+    const int p2 = uniform_int(g, p1 + gap, s - 1 - r2);
+    const int c1 = uniform_int(g, r1, s - 1 - r1);
+    const int c2 = uniform_int(g, std::max(c1 - s / 8, r2), std::min(c1 + s / 8, s - 1 - r2));
+    (side_by_side ? first.x : first.y) = p1;
+    (side_by_side ? first.y : first.x) = c1;
+    (side_by_side ? second.x : second.y) = p2;
+    (side_by_side ? second.y : second.x) = c2;
+    return sc;
+  }
+
+  image::Image render(const Scene& scene) const {
+    check(scene);
+    const int s = options_.image_size;
+    const Background& b = scene.background;
+    image::Image img(s, s);
+    for (int y = 0; y < s; ++y)
+      for (int x = 0; x < s; ++x) {
+        const double noise =
+            2.0 * Generator::uniform(b.noise_seed, std::uint64_t(y) * std::uint64_t(s) + std::uint64_t(x)) - 1.0;
+        int v = b.level;
+        if (b.texture == Texture::noise) {
+          v += int(noise * b.contrast);
+        } else {
+          const int coord = b.texture == Texture::horizontal_stripes ? y
+                            : b.texture == Texture::vertical_stripes ? x
+                                                                     : x + y;
+          v += ((coord / std::max(b.period, 1)) % 2 ? b.contrast : -b.contrast) + int(noise * 4);
+        }
+        const auto grey = std::uint8_t(std::clamp(v, 0, 255));
+        std::uint8_t* p = img.pixel(x, y);
+        p[0] = p[1] = p[2] = grey;
+      }
+    for (const Object& o : scene.objects) {
+      const int r = half_extent(o.size);
+      const auto& rgb = options_.palette[std::size_t(o.color)].rgb;
+      for (int y = std::max(o.y - r, 0); y <= std::min(o.y + r, s - 1); ++y)
+        for (int x = std::max(o.x - r, 0); x <= std::min(o.x + r, s - 1); ++x)
+          if (covers(o, x - o.x, y - o.y, r)) std::copy(rgb.begin(), rgb.end(), img.pixel(x, y));
+    }
+    return img;
+  }
+
+  // A caption with a random template, order of mention and synonyms.
+  std::string caption(const Scene& scene, Generator& g) const {
+    check(scene);
+    if (scene.objects.size() == 1) {
+      const std::string p = noun_phrase(scene.objects[0], &g);
+      return fill(kOneObjectCaptions[std::size_t(uniform_int(g, 0, int(kOneObjectCaptions.size()) - 1))], {{"{P}", p}});
+    }
+    const bool swap = g.uniform() < 0.5;
+    const Object& p = scene.objects[swap ? 1 : 0];
+    const Object& q = scene.objects[swap ? 0 : 1];
+    const Relation rel = swap ? inverse(scene.relation) : scene.relation;
+    const std::string pp = noun_phrase(p, &g), qp = noun_phrase(q, &g);
+    const auto tmpl = kTwoObjectCaptions[std::size_t(uniform_int(g, 0, int(kTwoObjectCaptions.size()) - 1))];
+    return fill(tmpl, {{"{P}", pp},
+                       {"{Q}", qp},
+                       {"{rel}", std::string(kRelationPhrases[std::size_t(rel)])},
+                       {"{rel_it}", std::string(kRelationToItPhrases[std::size_t(rel)])}});
+  }
+
+  // The first template with the first synonyms, the left (or upper) object named first:
+  // "a small red circle", "a small red circle to the left of a large blue square".
+  std::string canonical_caption(const Scene& scene) const {
+    check(scene);
+    if (scene.objects.size() == 1)
+      return fill(kOneObjectCaptions[0], {{"{P}", noun_phrase(scene.objects[0], nullptr)}});
+    return fill(kTwoObjectCaptions[0], {{"{P}", noun_phrase(scene.objects[0], nullptr)},
+                                        {"{Q}", noun_phrase(scene.objects[1], nullptr)},
+                                        {"{rel}", std::string(kRelationPhrases[std::size_t(scene.relation)])}});
+  }
+
+  // Whether `caption` (any template and synonyms of the grammar, any white space) names exactly
+  // the scene's objects with their size, color and shape, and for two objects their relation, in
+  // either order of mention.
+  bool caption_matches(const std::string& caption, const Scene& scene) const {
+    check(scene);
+    const auto words = words_of(caption);
+    auto same = [](const Object& a, const Object& b) {
+      return a.shape == b.shape && a.color == b.color && a.size == b.size;
+    };
+    const auto& objs = scene.objects;
+    if (objs.size() == 1) {
+      for (std::string_view t : kOneObjectCaptions) {
+        ParsedCaption parsed;
+        if (match(words_of(t), 0, words, 0, parsed) && same(parsed.p, objs[0])) return true;
+      }
+      return false;
+    }
+    for (std::string_view t : kTwoObjectCaptions) {
+      ParsedCaption parsed;
+      if (!match(words_of(t), 0, words, 0, parsed)) continue;
+      if (same(parsed.p, objs[0]) && same(parsed.q, objs[1]) && parsed.relation == scene.relation) return true;
+      if (same(parsed.p, objs[1]) && same(parsed.q, objs[0]) && parsed.relation == inverse(scene.relation)) return true;
+    }
+    return false;
+  }
+
+  // Every question the scene answers unambiguously, with its one-word answer: the object count;
+  // color and size of each shape that occurs once; shape of each color that occurs once; "is there
+  // a <color> <shape>?" for each object (yes) and for a near miss per object (no: another color,
+  // another shape); with two different shapes, what is on either side of each, and whether one is
+  // on a given side of the other (yes and no in equal numbers).
+  std::vector<QA> questions(const Scene& scene) const {
+    check(scene);
+    const auto& objs = scene.objects;
+    std::vector<QA> qs;
+    auto add = [&](std::string q, std::string_view a) {
+      for (const QA& e : qs)
+        if (e.question == q) return;
+      qs.push_back({std::move(q), std::string(a)});
+    };
+    auto present = [&](int color, ObjectShape shape) {
+      return std::any_of(objs.begin(), objs.end(),
+                         [&](const Object& o) { return o.color == color && o.shape == shape; });
+    };
+    auto shape_word = [](ObjectShape s) { return std::string(kShapeWords[std::size_t(s)].first); };
+    auto color_word = [&](int c) { return options_.palette[std::size_t(c)].name; };
+    add(std::string(kAskCount), kCountWords[objs.size() - 1]);
+    const int colors = int(options_.palette.size()), shapes = int(kShapeWords.size());
+    for (const Object& o : objs) {
+      const auto shape_count =
+          std::count_if(objs.begin(), objs.end(), [&](const Object& e) { return e.shape == o.shape; });
+      const auto color_count =
+          std::count_if(objs.begin(), objs.end(), [&](const Object& e) { return e.color == o.color; });
+      if (shape_count == 1) {
+        add(fill(kAskColor, {{"{shape}", shape_word(o.shape)}}), color_word(o.color));
+        add(fill(kAskSize, {{"{shape}", shape_word(o.shape)}}), kSizeWords[std::size_t(o.size)].first);
+      }
+      if (color_count == 1) add(fill(kAskShape, {{"{color}", color_word(o.color)}}), shape_word(o.shape));
+      add(fill(kAskExists, {{"{color}", color_word(o.color)}, {"{shape}", shape_word(o.shape)}}), kYes);
+      for (int k = 1; k < colors; ++k) {
+        const int c = (o.color + k) % colors;
+        if (present(c, o.shape)) continue;
+        add(fill(kAskExists, {{"{color}", color_word(c)}, {"{shape}", shape_word(o.shape)}}), kNo);
+        break;
+      }
+      for (int k = 1; k < shapes; ++k) {
+        const auto s = ObjectShape((int(o.shape) + k) % shapes);
+        if (present(o.color, s)) continue;
+        add(fill(kAskExists, {{"{color}", color_word(o.color)}, {"{shape}", shape_word(s)}}), kNo);
+        break;
+      }
+    }
+    if (objs.size() == 2 && objs[0].shape != objs[1].shape) {
+      const std::string s0 = shape_word(objs[0].shape), s1 = shape_word(objs[1].shape);
+      const std::string rel(kRelationPhrases[std::size_t(scene.relation)]);
+      const std::string inv(kRelationPhrases[std::size_t(inverse(scene.relation))]);
+      add(fill(kAskShapeBeside, {{"{rel}", rel}, {"{shape}", s1}}), s0);
+      add(fill(kAskShapeBeside, {{"{rel}", inv}, {"{shape}", s0}}), s1);
+      add(fill(kAskColorBeside, {{"{rel}", rel}, {"{shape}", s1}}), color_word(objs[0].color));
+      add(fill(kAskColorBeside, {{"{rel}", inv}, {"{shape}", s0}}), color_word(objs[1].color));
+      add(fill(kAskRelation, {{"{shape}", s0}, {"{rel}", rel}, {"{other}", s1}}), kYes);
+      add(fill(kAskRelation, {{"{shape}", s0}, {"{rel}", inv}, {"{other}", s1}}), kNo);
+      add(fill(kAskRelation, {{"{shape}", s1}, {"{rel}", inv}, {"{other}", s0}}), kYes);
+      add(fill(kAskRelation, {{"{shape}", s1}, {"{rel}", rel}, {"{other}", s0}}), kNo);
+    }
+    return qs;
+  }
+
+  // One of questions(scene), uniformly.
+  QA question(const Scene& scene, Generator& g) const {
+    auto qs = questions(scene);
+    return std::move(qs[std::size_t(uniform_int(g, 0, int(qs.size()) - 1))]);
+  }
+
+  // Every word a caption, question or answer can contain ("?" included), sorted, unique.
+  std::vector<std::string> vocabulary() const {
+    std::vector<std::string> v = grammar_words();
+    for (const PaletteColor& c : options_.palette) v.push_back(c.name);
+    std::sort(v.begin(), v.end());
+    v.erase(std::unique(v.begin(), v.end()), v.end());
+    return v;
+  }
+
+ private:
+  struct ParsedCaption {
+    Object p, q;
+    Relation relation = Relation::left_of;
+  };
+
+  // Uniform integer in [lo, hi].
+  static int uniform_int(Generator& g, int lo, int hi) {
+    const int n = hi - lo + 1;
+    const int k = int(g.uniform() * n);
+    return lo + std::min(k, n - 1);
+  }
+
+  // Half the side of an object's bounding box.
+  int half_extent(ObjectSize size) const {
+    return size == ObjectSize::small ? options_.image_size / 8 : options_.image_size * 7 / 32;
+  }
+
+  // Whether the pixel at offset (dx, dy) from the centre belongs to the shape. Squares are a pixel
+  // smaller than the box so that the three shapes look about as large.
+  static bool covers(const Object& o, int dx, int dy, int r) {
+    switch (o.shape) {
+      case ObjectShape::circle:
+        return dx * dx + dy * dy <= r * r + r;
+      case ObjectShape::square:
+        return std::abs(dx) < r && std::abs(dy) < r;
+      case ObjectShape::triangle:
+        return dy >= -r && dy <= r && 2 * std::abs(dx) <= dy + r;  // apex up
+    }
+    return false;
+  }
+
+  void check(const Scene& scene) const {
+    const std::size_t n = scene.objects.size();
+    BLIP2_CHECK(n == 1 || n == 2, ValueError, "ShapesWorld: a scene has one or two objects, got ", n);
+    for (const Object& o : scene.objects) {
+      BLIP2_CHECK(o.color >= 0 && std::size_t(o.color) < options_.palette.size(), ValueError,
+                  "ShapesWorld: object color ", o.color, " is not in the palette of ", options_.palette.size());
+      BLIP2_CHECK(int(o.shape) >= 0 && std::size_t(o.shape) < kShapeWords.size() && int(o.size) >= 0 &&
+                      std::size_t(o.size) < kSizeWords.size(),
+                  ValueError, "ShapesWorld: object shape ", int(o.shape), " or size ", int(o.size), " out of range");
+    }
+  }
+
+  // `tmpl` with each "{name}" replaced by its value.
+  static std::string fill(std::string_view tmpl, const std::vector<std::pair<std::string_view, std::string>>& values) {
+    std::string out;
+    for (std::size_t i = 0; i < tmpl.size();) {
+      const std::size_t open = tmpl.find('{', i);
+      if (open == std::string_view::npos) {
+        out += tmpl.substr(i);
+        break;
+      }
+      const std::size_t close = tmpl.find('}', open);
+      out += tmpl.substr(i, open - i);
+      const std::string_view key = tmpl.substr(open, close + 1 - open);
+      const auto it = std::find_if(values.begin(), values.end(), [&](const auto& kv) { return kv.first == key; });
+      BLIP2_CHECK(it != values.end(), ValueError, "ShapesWorld: template '", tmpl, "' needs ", key);
+      out += it->second;
+      i = close + 1;
+    }
+    return out;
+  }
+
+  static std::string_view synonym(const Synonyms& s, Generator* g) {
+    if (!g || s.second.empty()) return s.first;
+    return g->uniform() < 0.5 ? s.first : s.second;
+  }
+
+  std::string noun_phrase(const Object& o, Generator* g) const {
+    return fill(kNounPhrase, {{"{size}", std::string(synonym(kSizeWords[std::size_t(o.size)], g))},
+                              {"{color}", options_.palette[std::size_t(o.color)].name},
+                              {"{shape}", std::string(synonym(kShapeWords[std::size_t(o.shape)], g))}});
+  }
+
+  // Reads the noun phrase at words[at..]; false when it is not one.
+  bool parse_noun_phrase(const std::vector<std::string>& words, std::size_t at, Object& out) const {
+    for (const std::string& item : words_of(kNounPhrase)) {
+      if (at >= words.size()) return false;
+      const std::string& w = words[at++];
+      auto in = [&](const Synonyms& s) { return w == s.first || (!s.second.empty() && w == s.second); };
+      if (item == "{size}") {
+        const auto it = std::find_if(kSizeWords.begin(), kSizeWords.end(), in);
+        if (it == kSizeWords.end()) return false;
+        out.size = ObjectSize(it - kSizeWords.begin());
+      } else if (item == "{shape}") {
+        const auto it = std::find_if(kShapeWords.begin(), kShapeWords.end(), in);
+        if (it == kShapeWords.end()) return false;
+        out.shape = ObjectShape(it - kShapeWords.begin());
+      } else if (item == "{color}") {
+        const auto& pal = options_.palette;
+        const auto it = std::find_if(pal.begin(), pal.end(), [&](const PaletteColor& c) { return c.name == w; });
+        if (it == pal.end()) return false;
+        out.color = int(it - pal.begin());
+      } else if (w != item) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // Matches words[wi..] against the template words items[ii..], filling `out`.
+  bool match(const std::vector<std::string>& items, std::size_t ii, const std::vector<std::string>& words,
+             std::size_t wi, ParsedCaption& out) const {
+    if (ii == items.size()) return wi == words.size();
+    const std::string& item = items[ii];
+    if (item == "{P}" || item == "{Q}") {
+      static const std::size_t np_words = words_of(kNounPhrase).size();
+      return parse_noun_phrase(words, wi, item == "{P}" ? out.p : out.q) &&
+             match(items, ii + 1, words, wi + np_words, out);
+    }
+    if (item == "{rel}" || item == "{rel_it}") {
+      const auto& phrases = item == "{rel}" ? kRelationPhrases : kRelationToItPhrases;
+      for (std::size_t r = 0; r < phrases.size(); ++r) {
+        const auto phrase = words_of(phrases[r]);
+        if (wi + phrase.size() > words.size() ||
+            !std::equal(phrase.begin(), phrase.end(), words.begin() + std::ptrdiff_t(wi)))
+          continue;
+        out.relation = Relation(r);
+        if (match(items, ii + 1, words, wi + phrase.size(), out)) return true;
+      }
+      return false;
+    }
+    return wi < words.size() && words[wi] == item && match(items, ii + 1, words, wi + 1, out);
+  }
+
+  // Every word of the grammar but the palette names, sorted, unique.
+  static std::vector<std::string> grammar_words() {
+    std::vector<std::string> v;
+    auto add = [&](std::string_view text) {
+      for (auto& w : words_of(text))
+        if (w.front() != '{') v.push_back(std::move(w));
+    };
+    add(kNounPhrase);
+    for (auto t : kOneObjectCaptions) add(t);
+    for (auto t : kTwoObjectCaptions) add(t);
+    for (auto t : kQuestionTemplates) add(t);
+    for (const auto& s : kShapeWords) add(std::string(s.first) + " " + std::string(s.second));
+    for (const auto& s : kSizeWords) add(std::string(s.first) + " " + std::string(s.second));
+    for (auto t : kRelationPhrases) add(t);
+    for (auto t : kRelationToItPhrases) add(t);
+    for (auto t : kCountWords) add(t);
+    add(kYes);
+    add(kNo);
+    std::sort(v.begin(), v.end());
+    v.erase(std::unique(v.begin(), v.end()), v.end());
+    return v;
+  }
+
+  ShapesWorldOptions options_;
+  std::uint64_t seed_;
+};
+
+}  // namespace blip2::data
+// ---- end blip2/data/shapes_world.hpp ----
+// evaluation: BLEU / CIDEr-D as pycocoevalcap, retrieval recall as LAVIS
+// ---- begin blip2/eval/caption_metrics.hpp ----
+// Caption metrics as the COCO caption evaluation (pycocoevalcap 1.2, which LAVIS reports) computes
+// them: BLEU-1..4 (bleu/bleu_scorer.py) and CIDEr-D (cider/cider_scorer.py) on tokenized captions,
+// whose tokens are separated by whitespace, and coco_tokenize, which approximates the tokenization
+// pycocoevalcap applies before scoring.
+
+
+namespace blip2::eval {
+
+// Tokens of a tokenized caption, split where Python's str.split() splits: runs of ASCII
+// whitespace, \x1c-\x1f and the Unicode spaces (in UTF-8).
+inline std::vector<std::string> split_tokens(std::string_view text);
+
+// Corpus and per-image BLEU-1..4, as pycocoevalcap's Bleu(4).compute_score returns them.
+struct BleuScores {
+  std::array<double, 4> corpus{};                // BLEU-1..4 over the whole set
+  std::vector<std::array<double, 4>> per_image;  // the same formula on each image alone
+};
+
+// Corpus CIDEr-D (the mean over images) and each image's, as pycocoevalcap's Cider returns them.
+struct CiderScores {
+  double corpus = 0;
+  std::vector<double> per_image;
+};
+
+struct CaptionScores {
+  std::array<double, 4> bleu{};  // BLEU-1..4, corpus level
+  double cider = 0;              // CIDEr-D, the mean of per_image_cider
+  std::vector<double> per_image_cider;
+};
+
+// candidates[i]: the caption generated for image i; references[i]: its ground-truth captions
+// (at least one). All tokenized already (see coco_tokenize). Throws ValueError on mismatched sizes
+// or an empty set.
+inline BleuScores bleu(const std::vector<std::string>& candidates, const std::vector<std::vector<std::string>>& references);
+inline CiderScores cider_d(const std::vector<std::string>& candidates, const std::vector<std::vector<std::string>>& references,
+                           double sigma = 6.0);
+inline CaptionScores score_captions(const std::vector<std::string>& candidates,
+                                    const std::vector<std::vector<std::string>>& references);
+
+// An approximation of pycocoevalcap's PTBTokenizer (Stanford CoreNLP 3.4.1's Java PTBTokenizer run
+// with -preserveLines -lowerCase, then the tokens '' ' `` ` . ? ! , : - -- ... ; dropped), for
+// use without Java. It lower-cases (ASCII and Latin-1 letters), splits off punctuation, clitics
+// ('s 'm 'd 're 've 'll n't) and the symbols $ % # & + = *, keeps commas, colons and periods inside
+// numbers and abbreviations (1,000 10:30 3.5 u.s.), hyphens inside words (t-shirt), and writes
+// brackets as PTB does: -lrb- -rrb- -lsb- -rsb- -lcb- -rcb- (kept, since pycocoevalcap's list holds
+// the upper-case forms only), and keeps runs such as ?! and !!! as that list does. It misses rarer PTB rules (abbreviations it does not list, URLs,
+// emoticons, most non-Latin-1 text). Returns the tokens joined by single spaces.
+inline std::string coco_tokenize(std::string_view caption);
+
+namespace detail {
+
+inline constexpr int kMaxNgram = 4;
+
+// Byte length of the whitespace character at text[i] (Python's str.isspace), 0 if none.
+inline std::size_t space_length(std::string_view text, std::size_t i) {
+  const auto byte = [&](std::size_t k) { return i + k < text.size() ? static_cast<unsigned char>(text[i + k]) : 0u; };
+  const unsigned c = byte(0);
+  if ((c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20)) return 1;
+  if (c == 0xc2 && (byte(1) == 0x85 || byte(1) == 0xa0)) return 2;                       // U+0085, U+00A0
+  if (c == 0xe1 && byte(1) == 0x9a && byte(2) == 0x80) return 3;                          // U+1680
+  if (c == 0xe3 && byte(1) == 0x80 && byte(2) == 0x80) return 3;                          // U+3000
+  if (c != 0xe2) return 0;
+  const unsigned b1 = byte(1), b2 = byte(2);
+  if (b1 == 0x80 && (b2 <= 0x8a || b2 == 0xa8 || b2 == 0xa9 || b2 == 0xaf) && b2 >= 0x80) return 3;  // U+2000-200A, 2028, 2029, 202F
+  if (b1 == 0x81 && b2 == 0x9f) return 3;                                                  // U+205F
+  return 0;
+}
+
+// counts[n - 1]: how often each n-gram of n tokens occurs; an n-gram is its tokens joined by single
+// spaces, which is unambiguous since tokens hold no whitespace.
+using NgramCounts = std::array<std::unordered_map<std::string, int>, kMaxNgram>;
+
+struct CookedCaption {
+  int length = 0;  // tokens
+  NgramCounts counts;
+};
+
+inline CookedCaption cook(std::string_view caption) {
+  const std::vector<std::string> words = split_tokens(caption);
+  CookedCaption out;
+  out.length = static_cast<int>(words.size());
+  for (std::size_t start = 0; start < words.size(); ++start) {
+    std::string ngram;
+    for (std::size_t n = 1; n <= kMaxNgram && start + n <= words.size(); ++n) {
+      if (n > 1) ngram += ' ';
+      ngram += words[start + n - 1];
+      ++out.counts[n - 1][ngram];
+    }
+  }
+  return out;
+}
+
+struct CookedImage {
+  CookedCaption candidate;
+  std::vector<CookedCaption> references;
+};
+
+inline std::vector<CookedImage> cook_all(const char* what, const std::vector<std::string>& candidates,
+                                         const std::vector<std::vector<std::string>>& references) {
+  BLIP2_CHECK(candidates.size() == references.size(), ValueError, what, ": ", candidates.size(), " candidates but ",
+              references.size(), " reference lists");
+  BLIP2_CHECK(!candidates.empty(), ValueError, what, ": no captions to score");
+  std::vector<CookedImage> images(candidates.size());
+  for (std::size_t i = 0; i < candidates.size(); ++i) {
+    BLIP2_CHECK(!references[i].empty(), ValueError, what, ": image ", i, " has no reference captions");
+    images[i].candidate = cook(candidates[i]);
+    for (const auto& ref : references[i]) images[i].references.push_back(cook(ref));
+  }
+  return images;
+}
+
+// Matches made and n-grams guessed by one candidate, and its "closest" reference length.
+struct BleuCounts {
+  int test_length = 0, ref_length = 0;
+  std::array<int, kMaxNgram> correct{}, guess{};
+};
+
+inline BleuCounts bleu_counts(const CookedImage& image) {
+  BleuCounts out;
+  const CookedCaption& test = image.candidate;
+  out.test_length = test.length;
+  // The reference length closest to the candidate's; a tie goes to the shorter reference.
+  out.ref_length = image.references.front().length;
+  for (const auto& ref : image.references) {
+    const int d = std::abs(ref.length - test.length), best = std::abs(out.ref_length - test.length);
+    if (d < best || (d == best && ref.length < out.ref_length)) out.ref_length = ref.length;
+  }
+  for (int n = 0; n < kMaxNgram; ++n) {
+    out.guess[n] = std::max(0, test.length - n);
+    for (const auto& [ngram, count] : test.counts[n]) {
+      int clip = 0;  // the most times any single reference holds this n-gram
+      for (const auto& ref : image.references) {
+        const auto it = ref.counts[n].find(ngram);
+        if (it != ref.counts[n].end()) clip = std::max(clip, it->second);
+      }
+      out.correct[n] += std::min(count, clip);
+    }
+  }
+  return out;
+}
+
+// BLEU-1..4 from summed counts, with pycocoevalcap's constants: 1e-15 added to the matches keeps a
+// zero precision finite in the log-free product, 1e-9 added to the guesses avoids 0/0.
+inline std::array<double, 4> bleu_from_counts(double test_length, double ref_length, const std::array<double, kMaxNgram>& correct,
+                                              const std::array<double, kMaxNgram>& guess) {
+  constexpr double kTiny = 1e-15, kSmall = 1e-9;
+  std::array<double, 4> out{};
+  double product = 1.0;
+  for (int n = 0; n < kMaxNgram; ++n) {
+    product *= (correct[n] + kTiny) / (guess[n] + kSmall);
+    out[n] = std::pow(product, 1.0 / (n + 1));
+  }
+  const double ratio = (test_length + kTiny) / (ref_length + kSmall);
+  if (ratio < 1)
+    for (double& b : out) b *= std::exp(1 - 1 / ratio);  // brevity penalty
+  return out;
+}
+
+inline BleuScores bleu(const std::vector<CookedImage>& images) {
+  BleuScores out;
+  double test_length = 0, ref_length = 0;
+  std::array<double, kMaxNgram> correct{}, guess{};
+  for (const auto& image : images) {
+    const BleuCounts c = bleu_counts(image);
+    std::array<double, kMaxNgram> image_correct{}, image_guess{};
+    for (int n = 0; n < kMaxNgram; ++n) {
+      image_correct[n] = c.correct[n];
+      image_guess[n] = c.guess[n];
+      correct[n] += c.correct[n];
+      guess[n] += c.guess[n];
+    }
+    test_length += c.test_length;
+    ref_length += c.ref_length;
+    out.per_image.push_back(bleu_from_counts(c.test_length, c.ref_length, image_correct, image_guess));
+  }
+  out.corpus = bleu_from_counts(test_length, ref_length, correct, guess);
+  return out;
+}
+
+// A caption as CIDEr sees it: tf-idf weights per n-gram order, their norms, and the length the
+// Gaussian penalty compares.
+struct TfIdf {
+  std::array<std::unordered_map<std::string, double>, kMaxNgram> weights;
+  std::array<double, kMaxNgram> norm{};
+  double length = 0;
+};
+
+inline CiderScores cider_d(const std::vector<CookedImage>& images, double sigma) {
+  BLIP2_CHECK(sigma > 0, ValueError, "cider_d: sigma must be > 0, got ", sigma);
+  // Document frequency: in how many images' reference sets each n-gram occurs.
+  std::array<std::unordered_map<std::string, double>, kMaxNgram> df;
+  for (const auto& image : images)
+    for (int n = 0; n < kMaxNgram; ++n) {
+      std::unordered_set<std::string> seen;
+      for (const auto& ref : image.references)
+        for (const auto& entry : ref.counts[n]) seen.insert(entry.first);
+      for (const auto& ngram : seen) df[n][ngram] += 1;
+    }
+  const double log_images = std::log(double(images.size()));
+
+  const auto tfidf = [&](const CookedCaption& caption) {
+    TfIdf out;
+    for (int n = 0; n < kMaxNgram; ++n) {
+      for (const auto& [ngram, tf] : caption.counts[n]) {
+        const auto it = df[n].find(ngram);
+        const double idf = log_images - std::log(std::max(1.0, it == df[n].end() ? 0.0 : it->second));
+        const double w = tf * idf;
+        out.weights[n].emplace(ngram, w);
+        out.norm[n] += w * w;
+      }
+      out.norm[n] = std::sqrt(out.norm[n]);
+    }
+    // cider_scorer.py adds term frequencies where its 0-based order index is 1, i.e. it counts
+    // bigrams: tokens - 1, and 0 for an empty caption (which scores 0 whatever the penalty).
+    for (const auto& entry : caption.counts[1]) out.length += entry.second;
+    return out;
+  };
+
+  CiderScores out;
+  for (const auto& image : images) {
+    const TfIdf test = tfidf(image.candidate);
+    std::array<double, kMaxNgram> sum{};
+    for (const auto& ref_caption : image.references) {
+      const TfIdf ref = tfidf(ref_caption);
+      const double delta = test.length - ref.length;
+      const double penalty = std::exp(-(delta * delta) / (2 * sigma * sigma));
+      for (int n = 0; n < kMaxNgram; ++n) {
+        double val = 0;
+        for (const auto& [ngram, w] : test.weights[n]) {
+          const auto it = ref.weights[n].find(ngram);
+          if (it != ref.weights[n].end()) val += std::min(w, it->second) * it->second;  // candidate clipped by reference
+        }
+        if (test.norm[n] != 0 && ref.norm[n] != 0) val /= test.norm[n] * ref.norm[n];
+        sum[n] += val * penalty;
+      }
+    }
+    const double mean_over_orders = (sum[0] + sum[1] + sum[2] + sum[3]) / kMaxNgram;
+    out.per_image.push_back(mean_over_orders / double(image.references.size()) * 10.0);
+  }
+  for (double s : out.per_image) out.corpus += s;
+  out.corpus /= double(out.per_image.size());
+  return out;
+}
+
+inline bool is_ascii_alnum(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+inline bool is_ascii_digit(char c) { return c >= '0' && c <= '9'; }
+
+// Lower-cases ASCII and Latin-1 capitals (U+00C0-U+00DE but U+00D7) and maps the typographic
+// quotes, dashes and ellipsis to the ASCII forms PTB gives them.
+inline std::string normalise_characters(std::string_view text) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    const auto next = [&](std::size_t k) { return i + k < text.size() ? static_cast<unsigned char>(text[i + k]) : 0u; };
+    if (c >= 'A' && c <= 'Z') {
+      out += char(c + 32);
+    } else if (c == 0xc3 && next(1) >= 0x80 && next(1) <= 0x9e && next(1) != 0x97) {
+      out += char(c);
+      out += char(next(1) + 0x20);
+      ++i;
+    } else if (c == 0xe2 && next(1) == 0x80 && (next(2) == 0x98 || next(2) == 0x99)) {  // ' '
+      out += '\'';
+      i += 2;
+    } else if (c == 0xe2 && next(1) == 0x80 && (next(2) == 0x9c || next(2) == 0x9d)) {  // " "
+      out += '"';
+      i += 2;
+    } else if (c == 0xe2 && next(1) == 0x80 && (next(2) == 0x93 || next(2) == 0x94)) {  // en and em dash
+      out += " -- ";
+      i += 2;
+    } else if (c == 0xe2 && next(1) == 0x80 && next(2) == 0xa6) {  // ellipsis
+      out += " ... ";
+      i += 2;
+    } else {
+      out += char(c);
+    }
+  }
+  return out;
+}
+
+// PTB's tokens for one whitespace-free chunk (already lower-cased); last: the caption's final chunk.
+inline void ptb_chunk(std::string_view chunk, bool last, std::vector<std::string>& tokens) {
+  static const std::unordered_set<std::string> kAbbreviations = {"mr", "mrs", "ms", "dr", "st", "jr",
+                                                                 "sr", "etc", "vs", "ft", "mt"};
+  static const std::unordered_map<std::string, std::string> kClitics = {  // PTB's split forms
+      {"cannot", "can not"}, {"gonna", "gon na"}, {"gotta", "got ta"}, {"wanna", "wan na"},
+      {"lemme", "lem me"},   {"gimme", "gim me"}};
+  std::string word;
+  const auto flush = [&] {
+    if (word.empty()) return;
+    const auto it = kClitics.find(word);
+    if (it == kClitics.end()) {
+      tokens.push_back(word);
+    } else {
+      const std::string& split = it->second;
+      const std::size_t space = split.find(' ');
+      tokens.push_back(split.substr(0, space));
+      tokens.push_back(split.substr(space + 1));
+    }
+    word.clear();
+  };
+  const auto emit = [&](std::string token) {
+    flush();
+    tokens.push_back(std::move(token));
+  };
+  const std::size_t size = chunk.size();
+  const auto at = [&](std::size_t i) { return i < size ? chunk[i] : '\0'; };
+  const auto clitic_at = [&](std::size_t i) -> std::size_t {  // length of 's 'm 'd 're 've 'll at i, 0 if none
+    for (std::string_view c : {"'s", "'m", "'d", "'re", "'ve", "'ll"})
+      if (chunk.substr(i, c.size()) == c && !is_ascii_alnum(at(i + c.size()))) return c.size();
+    return 0;
+  };
+  for (std::size_t i = 0; i < size; ++i) {
+    const char c = chunk[i];
+    switch (c) {
+      case '(': emit("-lrb-"); break;
+      case ')': emit("-rrb-"); break;
+      case '[': emit("-lsb-"); break;
+      case ']': emit("-rsb-"); break;
+      case '{': emit("-lcb-"); break;
+      case '}': emit("-rcb-"); break;
+      case '"': emit(word.empty() ? "``" : "''"); break;
+      case '`': emit("`"); break;
+      case ';': emit(";"); break;
+      case '$': case '%': case '#': case '&': case '+': case '=': case '*': emit(std::string(1, c)); break;
+      case '?':
+      case '!': {  // a run of ? and ! is one token
+        std::size_t end = i;
+        while (at(end) == '?' || at(end) == '!') ++end;
+        emit(std::string(chunk.substr(i, end - i)));
+        i = end - 1;
+        break;
+      }
+      case ',':
+      case ':':  // inside numbers: 1,000 10:30
+        if (is_ascii_digit(at(i + 1)) && !word.empty() && is_ascii_digit(word.back())) word += c;
+        else emit(std::string(1, c));
+        break;
+      case '-': {  // one hyphen inside a word: t-shirt; otherwise a token of its own (toy--a)
+        std::size_t end = i;
+        while (at(end) == '-') ++end;
+        if (end - i == 1 && !word.empty() && is_ascii_alnum(word.back()) && is_ascii_alnum(at(end))) word += c;
+        else emit(std::string(chunk.substr(i, end - i)));
+        i = end - 1;
+        break;
+      }
+      case '.': {
+        std::size_t end = i;
+        while (at(end) == '.') ++end;
+        if (end - i > 1) {
+          emit(std::string(chunk.substr(i, end - i)));
+        } else if (is_ascii_alnum(at(i + 1))) {
+          word += c;  // 3.5, u.s
+        } else {
+          // A period ending a word stays on abbreviations (u.s. a.m. b. mr.), except after the
+          // caption's last word, where only dotted abbreviations keep it.
+          const bool dotted = word.find('.') != std::string::npos &&
+                              std::all_of(word.begin(), word.end(), [](char w) { return w == '.' || (w >= 'a' && w <= 'z'); });
+          const bool short_form = word.size() == 1 || kAbbreviations.count(word) > 0;
+          if (!word.empty() && (dotted || (!last && short_form))) word += c;
+          else emit(".");
+        }
+        i = end - 1;
+        break;
+      }
+      case '\'': {
+        if (const std::size_t n = clitic_at(i); n > 0) {
+          emit(std::string(chunk.substr(i, n)));
+          i += n - 1;
+        } else if (at(i + 1) == 't' && !is_ascii_alnum(at(i + 2)) && word.size() > 1 && word.back() == 'n') {
+          word.pop_back();  // n't
+          emit("n't");
+          ++i;
+        } else if (!word.empty() && is_ascii_alnum(word.back()) && is_ascii_alnum(at(i + 1))) {
+          word += c;  // o'clock
+        } else {
+          emit(word.empty() ? "`" : "'");
+        }
+        break;
+      }
+      default: word += c;
+    }
+  }
+  flush();
+}
+
+}  // namespace detail
+
+inline std::vector<std::string> split_tokens(std::string_view text) {
+  std::vector<std::string> tokens;
+  std::size_t i = 0, start = 0;
+  while (i < text.size()) {
+    if (const std::size_t n = detail::space_length(text, i)) {
+      if (i > start) tokens.emplace_back(text.substr(start, i - start));
+      i += n;
+      start = i;
+    } else {
+      ++i;
+    }
+  }
+  if (i > start) tokens.emplace_back(text.substr(start, i - start));
+  return tokens;
+}
+
+inline BleuScores bleu(const std::vector<std::string>& candidates, const std::vector<std::vector<std::string>>& references) {
+  return detail::bleu(detail::cook_all("bleu", candidates, references));
+}
+
+inline CiderScores cider_d(const std::vector<std::string>& candidates, const std::vector<std::vector<std::string>>& references,
+                           double sigma) {
+  return detail::cider_d(detail::cook_all("cider_d", candidates, references), sigma);
+}
+
+inline CaptionScores score_captions(const std::vector<std::string>& candidates,
+                                    const std::vector<std::vector<std::string>>& references) {
+  const auto images = detail::cook_all("score_captions", candidates, references);
+  CiderScores cider = detail::cider_d(images, 6.0);
+  return {detail::bleu(images).corpus, cider.corpus, std::move(cider.per_image)};
+}
+
+inline std::string coco_tokenize(std::string_view caption) {
+  static const std::unordered_set<std::string> kDropped = {"''", "'", "``", "`", ".", "?", "!", ",", ":", "-", "--", "...", ";"};
+  const std::vector<std::string> chunks = split_tokens(detail::normalise_characters(caption));
+  std::vector<std::string> tokens;
+  for (std::size_t i = 0; i < chunks.size(); ++i) detail::ptb_chunk(chunks[i], i + 1 == chunks.size(), tokens);
+  std::string out;
+  for (const auto& token : tokens) {
+    if (kDropped.count(token)) continue;
+    if (!out.empty()) out += ' ';
+    out += token;
+  }
+  return out;
+}
+
+}  // namespace blip2::eval
+// ---- end blip2/eval/caption_metrics.hpp ----
+// ---- begin blip2/eval/retrieval_metrics.hpp ----
+// Image-text retrieval recall as LAVIS's RetrievalTask._report_metrics (lavis/tasks/retrieval.py)
+// computes it, from score matrices with several texts per image. Recalls here are fractions in
+// [0, 1]; LAVIS reports the same numbers times 100.
+//
+// A query's candidates are ordered as LAVIS's np.argsort(score)[::-1] orders them: by score,
+// highest first, and among equal scores the higher index first (the reversed order of a stable
+// sort; numpy's default quicksort leaves ties in rows longer than 16 unspecified). Ties matter only
+// in LAVIS's -100 fill outside the re-scored top k, which lies beyond rank 10 when k >= 10.
+
+
+namespace blip2::eval {
+
+struct RetrievalRecall {
+  double txt_r1 = 0, txt_r5 = 0, txt_r10 = 0;  // image -> text: an image is a hit when any of its texts is in the top k
+  double txt_r_mean = 0;                       // (txt_r1 + txt_r5 + txt_r10) / 3, also LAVIS's agg_metrics
+  double img_r1 = 0, img_r5 = 0, img_r10 = 0;  // text -> image
+  double img_r_mean = 0;
+  double r_mean = 0;                           // (txt_r_mean + img_r_mean) / 2
+};
+
+namespace detail {
+
+// Position (0 = first) of column `target` in row `row` of a [rows x cols] row-major matrix ordered
+// as described above: the entries scored higher, plus the equal ones at higher columns.
+template <class T>
+std::size_t rank_in_row(const std::vector<T>& scores, std::size_t row, std::size_t cols, std::size_t target) {
+  const T* s = scores.data() + row * cols;
+  std::size_t rank = 0;
+  for (std::size_t c = 0; c < cols; ++c) rank += s[c] > s[target] || (s[c] == s[target] && c > target);
+  return rank;
+}
+
+template <class T>
+void check_scores(const char* what, const std::vector<T>& scores, std::size_t rows, std::size_t cols) {
+  static_assert(std::is_floating_point_v<T>, "retrieval scores must be float or double");
+  BLIP2_CHECK(rows > 0 && cols > 0, ValueError, what, ": empty score matrix [", rows, " x ", cols, "]");
+  BLIP2_CHECK(scores.size() == rows * cols, ValueError, what, ": ", scores.size(), " scores for a [", rows, " x ",
+              cols, "] matrix");
+  for (std::size_t i = 0; i < scores.size(); ++i)
+    BLIP2_CHECK(!std::isnan(scores[i]), ValueError, what, ": score [", i / cols, ", ", i % cols, "] is NaN");
+}
+
+}  // namespace detail
+
+// For each image, the best rank among its texts. scores_i2t: [num_images x num_texts], row-major;
+// img2txt[i]: the texts of image i (at least one).
+template <class T>
+std::vector<std::size_t> image_to_text_ranks(const std::vector<T>& scores_i2t, std::size_t num_images, std::size_t num_texts,
+                                             const std::vector<std::vector<std::size_t>>& img2txt) {
+  detail::check_scores("image_to_text_ranks", scores_i2t, num_images, num_texts);
+  BLIP2_CHECK(img2txt.size() == num_images, ValueError, "image_to_text_ranks: img2txt lists ", img2txt.size(),
+              " images, the scores ", num_images);
+  std::vector<std::size_t> ranks(num_images);
+  for (std::size_t i = 0; i < num_images; ++i) {
+    BLIP2_CHECK(!img2txt[i].empty(), ValueError, "image_to_text_ranks: image ", i, " has no texts");
+    // The image's text that comes first in the order; its rank is the best.
+    const T* s = scores_i2t.data() + i * num_texts;
+    std::size_t best = img2txt[i].front();
+    for (std::size_t t : img2txt[i]) {
+      BLIP2_CHECK(t < num_texts, ValueError, "image_to_text_ranks: text ", t, " of image ", i, " is out of range for ",
+                  num_texts, " texts");
+      if (s[t] > s[best] || (s[t] == s[best] && t > best)) best = t;
+    }
+    ranks[i] = detail::rank_in_row(scores_i2t, i, num_texts, best);
+  }
+  return ranks;
+}
+
+// For each text, the rank of its image. scores_t2i: [num_texts x num_images], row-major;
+// txt2img[t]: the image of text t.
+template <class T>
+std::vector<std::size_t> text_to_image_ranks(const std::vector<T>& scores_t2i, std::size_t num_texts, std::size_t num_images,
+                                             const std::vector<std::size_t>& txt2img) {
+  detail::check_scores("text_to_image_ranks", scores_t2i, num_texts, num_images);
+  BLIP2_CHECK(txt2img.size() == num_texts, ValueError, "text_to_image_ranks: txt2img lists ", txt2img.size(),
+              " texts, the scores ", num_texts);
+  std::vector<std::size_t> ranks(num_texts);
+  for (std::size_t t = 0; t < num_texts; ++t) {
+    BLIP2_CHECK(txt2img[t] < num_images, ValueError, "text_to_image_ranks: image ", txt2img[t], " of text ", t,
+                " is out of range for ", num_images, " images");
+    ranks[t] = detail::rank_in_row(scores_t2i, t, num_images, txt2img[t]);
+  }
+  return ranks;
+}
+
+// The fraction of queries whose rank is below k (recall@k).
+inline double recall_at(const std::vector<std::size_t>& ranks, std::size_t k) {
+  BLIP2_CHECK(!ranks.empty(), ValueError, "recall_at: no ranks");
+  std::size_t hits = 0;
+  for (std::size_t r : ranks) hits += r < k;
+  return double(hits) / double(ranks.size());
+}
+
+// LAVIS's metrics from its two matrices: scores_i2t [num_images x num_texts] and scores_t2i
+// [num_texts x num_images] (each direction re-scored by ITM separately), both row-major.
+template <class T>
+RetrievalRecall retrieval_recall(const std::vector<T>& scores_i2t, const std::vector<T>& scores_t2i, std::size_t num_images,
+                                 std::size_t num_texts, const std::vector<std::vector<std::size_t>>& img2txt,
+                                 const std::vector<std::size_t>& txt2img) {
+  const auto i2t = image_to_text_ranks(scores_i2t, num_images, num_texts, img2txt);
+  const auto t2i = text_to_image_ranks(scores_t2i, num_texts, num_images, txt2img);
+  RetrievalRecall r;
+  r.txt_r1 = recall_at(i2t, 1), r.txt_r5 = recall_at(i2t, 5), r.txt_r10 = recall_at(i2t, 10);
+  r.img_r1 = recall_at(t2i, 1), r.img_r5 = recall_at(t2i, 5), r.img_r10 = recall_at(t2i, 10);
+  r.txt_r_mean = (r.txt_r1 + r.txt_r5 + r.txt_r10) / 3;
+  r.img_r_mean = (r.img_r1 + r.img_r5 + r.img_r10) / 3;
+  r.r_mean = (r.txt_r_mean + r.img_r_mean) / 2;
+  return r;
+}
+
+// The same from one matrix [num_images x num_texts] (e.g. ITC similarities); text -> image ranks
+// read its transpose.
+template <class T>
+RetrievalRecall retrieval_recall(const std::vector<T>& scores, std::size_t num_images, std::size_t num_texts,
+                                 const std::vector<std::vector<std::size_t>>& img2txt, const std::vector<std::size_t>& txt2img) {
+  detail::check_scores("retrieval_recall", scores, num_images, num_texts);
+  std::vector<T> transposed(scores.size());
+  for (std::size_t i = 0; i < num_images; ++i)
+    for (std::size_t t = 0; t < num_texts; ++t) transposed[t * num_images + i] = scores[i * num_texts + t];
+  return retrieval_recall(scores, transposed, num_images, num_texts, img2txt, txt2img);
+}
+
+}  // namespace blip2::eval
+// ---- end blip2/eval/retrieval_metrics.hpp ----
 // pipelines
 // ---- begin blip2/pipelines/dump.hpp ----
 // `blip2 dump`: runs the model a directory holds on inputs named as in the reference fixtures and

@@ -122,6 +122,16 @@ struct OPTConfig {
     c.attention_dropout = detail::json_or(j, "attention_dropout", c.attention_dropout);
     return c;
   }
+  nlohmann::json to_json() const {
+    return {{"model_type", "opt"}, {"vocab_size", vocab_size}, {"hidden_size", hidden_size},
+            {"num_hidden_layers", num_hidden_layers}, {"ffn_dim", ffn_dim}, {"num_attention_heads", num_attention_heads},
+            {"max_position_embeddings", max_position_embeddings}, {"word_embed_proj_dim", embed_dim()},
+            {"pad_token_id", pad_token_id}, {"bos_token_id", bos_token_id}, {"eos_token_id", eos_token_id},
+            {"do_layer_norm_before", do_layer_norm_before}, {"_remove_final_layer_norm", remove_final_layer_norm},
+            {"enable_bias", enable_bias}, {"layer_norm_elementwise_affine", layer_norm_elementwise_affine},
+            {"tie_word_embeddings", tie_word_embeddings}, {"activation_function", activation_function},
+            {"dropout", dropout}, {"attention_dropout", attention_dropout}};
+  }
 };
 
 struct T5Config {
@@ -220,6 +230,7 @@ struct Blip2Config {
                         {"qformer_config", qformer.to_json()}};
     if (image_token_index) j["image_token_index"] = *image_token_index;
     if (!text_config_json.empty()) j["text_config"] = text_config_json;
+    else if (text_model_type == "opt") j["text_config"] = opt.to_json();
     return j;
   }
 };

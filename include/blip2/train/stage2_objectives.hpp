@@ -48,34 +48,45 @@ void check_text(const Tensor<std::int64_t, D>& ids, const Tensor<std::int64_t, D
 }  // namespace detail
 
 // LAVIS's OPT targets [B, Q + L] for caption ids [B, L]: -100 at the Q query positions, at the
-// padding (pad_id) and at the first `prompt_length` text positions (BOS and prompt), else the id.
+// padding (pad_id) and at the first prompt_lengths[b] text positions of row b (BOS and prompt;
+// LAVIS has one length for the batch, an instruction mix has one per row), else the id.
 template <class D>
-Tensor<std::int64_t, D> opt_caption_targets(const Tensor<std::int64_t, D>& ids, std::int64_t pad_id, index_t prompt_length,
-                                            index_t queries) {
-  BLIP2_CHECK(prompt_length >= 0 && prompt_length <= ids.size(1), ValueError, "stage 2: prompt_length ", prompt_length,
-              " outside [0, ", ids.size(1), "] (the caption length)");
+Tensor<std::int64_t, D> opt_caption_targets(const Tensor<std::int64_t, D>& ids, std::int64_t pad_id,
+                                            const std::vector<index_t>& prompt_lengths, index_t queries) {
   const index_t B = ids.size(0), L = ids.size(1);
+  BLIP2_CHECK(index_t(prompt_lengths.size()) == B, ShapeError, "stage 2: ", prompt_lengths.size(), " prompt lengths for ",
+              B, " captions");
   const auto v = ids.template to<cpu>().to_vector();
   std::vector<std::int64_t> t(std::size_t(B * (queries + L)), -100);
-  for (index_t b = 0; b < B; ++b)
-    for (index_t i = prompt_length; i < L; ++i) {
+  for (index_t b = 0; b < B; ++b) {
+    const index_t p = prompt_lengths[std::size_t(b)];
+    BLIP2_CHECK(p >= 0 && p <= L, ValueError, "stage 2: prompt_length ", p, " outside [0, ", L, "] (the caption length)");
+    for (index_t i = p; i < L; ++i) {
       const std::int64_t id = v[std::size_t(b * L + i)];
       if (id != pad_id) t[std::size_t(b * (queries + L) + queries + i)] = id;
     }
+  }
   return Tensor<std::int64_t, D>::from_vector({B, queries + L}, t);
 }
 
+template <class D>
+Tensor<std::int64_t, D> opt_caption_targets(const Tensor<std::int64_t, D>& ids, std::int64_t pad_id, index_t prompt_length,
+                                            index_t queries) {
+  return opt_caption_targets(ids, pad_id, std::vector<index_t>(std::size_t(ids.size(0)), prompt_length), queries);
+}
+
 // The OPT stage-2 loss from image features before post_layernorm (VisionModel::encode)
-// [B, S, C] and caption ids / attention mask [B, L] as LAVIS tokenizes them.
+// [B, S, C] and caption ids / attention mask [B, L] as LAVIS tokenizes them, with one prompt
+// length per row.
 template <class T, class D, class W>
 Stage2Output<T, D> stage2_opt_loss_from_features(const Blip2OPT<T, D, W>& model, const Tensor<T, D>& vit_features,
                                                  const Tensor<std::int64_t, D>& input_ids,
                                                  const Tensor<std::int64_t, D>& text_attention_mask,
-                                                 index_t prompt_length = 0) {
+                                                 const std::vector<index_t>& prompt_lengths) {
   detail::check_text(input_ids, text_attention_mask, "input_ids", "text_attention_mask");
   Stage2Output<T, D> out;
   const index_t B = input_ids.size(0), Q = model.query_tokens.size(1);
-  out.targets = opt_caption_targets(input_ids, model.config.opt.pad_token_id, prompt_length, Q);
+  out.targets = opt_caption_targets(input_ids, model.config.opt.pad_token_id, prompt_lengths, Q);
   detail::stage2_prompts(model, vit_features, B, out);
   const auto& lm = *model.language_model;
   const Tensor<T, D> embeds = concat<T, D>({out.language_model_inputs, lm.embed(input_ids)}, 1);
@@ -83,6 +94,17 @@ Stage2Output<T, D> stage2_opt_loss_from_features(const Blip2OPT<T, D, W>& model,
   out.logits = lm(embeds, mask);
   out.loss = Blip2OPT<T, D, W>::causal_lm_loss(out.logits, out.targets);
   return out;
+}
+
+// The same with one prompt length for the batch (LAVIS's prompt_length; 0: no prompt).
+template <class T, class D, class W>
+Stage2Output<T, D> stage2_opt_loss_from_features(const Blip2OPT<T, D, W>& model, const Tensor<T, D>& vit_features,
+                                                 const Tensor<std::int64_t, D>& input_ids,
+                                                 const Tensor<std::int64_t, D>& text_attention_mask,
+                                                 index_t prompt_length = 0) {
+  detail::check_text(input_ids, text_attention_mask, "input_ids", "text_attention_mask");
+  return stage2_opt_loss_from_features(model, vit_features, input_ids, text_attention_mask,
+                                       std::vector<index_t>(std::size_t(input_ids.size(0)), prompt_length));
 }
 
 template <class T, class D, class W>

@@ -1,0 +1,111 @@
+#pragma once
+// The frozen unimodal models BLIP-2 starts from, grown here because none can be downloaded:
+//  - the image encoder, pre-trained with weak supervision from the captions, as VirTex
+//    (Desai & Johnson, 2021) pre-trains visual features by captioning: from the pooled [CLS]
+//    output it predicts every word of the image's caption at once, one classifier per position
+//    (no text goes in; the heads are thrown away afterwards);
+//  - the language model, an OPT pre-trained on text alone (captions of the world in all their
+//    wordings, and question-answer lines in the "Question: ... Answer: ..." form).
+// Both then freeze, as BLIP-2's do.
+#include "setup.hpp"
+
+namespace bootstrap {
+
+// A ViT with a caption head on its pooled [CLS] output: `positions` word classifiers over `words`.
+struct WeaklySupervisedVit : nn::Module<float, cpu> {
+  WeaklySupervisedVit(std::shared_ptr<VisionModel<float>> vit, index_t positions, index_t words, Generator& g)
+      : vision_model(std::move(vit)) {
+    register_module("vision_model", vision_model);
+    head = register_module("head", std::make_shared<nn::Linear<float>>(vision_model->config.hidden_size, positions * words, g));
+  }
+  std::shared_ptr<VisionModel<float>> vision_model;
+  std::shared_ptr<nn::Linear<float>> head;
+};
+
+inline RunConfig stage_run(const Settings& s, const std::string& stage, long epochs, double lr, long batch) {
+  RunConfig r;
+  r.init_lr = lr;
+  r.min_lr = lr * 0.1;
+  r.warmup_lr = lr * 0.01;
+  r.warmup_steps = 20;
+  r.max_epoch = epochs;
+  r.batch_size_train = batch;
+  r.seed = s.seed;
+  r.log_every = 25;
+  r.output_dir = (fs::path(s.out) / "runs" / stage).string();
+  return r;
+}
+
+// Pre-trains `vit` on the training images; returns the trainer's history.
+inline std::vector<StepRecord> pretrain_vision(std::shared_ptr<VisionModel<float>> vit, const World& w, const Settings& s) {
+  const auto vocab = w.shapes.vocabulary();
+  Generator g(s.seed + 1);
+  nn::init_parameters(*vit, g);
+  // The canonical caption of each training scene as word indices, padded with -100 (not scored).
+  const index_t positions = 12;
+  std::vector<std::int64_t> targets;
+  for (const auto& sc : w.train) {
+    const auto words = data::words_of(w.shapes.canonical_caption(sc));
+    BLIP2_CHECK(index_t(words.size()) <= positions, ValueError, "bootstrap: a caption longer than ", positions, " words");
+    for (index_t k = 0; k < positions; ++k)
+      targets.push_back(k < index_t(words.size())
+                            ? std::int64_t(std::find(vocab.begin(), vocab.end(), words[std::size_t(k)]) - vocab.begin())
+                            : -100);
+  }
+  WeaklySupervisedVit model(vit, positions, index_t(vocab.size()), g);
+  model.set_requires_grad(true);
+  const Ids all_targets = Ids::from_vector({index_t(w.train.size()), positions}, targets);
+  const RunConfig run = stage_run(s, "vit", s.vit_epochs, 2e-3, 32);
+  const long batches = long(w.train.size()) / run.batch_size_train;
+  Trainer<float, cpu> trainer(model, run, {{"model", "weakly supervised ViT"}, {"vision", vit->config.hidden_size}}, batches,
+                              run.batch_size_train);
+  std::fprintf(stderr, "[1/4] image encoder: %ld images, %ld epochs (weakly supervised by their captions)\n",
+               long(w.train.size()), run.max_epoch);
+  trainer.train([&](long epoch, long b, auto& logged) {
+    const auto rows = index_tensor(batch_rows(epoch_order(long(w.train.size()), s.seed, epoch), b, run.batch_size_train));
+    const auto pooled = (*vit)(index_select(w.train_pixels, 0, rows)).pooler_output;
+    const auto logits = (*model.head)(pooled).reshape({rows.numel(), positions, index_t(vocab.size())});
+    const auto loss = cross_entropy(logits, index_select(all_targets, 0, rows));
+    logged["caption_words"] = loss.item();
+    return loss;
+  });
+  vit->set_requires_grad(false);
+  return trainer.history();
+}
+
+// Text for the language model: a caption in a random wording, or a question-answer line.
+inline std::string lm_text(const World& w, const data::Scene& sc, Generator& g) {
+  if (g.uniform() < 0.5) return w.shapes.caption(sc, g) + "\n";
+  const auto qa = w.shapes.question(sc, g);
+  return "Question: " + qa.question + " Answer: " + qa.answer + "\n";
+}
+
+// Pre-trains `lm` on text alone; returns the trainer's history.
+inline std::vector<StepRecord> pretrain_language_model(OPTForCausalLM<float>& lm, const World& w, const Settings& s) {
+  Generator g(s.seed + 2);
+  nn::init_parameters(lm, g);
+  lm.set_requires_grad(true);
+  const RunConfig run = stage_run(s, "opt", s.lm_epochs, 2e-3, 32);
+  const long batches = long(w.train.size()) / run.batch_size_train;
+  Trainer<float, cpu> trainer(lm, run, {{"model", "opt"}, {"opt", lm.config.hidden_size}}, batches, run.batch_size_train);
+  std::fprintf(stderr, "[2/4] language model: %ld texts per epoch, %ld epochs (text only)\n", long(w.train.size()),
+               run.max_epoch);
+  trainer.train([&](long epoch, long b, auto& logged) {
+    const auto rows = batch_rows(epoch_order(long(w.train.size()), s.seed + 7, epoch), b, run.batch_size_train);
+    std::vector<std::vector<std::int64_t>> texts;
+    for (auto r : rows) {
+      Generator text_g(s.seed * 7919 + std::uint64_t(epoch) * 1000003 + std::uint64_t(r));
+      texts.push_back(w.opt->encode(lm_text(w, w.train[std::size_t(r)], text_g)));
+    }
+    const auto [ids, mask] = pad_rows(texts, lm.config.pad_token_id, 48);
+    const auto logits = lm(lm.embed(ids), mask);
+    const auto targets = opt_caption_targets(ids, lm.config.pad_token_id, 0, 0);
+    const auto loss = Blip2OPT<float>::causal_lm_loss(logits, targets);
+    logged["lm_loss"] = loss.item();
+    return loss;
+  });
+  lm.set_requires_grad(false);
+  return trainer.history();
+}
+
+}  // namespace bootstrap

@@ -1,0 +1,160 @@
+#pragma once
+// LAVIS's caption cleaning for training (lavis/processors/blip_processors.py, BlipCaptionProcessor),
+// rule for rule:
+//   caption.lower(); re.sub(r"([.!\"()*#:;~])", " ", ...); re.sub(r"\s{2,}", " ", ...);
+//   .rstrip("\n"); .strip(" "); keep the first max_words of .split(" ");
+// and the processed caption is prompt + pre_caption(caption). Quirks kept on purpose: a single
+// whitespace character (a lone tab or newline) is not replaced, only runs of two or more; commas,
+// apostrophes and "?" stay; the split is on single spaces, so "a\tb" counts as one word.
+//
+// Text is UTF-8. `\s` is Python's Unicode whitespace. lower() covers ASCII, Latin-1, Latin
+// Extended-A (U+0130 becomes "i" + U+0307, as in Python) and Cyrillic; capitals of other scripts
+// (Greek, whose final sigma depends on context, Armenian, ...) are kept. Bytes that are not valid
+// UTF-8 pass through unchanged.
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "../core/error.hpp"
+
+namespace blip2::data {
+
+namespace detail {
+
+inline constexpr char32_t kInvalidUtf8 = 0xFFFFFFFF;
+
+// The code point starting at s[i] and its byte length; an invalid sequence is one byte, kInvalidUtf8.
+inline char32_t decode_utf8(std::string_view s, std::size_t i, std::size_t& length) {
+  const auto b0 = static_cast<unsigned char>(s[i]);
+  length = 1;
+  if (b0 < 0x80) return b0;
+  const std::size_t n = b0 >= 0xF0 && b0 < 0xF5 ? 4 : b0 >= 0xE0 ? 3 : b0 >= 0xC2 && b0 < 0xE0 ? 2 : 0;
+  if (n == 0 || i + n > s.size()) return kInvalidUtf8;
+  char32_t cp = b0 & (0x7F >> n);
+  for (std::size_t k = 1; k < n; ++k) {
+    const auto b = static_cast<unsigned char>(s[i + k]);
+    if ((b & 0xC0) != 0x80) return kInvalidUtf8;
+    cp = (cp << 6) | (b & 0x3F);
+  }
+  const char32_t min_for_length[5] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < min_for_length[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return kInvalidUtf8;
+  length = n;
+  return cp;
+}
+
+inline void append_utf8(std::string& out, char32_t cp) {
+  if (cp < 0x80) {
+    out += char(cp);
+  } else if (cp < 0x800) {
+    out += char(0xC0 | (cp >> 6));
+    out += char(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += char(0xE0 | (cp >> 12));
+    out += char(0x80 | ((cp >> 6) & 0x3F));
+    out += char(0x80 | (cp & 0x3F));
+  } else {
+    out += char(0xF0 | (cp >> 18));
+    out += char(0x80 | ((cp >> 12) & 0x3F));
+    out += char(0x80 | ((cp >> 6) & 0x3F));
+    out += char(0x80 | (cp & 0x3F));
+  }
+}
+
+// Python's str.isspace(), which is what `\s` matches in a str pattern.
+inline bool is_python_space(char32_t c) {
+  return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+// Python's str.lower() for one code point, within the ranges the header comment names.
+inline void append_lower(std::string& out, char32_t c) {
+  if (c >= 'A' && c <= 'Z') {
+    c += 0x20;
+  } else if (c >= 0xC0 && c <= 0xDE && c != 0xD7) {
+    c += 0x20;
+  } else if (c == 0x130) {
+    out += 'i';
+    c = 0x307;  // Python lowers İ to i + combining dot above
+  } else if (c == 0x178) {
+    c = 0xFF;
+  } else if ((c >= 0x100 && c <= 0x137) || (c >= 0x14A && c <= 0x177)) {
+    c |= 1;  // capitals at even code points
+  } else if ((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E)) {
+    c += c & 1;  // capitals at odd code points
+  } else if (c >= 0x410 && c <= 0x42F) {
+    c += 0x20;
+  } else if (c >= 0x400 && c <= 0x40F) {
+    c += 0x50;
+  }
+  append_utf8(out, c);
+}
+
+inline bool is_caption_punctuation(char32_t c) {
+  switch (c) {
+    case '.': case '!': case '"': case '(': case ')': case '*': case '#': case ':': case ';': case '~': return true;
+    default: return false;
+  }
+}
+
+}  // namespace detail
+
+// LAVIS's BlipCaptionProcessor.pre_caption.
+inline std::string pre_caption(std::string_view caption, int max_words = 50) {
+  BLIP2_CHECK(max_words > 0, ValueError, "pre_caption: max_words must be positive, got ", max_words);
+  // lower(), then the punctuation class becomes spaces.
+  std::string lowered;
+  lowered.reserve(caption.size());
+  for (std::size_t i = 0, n = 0; i < caption.size(); i += n) {
+    const char32_t c = detail::decode_utf8(caption, i, n);
+    if (c == detail::kInvalidUtf8) {
+      lowered += caption[i];
+    } else if (detail::is_caption_punctuation(c)) {
+      lowered += ' ';
+    } else {
+      detail::append_lower(lowered, c);
+    }
+  }
+  // \s{2,} -> " " (a run of one is left as it is).
+  std::string collapsed;
+  collapsed.reserve(lowered.size());
+  for (std::size_t i = 0, n = 0; i < lowered.size();) {
+    std::size_t run_end = i, run = 0;
+    while (run_end < lowered.size() && detail::is_python_space(detail::decode_utf8(lowered, run_end, n))) {
+      run_end += n;
+      ++run;
+    }
+    if (run >= 2) {
+      collapsed += ' ';
+      i = run_end;
+    } else {
+      detail::decode_utf8(lowered, i, n);
+      collapsed.append(lowered, i, n);
+      i += n;
+    }
+  }
+  // rstrip("\n"), then strip(" ").
+  std::size_t end = collapsed.size();
+  while (end > 0 && collapsed[end - 1] == '\n') --end;
+  while (end > 0 && collapsed[end - 1] == ' ') --end;
+  std::size_t begin = 0;
+  while (begin < end && collapsed[begin] == ' ') ++begin;
+  std::string_view text(collapsed.data() + begin, end - begin);
+  // Keep the first max_words pieces of split(" ").
+  std::size_t cut = 0;
+  for (int words = 0; cut != std::string_view::npos; ++words) {
+    if (words == max_words) return std::string(text.substr(0, cut - 1));
+    cut = text.find(' ', cut);
+    if (cut != std::string_view::npos) ++cut;
+  }
+  return std::string(text);
+}
+
+// LAVIS's BlipCaptionProcessor: the optional prompt, then the cleaned caption.
+struct CaptionProcessor {
+  std::string prompt;  // prepended as is, e.g. "a photo of "
+  int max_words = 50;
+
+  std::string operator()(std::string_view caption) const { return prompt + pre_caption(caption, max_words); }
+};
+
+}  // namespace blip2::data
