@@ -1,12 +1,13 @@
 // The blip2 command-line tool: captioning, visual question answering, chat and image-text
-// retrieval with Hugging Face BLIP-2 checkpoints, and the tools to check each step against
-// transformers. Results go to stdout, progress and timings to stderr.
+// retrieval with Hugging Face BLIP-2 checkpoints, fine-tuning them on one's own data, and the
+// tools to check each step against transformers. Results go to stdout, progress and timings to stderr.
 #include <cstdio>
 #include <cstring>
 
 #include "commands_generate.hpp"
 #include "commands_retrieve.hpp"
 #include "commands_tools.hpp"
+#include "commands_train.hpp"
 
 namespace {
 const char* kUsage =
@@ -25,6 +26,14 @@ const char* kUsage =
     "  preprocess --image FILE [--size N] --out OUT.safetensors   (resized_u8, pixel_values)\n"
     "  dump     --model DIR --inputs IN.safetensors --out OUT.safetensors   (every intermediate)\n"
     "           [--objective stage1|stage2 [--seed N]]: pre-training losses and gradients (LAVIS names)\n"
+    "  train    --stage 1|2 --model DIR --output_dir OUT (--annotations FILE [--images ROOT] | --shards PATTERN)...\n"
+    "           [--ratio R...] [--config FILE.yaml|json] [--resume [DIR]] [--init-qformer STAGE1_DIR]\n"
+    "           [--prompt TEXT] [--on-bad-image skip|stop] [--iters-per-epoch N] [--threads N] [--<run key> VALUE]\n"
+    "           fine-tunes stage 1 (ITC + ITM + ITG) or stage 2 (through the frozen OPT / Flan-T5) with LAVIS's\n"
+    "           recipe; run keys as in LAVIS's run: section (init_lr, max_epoch, batch_size_train, ...,\n"
+    "           '-' or '_'); --ratio mixes the datasets (annotation files first, then shards); images\n"
+    "           default to the annotation file's folder; writes checkpoints, metrics.jsonl,\n"
+    "           loss_curves.svg and OUT/final (a model directory); --resume alone continues OUT\n"
     "model options (caption, vqa, chat, generate, retrieve):\n";
 
 void usage(std::FILE* f) {
@@ -48,7 +57,7 @@ int main(int argc, char** argv) {
   const std::pair<const char*, Command> commands[] = {
       {"caption", blip2::cli::caption},   {"vqa", blip2::cli::vqa},           {"chat", blip2::cli::chat},
       {"retrieve", blip2::cli::retrieve}, {"generate", blip2::cli::generate}, {"tokenize", blip2::cli::tokenize},
-      {"preprocess", blip2::cli::preprocess}, {"dump", blip2::cli::dump}};
+      {"preprocess", blip2::cli::preprocess}, {"dump", blip2::cli::dump}, {"train", blip2::cli::train}};
   for (const auto& [name, run] : commands) {
     if (command != name) continue;
     try {

@@ -1,0 +1,563 @@
+#pragma once
+// blip2 train: fine-tunes BLIP-2 on the user's image-text data with LAVIS's recipe
+// (train/trainer.hpp): stage 1 (the Q-Former with ITC, ITM and ITG on the frozen image encoder)
+// from a stage-1 / retrieval model directory, or stage 2 (query tokens, Q-Former, projection and
+// ln_vision through the frozen OPT or Flan-T5) from a Blip2ForConditionalGeneration directory.
+//
+// Every flag, file and dataset is checked before the model loads, so a typo costs no model load.
+// Data: LAVIS annotation files (--annotations, optionally with --images) and webdataset tar shards
+// (--shards), mixed batch by batch by --ratio (data/loader.hpp). An epoch is --iters-per-epoch
+// batches (or the run config's iters_per_inner_epoch), else all examples of all datasets, counted
+// by a first pass that reads the annotation lists and shard members without decoding any image,
+// divided by batch_size_train (the last, smaller batch dropped). A dataset that runs out within
+// an epoch starts another (reshuffled) pass, so a skipped bad image never shortens an epoch.
+//
+// Text as LAVIS's models tokenize it (truncation keeps the special tokens):
+//   stage 1  [CLS] caption [SEP], padded to max_txt_len (Blip2Qformer: padding="max_length");
+//   OPT      </s> prompt caption "\n", padded to the longest row; the prompt's tokens and the BOS
+//            are not scored (prompt_length; none without --prompt);
+//   Flan-T5  each caption split by split_prefix_lm at a point drawn from its position in the run;
+//            prefix </s> to the encoder, suffix </s> as the targets, each padded to the longest.
+//
+// Outputs in output_dir: the trainer's checkpoints and metrics.jsonl, loss_curves.svg, and final/,
+// a complete model directory the pipelines load (the trained weights, config.json and the input
+// directory's tokenizer and generation files). The last line of stdout is one JSON object.
+#include <unistd.h>
+
+#include <blip2/data/loader.hpp>
+#include <blip2/io/yaml.hpp>
+#include <blip2/pipelines/model_dir.hpp>
+#include <blip2/tokenizers/load.hpp>
+#include <blip2/train/loss_curves.hpp>
+#include <blip2/train/stage1_objectives.hpp>
+#include <blip2/train/stage2_objectives.hpp>
+#include <blip2/train/trainer.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "common.hpp"
+
+namespace blip2::cli {
+
+namespace train_detail {
+
+namespace fs = std::filesystem;
+using Ids = Tensor<std::int64_t>;
+using tokenizers::Id;
+
+// The flags of `blip2 train` besides the run settings (RunConfig's keys, also accepted as flags).
+inline const std::vector<std::string>& own_flags() {
+  static const std::vector<std::string> names{
+      "stage",  "model",       "annotations", "images",       "shards",          "ratio",  "config",
+      "resume", "init_qformer", "prompt",     "on_bad_image", "iters_per_epoch", "threads"};
+  return names;
+}
+
+// RunConfig's keys, which are flags too.
+inline std::vector<std::string> run_keys() {
+  const nlohmann::json j = RunConfig{}.to_json();
+  std::vector<std::string> keys;
+  for (auto it = j.begin(); it != j.end(); ++it) keys.push_back(it.key());
+  return keys;
+}
+
+// A flag may be spelled with '-' or '_' (--output-dir, --output_dir), as RunConfig::set reads it.
+inline std::string with(std::string name, char from, char to) {
+  for (auto& c : name)
+    if (c == from) c = to;
+  return name;
+}
+
+// The spelling of `name` on the command line; empty when absent. Both spellings at once is an error.
+inline std::string spelling(const Args& a, const std::string& name) {
+  const std::string under = with(name, '-', '_'), dash = with(name, '_', '-');
+  BLIP2_CHECK(!(under != dash && a.has(under) && a.has(dash)), ValueError, "--", dash, " and --", under,
+              " are the same flag; give it once");
+  return a.has(under) ? under : a.has(dash) ? dash : std::string();
+}
+inline bool given(const Args& a, const std::string& name) { return !spelling(a, name).empty(); }
+inline std::string value(const Args& a, const std::string& name) {
+  const std::string s = spelling(a, name);
+  return a.get(s.empty() ? with(name, '_', '-') : s);
+}
+// The values of a flag that takes one or more; none when it is absent.
+inline std::vector<std::string> values(const Args& a, const std::string& name) {
+  const std::string s = spelling(a, name);
+  if (s.empty()) return {};
+  BLIP2_CHECK(!a.all(s).empty(), ValueError, "missing --", s, " <value>...");
+  return a.all(s);
+}
+
+// What a training run needs, gathered and checked before the model loads.
+struct TrainSetup {
+  int stage = 1;
+  std::string model_dir, resume_from, init_qformer, prompt;
+  RunConfig run;
+  Blip2Config config;
+  std::vector<data::LoaderSource> sources;
+  long batches_per_epoch = 0;
+  data::OnBadImage bad_image = data::OnBadImage::skip;
+  std::unique_ptr<tokenizers::Tokenizer> tokenizer;  // stage 1: the Q-Former's WordPiece; stage 2: the LM's
+};
+
+// Examples in webdataset shards, read without decoding the images.
+inline std::size_t count_shard_samples(const std::vector<std::string>& shards) {
+  data::TarShardReader reader(shards);
+  std::size_t n = 0;
+  for (data::ShardSample s; reader.next(s);) ++n;
+  return n;
+}
+
+// The datasets of --annotations / --images / --shards / --ratio (annotation files first, then
+// shard patterns, each in the order given); returns the number of examples they hold (the shards'
+// counted only when `count_shards`: that reads them through).
+inline std::size_t add_datasets(const Args& a, bool count_shards, TrainSetup& s) {
+  const auto annotations = values(a, "annotations"), roots = values(a, "images"), shards = values(a, "shards");
+  BLIP2_CHECK(!annotations.empty() || !shards.empty(), ValueError,
+              "missing data: give --annotations FILE [--images ROOT] or --shards PATTERN (or several)");
+  BLIP2_CHECK(roots.size() <= 1 || roots.size() == annotations.size(), ValueError, "--images: ", roots.size(),
+              " image roots for ", annotations.size(), " annotation files (give one for all, or one per file)");
+  BLIP2_CHECK(roots.empty() || !annotations.empty(), ValueError, "--images needs --annotations (shards hold their images)");
+  std::size_t examples = 0;
+  for (std::size_t i = 0; i < annotations.size(); ++i) {
+    // Without --images, image paths are relative to the annotation file's folder.
+    std::string root = roots.empty() ? fs::path(annotations[i]).parent_path().string() : roots[roots.size() == 1 ? 0 : i];
+    if (root.empty()) root = ".";
+    BLIP2_CHECK(fs::is_directory(root), IoError, root, ": no such image folder (for ", annotations[i], ")");
+    auto list = data::CaptionList::load(annotations[i], root);
+    examples += list->size();
+    s.sources.push_back({list});
+  }
+  for (const auto& pattern : shards) {
+    auto set = std::make_shared<data::CaptionShards>(pattern);
+    if (count_shards) {
+      const std::size_t n = count_shard_samples(set->shards());
+      BLIP2_CHECK(n > 0, ValueError, "--shards ", pattern, ": no complete image-caption sample in ", set->name());
+      examples += n;
+    }
+    s.sources.push_back({set});
+  }
+  const auto ratios = values(a, "ratio");
+  BLIP2_CHECK(ratios.empty() || ratios.size() == s.sources.size(), ValueError, "--ratio: ", ratios.size(),
+              " ratios for ", s.sources.size(), " datasets (annotation files first, then shards)");
+  for (std::size_t i = 0; i < ratios.size(); ++i) {
+    s.sources[i].ratio = parse_double("ratio", ratios[i]);
+    BLIP2_CHECK(s.sources[i].ratio > 0, ValueError, "--ratio: ratios must be positive, got ", ratios[i]);
+  }
+  return examples;
+}
+
+// The output folder, or the nearest existing folder above it, must be a folder we may write to.
+inline void check_writable(const std::string& output_dir) {
+  fs::path p = fs::absolute(output_dir);
+  while (!fs::exists(p) && p.has_parent_path() && p.parent_path() != p) p = p.parent_path();
+  BLIP2_CHECK(fs::is_directory(p) && ::access(p.c_str(), W_OK) == 0, IoError, "--output_dir ", output_dir, ": ",
+              p.string(), fs::is_directory(p) ? " is not writable" : " is not a folder");
+}
+
+// The run settings: the config file's (a LAVIS project's "run:" section works), then the flags.
+// LAVIS's iters_per_inner_epoch, which RunConfig ignores, is taken from the file too.
+inline long read_run_config(const Args& a, RunConfig& run) {
+  long iters_per_epoch = 0;
+  if (given(a, "config")) {
+    const std::string path = value(a, "config");
+    BLIP2_CHECK(fs::is_regular_file(path), IoError, path, ": no such config file (--config)");
+    run = RunConfig::load(path);
+    const auto ext = fs::path(path).extension().string();
+    const nlohmann::json j = ext == ".yaml" || ext == ".yml" ? io::read_yaml_file(path) : io::read_json_file(path);
+    const nlohmann::json& section = j.contains("run") && j["run"].is_object() ? j["run"] : j;
+    if (section.contains("iters_per_inner_epoch")) {
+      const auto& v = section["iters_per_inner_epoch"];
+      BLIP2_CHECK(v.is_number_integer() && v.get<long>() > 0, IoError, path,
+                  ": iters_per_inner_epoch must be a positive whole number, got ", v.dump());
+      iters_per_epoch = v.get<long>();
+    }
+  }
+  for (const auto& key : run_keys()) {
+    if (!given(a, key)) continue;
+    if (key == "output_dir") {
+      run.output_dir = value(a, key);  // any text, even one that reads as a number
+    } else {
+      run.set(key, value(a, key));
+    }
+  }
+  if (given(a, "iters_per_epoch")) {
+    iters_per_epoch = long(parse_int("iters-per-epoch", value(a, "iters_per_epoch")));
+    BLIP2_CHECK(iters_per_epoch > 0, ValueError, "--iters-per-epoch must be positive, got ", iters_per_epoch);
+  }
+  return iters_per_epoch;
+}
+
+// Checks every flag, file and dataset and loads the tokenizer; the model is not loaded.
+inline TrainSetup prepare(const Args& a) {
+  std::set<std::string> known;
+  for (const auto& k : own_flags()) known.insert({with(k, '-', '_'), with(k, '_', '-')});
+  for (const auto& k : run_keys()) known.insert({k, with(k, '_', '-')});
+  a.allow(known);
+
+  TrainSetup s;
+  const std::string stage = value(a, "stage");
+  BLIP2_CHECK(stage == "1" || stage == "2", ValueError, "--stage: expected 1 or 2, got '", stage, "'");
+  s.stage = stage == "1" ? 1 : 2;
+  s.model_dir = value(a, "model");
+  s.config = load_config(s.model_dir);
+  BLIP2_CHECK(given(a, "output_dir"), ValueError, "missing --output_dir <folder> (checkpoints and the trained model)");
+  if (given(a, "threads")) {
+    const long long n = parse_int("threads", value(a, "threads"));
+    BLIP2_CHECK(n >= 1, ValueError, "--threads must be >= 1, got ", n);
+    set_num_threads(int(n));
+  }
+  const long iters_per_epoch = read_run_config(a, s.run);
+
+  if (given(a, "on_bad_image")) {
+    const std::string v = value(a, "on_bad_image");
+    BLIP2_CHECK(v == "skip" || v == "stop", ValueError, "--on-bad-image: expected skip or stop, got '", v, "'");
+    s.bad_image = v == "skip" ? data::OnBadImage::skip : data::OnBadImage::raise;
+  }
+  if (given(a, "prompt")) s.prompt = value(a, "prompt");
+  if (given(a, "init_qformer")) s.init_qformer = value(a, "init_qformer");
+  if (given(a, "resume")) {
+    const auto v = a.all(spelling(a, "resume"));  // none: the output folder
+    BLIP2_CHECK(v.size() <= 1, ValueError, "--resume takes at most one folder, got ", v.size());
+    s.resume_from = v.empty() ? s.run.output_dir : v.front();
+    resolve_checkpoint_dir(s.resume_from);  // a checkpoint, or a run folder with one
+  } else {
+    BLIP2_CHECK(!fs::exists(fs::path(s.run.output_dir) / "latest"), ValueError, s.run.output_dir,
+                " holds the checkpoints of an earlier run: continue it with --resume, or choose another --output_dir");
+  }
+
+  check_writable(s.run.output_dir);
+
+  const fs::path dir(s.model_dir);
+  if (s.stage == 1) {
+    BLIP2_CHECK(s.config.is_retrieval(), ValueError, s.model_dir,
+                ": stage 1 trains a stage-1 (Blip2ForImageTextRetrieval) model; this directory holds ",
+                s.config.architectures.empty() ? std::string("another model") : s.config.architectures.front());
+    BLIP2_CHECK(s.run.frozen_dtype == "f32", ValueError, "--frozen_dtype ", s.run.frozen_dtype,
+                ": stage 1 keeps the image encoder in f32");
+    BLIP2_CHECK(s.prompt.empty(), ValueError, "--prompt is for stage 2 with OPT (stage 1 trains on the captions alone)");
+    BLIP2_CHECK(s.init_qformer.empty(), ValueError, "--init-qformer is for stage 2 (stage 1 starts from --model)");
+    const fs::path vocab = dir / "vocab.txt";
+    BLIP2_CHECK(fs::exists(vocab), IoError, s.model_dir, ": no Q-Former tokenizer: expected ", vocab.string(),
+                " (the bert-base-uncased vocabulary)");
+    s.tokenizer =
+        std::make_unique<tokenizers::WordPieceTokenizer>(tokenizers::WordPieceTokenizer::qformer(vocab.string()));
+  } else {
+    BLIP2_CHECK(!s.config.is_retrieval(), ValueError, s.model_dir,
+                ": stage 2 trains a Blip2ForConditionalGeneration (OPT or Flan-T5) model; this is a retrieval model");
+    BLIP2_CHECK(s.prompt.empty() || s.config.text_model_type == "opt", ValueError,
+                "--prompt is for OPT (Flan-T5's prefix comes from each caption)");
+    BLIP2_CHECK(tokenizers::has_tokenizer_files(s.model_dir), IoError, s.model_dir,
+                ": no tokenizer: expected tokenizer.json, spiece.model, or vocab.json and merges.txt");
+    s.tokenizer = tokenizers::load_tokenizer(s.model_dir);
+    if (!s.init_qformer.empty()) {
+      const Blip2Config q = load_config(s.init_qformer);
+      BLIP2_CHECK(q.is_retrieval() && q.num_query_tokens == s.config.num_query_tokens &&
+                      q.qformer.hidden_size == s.config.qformer.hidden_size,
+                  ValueError, "--init-qformer ", s.init_qformer, ": expected a stage-1 model with ", s.config.num_query_tokens,
+                  " queries of width ", s.config.qformer.hidden_size, "; it has ", q.num_query_tokens, " of width ",
+                  q.qformer.hidden_size, q.is_retrieval() ? "" : " and is no stage-1 model");
+    }
+  }
+
+  if (!s.prompt.empty()) {  // LAVIS's prompt_length: the prompt's tokens with the BOS
+    const long prompt_length = long(1 + s.tokenizer->encode(s.prompt, false).size());
+    BLIP2_CHECK(prompt_length < s.run.max_txt_len, ValueError, "--prompt '", s.prompt, "' is ", prompt_length,
+                " tokens with the BOS: no room for a caption within max_txt_len ", s.run.max_txt_len);
+  }
+
+  const std::size_t examples = add_datasets(a, iters_per_epoch == 0, s);
+  for (auto& source : s.sources) source.captions.prompt = s.prompt;
+  if (iters_per_epoch > 0) {
+    s.batches_per_epoch = iters_per_epoch;
+  } else {
+    s.batches_per_epoch = long(examples) / s.run.batch_size_train;
+    BLIP2_CHECK(s.batches_per_epoch > 0, ValueError, "the data holds ", examples, " examples: not one batch of ",
+                s.run.batch_size_train, " (batch_size_train)");
+  }
+  return s;
+}
+
+// The loader's batches by position, as the trainer asks for them: a new epoch restarts the loader
+// (each epoch's batches depend only on the seed and the epoch), and a position past the loader's (a
+// resumed run) is reached by drawing and dropping the batches before it. Dropping decodes their
+// images: resuming in the middle of an epoch costs the loading up to the checkpoint.
+class BatchFeed {
+ public:
+  explicit BatchFeed(const TrainSetup& s) : loader_(s.sources, options(s)) {}
+
+  const data::Batch& at(long epoch, long index) {
+    if (epoch != epoch_) {
+      loader_.set_epoch(std::uint64_t(epoch));
+      epoch_ = epoch;
+      next_ = 0;
+    }
+    BLIP2_CHECK(index >= next_, ValueError, "train: batch ", index, " of epoch ", epoch, " was asked for after batch ",
+                next_ - 1);
+    for (; next_ <= index; ++next_)
+      BLIP2_CHECK(loader_.next(batch_), ValueError, "train: the data gave no batch ", next_, " in epoch ", epoch);
+    return batch_;
+  }
+  std::size_t skipped_images() const { return loader_.stats().skipped; }
+
+ private:
+  static data::LoaderOptions options(const TrainSetup& s) {
+    data::LoaderOptions o;
+    o.batch_size = int(s.run.batch_size_train);
+    o.image_size = s.config.vision.image_size;
+    o.seed = s.run.seed;
+    o.batches_per_epoch = std::size_t(s.batches_per_epoch);
+    o.workers = std::max(1, s.run.num_workers);
+    o.bad_image = s.bad_image;
+    o.warn = [](const std::string& w) { std::fprintf(stderr, "blip2 train: warning: skipped an image: %s\n", w.c_str()); };
+    return o;
+  }
+
+  data::Loader loader_;
+  data::Batch batch_;
+  long epoch_ = -1, next_ = 0;
+};
+
+// `body` cut so that head + body + tail fits max_len (Hugging Face truncation keeps the special tokens).
+inline std::vector<Id> framed(const std::vector<Id>& head, std::vector<Id> body, const std::vector<Id>& tail, long max_len) {
+  const long room = std::max(0L, max_len - long(head.size() + tail.size()));
+  if (long(body.size()) > room) body.resize(std::size_t(room));
+  std::vector<Id> out = head;
+  out.insert(out.end(), body.begin(), body.end());
+  out.insert(out.end(), tail.begin(), tail.end());
+  return out;
+}
+
+// Rows right-padded with `pad` to `width` (0: the longest row): ids and attention mask [B, width].
+inline std::pair<Ids, Ids> pad_right(const std::vector<std::vector<Id>>& rows, Id pad, std::size_t width = 0) {
+  for (const auto& r : rows) width = std::max(width, r.size());
+  std::vector<std::int64_t> ids(rows.size() * width, pad), mask(rows.size() * width, 0);
+  for (std::size_t i = 0; i < rows.size(); ++i)
+    for (std::size_t t = 0; t < rows[i].size(); ++t) {
+      ids[i * width + t] = rows[i][t];
+      mask[i * width + t] = 1;
+    }
+  const Shape shape{index_t(rows.size()), index_t(width)};
+  return {Ids::from_vector(shape, ids), Ids::from_vector(shape, mask)};
+}
+
+inline std::size_t word_count(const std::string& text) {
+  std::istringstream in(text);
+  std::size_t n = 0;
+  for (std::string w; in >> w;) ++n;
+  return n;
+}
+
+inline Id special_or(Id id, int fallback) { return id == tokenizers::kNoId ? Id(fallback) : id; }
+
+// The tokenizer files and generation settings a model directory ships beside its weights.
+inline void copy_tokenizer_files(const fs::path& from, const fs::path& to) {
+  for (const char* name : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                           "vocab.json", "merges.txt", "vocab.txt", "spiece.model", "generation_config.json",
+                           "preprocessor_config.json", "processor_config.json"})
+    if (fs::exists(from / name)) fs::copy_file(from / name, to / name, fs::copy_options::overwrite_existing);
+}
+
+// Writes output_dir/final through a temporary folder, so a complete model directory or none is there.
+inline std::string write_final(const RunConfig& run, const std::function<void(const fs::path&)>& fill) {
+  const fs::path out = fs::path(run.output_dir) / "final", tmp = fs::path(run.output_dir) / ".final.tmp";
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  fill(tmp);
+  fs::remove_all(out);
+  fs::rename(tmp, out);
+  return out.string();
+}
+
+struct TrainResult {
+  std::vector<StepRecord> history;
+  std::string final_dir;
+  long steps = 0;
+  std::size_t skipped_images = 0;
+};
+
+inline void report_load(const TrainSetup& s, const char* what, const Stopwatch& load) {
+  std::fprintf(stderr, "train: loaded %s (%s) in %.2f s; %ld batches of %ld per epoch, %ld epochs\n", s.model_dir.c_str(),
+               what, load.seconds(), s.batches_per_epoch, s.run.batch_size_train, s.run.max_epoch);
+}
+
+inline TrainResult train_stage1(const TrainSetup& s) {
+  const Stopwatch load;
+  auto model = Blip2Stage1<float>::load(s.model_dir);
+  if (!model->has_itg_head()) {  // a retrieval checkpoint (blip2-itm-vit-g): stage 1 trains ITG too
+    Generator init(s.run.seed + 1);
+    model->init_itg_head(init);
+  }
+  model->set_stage1_trainable();
+  model->qformer->gradient_checkpointing = s.run.gradient_checkpointing;
+  report_load(s, "stage 1: ITC + ITM + ITG", load);
+
+  Trainer<float, cpu> trainer(*model, s.run, model->config.to_json(), s.batches_per_epoch, s.run.batch_size_train);
+  Generator negatives(s.run.seed + 2);
+  trainer.track_generator("negatives", negatives);
+  if (!s.resume_from.empty()) trainer.resume(s.resume_from);
+  Stage1Options options;
+  options.generator = &negatives;
+  const auto& special = s.tokenizer->special_ids();
+  BatchFeed feed(s);
+  trainer.train([&](long epoch, long b, std::map<std::string, double>& logged) {
+    const data::Batch& batch = feed.at(epoch, b);
+    std::vector<std::vector<Id>> rows;
+    for (const auto& caption : batch.captions)
+      rows.push_back(framed({special.cls}, s.tokenizer->encode(caption, false), {special.sep}, s.run.max_txt_len));
+    const auto [ids, mask] = pad_right(rows, s.config.qformer.pad_token_id, std::size_t(s.run.max_txt_len));
+    const auto out = stage1_losses(*model, batch.pixel_values, ids, mask, options);
+    logged["loss_itc"] = out.loss_itc.item();
+    logged["loss_itm"] = out.loss_itm.item();
+    logged["loss_itg"] = out.loss_itg.item();
+    logged["loss"] = out.loss.item();
+    return out.loss;
+  });
+  TrainResult r{trainer.history(), "", trainer.global_step(), feed.skipped_images()};
+  r.final_dir = write_final(s.run, [&](const fs::path& dir) {
+    model->save(dir.string());
+    copy_tokenizer_files(s.model_dir, dir);
+  });
+  return r;
+}
+
+// Copies query_tokens, qformer.* and vision_model.post_layernorm.* (LAVIS's ln_vision) from a
+// stage-1 model directory into `model` where the names and shapes match.
+template <class Model>
+void init_qformer_from_stage1(const Model& model, const std::string& dir) {
+  const auto stage1 = Blip2Stage1<float>::load(dir);
+  std::map<std::string, Tensor<float>> source;
+  for (const auto& [name, p] : stage1->named_parameters()) source.emplace(name, p);
+  NoGrad no_grad;
+  std::size_t copied = 0, skipped = 0;
+  for (const auto& [name, p] : model.named_parameters()) {
+    const bool wanted = name == "query_tokens" || name.rfind("qformer.", 0) == 0 ||
+                        name.rfind("vision_model.post_layernorm.", 0) == 0;
+    if (!wanted) continue;
+    const auto it = source.find(name);
+    if (it == source.end() || it->second.shape() != p.shape()) {
+      ++skipped;
+      continue;
+    }
+    copy_(p, it->second);
+    ++copied;
+  }
+  BLIP2_CHECK(copied > 0, ValueError, "--init-qformer ", dir, ": no Q-Former tensor with a matching name and shape");
+  std::fprintf(stderr, "train: %zu tensors from the stage-1 model %s (%zu without a match kept)\n", copied, dir.c_str(),
+               skipped);
+}
+
+template <class Model>
+inline constexpr bool is_t5 = false;
+template <class T, class D, class W>
+inline constexpr bool is_t5<Blip2T5<T, D, W>> = true;
+
+template <class Model>
+TrainResult train_stage2(const TrainSetup& s) {
+  const Stopwatch load;
+  auto model = load_model<Model>(s.model_dir, s.config);
+  if (!s.init_qformer.empty()) init_qformer_from_stage1(*model, s.init_qformer);
+  model->set_stage2_trainable();
+  model->qformer->gradient_checkpointing = s.run.gradient_checkpointing;
+  model->language_model->gradient_checkpointing = s.run.gradient_checkpointing;
+  if constexpr (is_t5<Model>) use_lavis_t5_activation(*model);
+  report_load(s, is_t5<Model> ? "stage 2: prefix LM through the frozen Flan-T5" : "stage 2: LM through the frozen OPT",
+              load);
+
+  Trainer<float, cpu> trainer(*model, s.run, model->config.to_json(), s.batches_per_epoch, s.run.batch_size_train);
+  if (!s.resume_from.empty()) trainer.resume(s.resume_from);
+  const tokenizers::Tokenizer& tok = *s.tokenizer;
+  const long max_len = s.run.max_txt_len;
+  const index_t prompt_length = s.prompt.empty() ? 0 : index_t(1 + tok.encode(s.prompt, false).size());
+  BatchFeed feed(s);
+  trainer.train([&](long epoch, long b, std::map<std::string, double>& logged) {
+    const data::Batch& batch = feed.at(epoch, b);
+    Tensor<float> loss;
+    if constexpr (is_t5<Model>) {
+      const Id eos = special_or(tok.eos_id(), model->config.t5.eos_token_id);
+      std::vector<std::vector<Id>> prefixes, suffixes;
+      for (std::size_t i = 0; i < batch.captions.size(); ++i) {
+        // The split point is drawn from the example's position in the run: a resumed run draws the same.
+        Generator split(s.run.seed + 3);
+        split.set_offset((std::uint64_t(epoch) * std::uint64_t(s.batches_per_epoch) + std::uint64_t(b)) *
+                             std::uint64_t(batch.captions.size()) + i);
+        // A one-word caption has no split: the encoder reads the queries alone and the word is the target.
+        const std::string& caption = batch.captions[i];
+        const PrefixSplit p = word_count(caption) >= 2 ? split_prefix_lm(caption, split) : PrefixSplit{"", caption};
+        prefixes.push_back(framed({}, tok.encode(p.prefix, false), {eos}, max_len));
+        suffixes.push_back(framed({}, tok.encode(p.suffix, false), {eos}, max_len));
+      }
+      const Id pad = model->config.t5.pad_token_id;
+      const auto [in_ids, in_mask] = pad_right(prefixes, pad);
+      const auto [out_ids, out_mask] = pad_right(suffixes, pad);
+      loss = stage2_t5_loss(*model, batch.pixel_values, in_ids, in_mask, out_ids, out_mask).loss;
+    } else {
+      const Id bos = special_or(tok.bos_id(), model->config.opt.bos_token_id);
+      std::vector<std::vector<Id>> rows;
+      for (const auto& caption : batch.captions)
+        rows.push_back(framed({bos}, tok.encode(caption + "\n", false), {}, max_len));
+      const auto [ids, mask] = pad_right(rows, model->config.opt.pad_token_id);
+      loss = stage2_opt_loss(*model, batch.pixel_values, ids, mask, prompt_length).loss;
+    }
+    logged["loss"] = loss.item();
+    return loss;
+  });
+  TrainResult r{trainer.history(), "", trainer.global_step(), feed.skipped_images()};
+  r.final_dir = write_final(s.run, [&](const fs::path& dir) {
+    Blip2Config c = model->config;
+    c.architectures = {"Blip2ForConditionalGeneration"};
+    save_text_file((dir / "config.json").string(), c.to_json().dump(2) + "\n");
+    io::save_parameters(*model, (dir / "model.safetensors").string());
+    copy_tokenizer_files(s.model_dir, dir);
+  });
+  return r;
+}
+
+// Calls f(W{}) for the storage type of the frozen weights the run config names.
+template <class F>
+TrainResult with_frozen_type(const std::string& dtype, F&& f) {
+  if (dtype == "bf16") return f(bf16{});
+  if (dtype == "f16") return f(f16{});
+  return f(float{});
+}
+
+}  // namespace train_detail
+
+// blip2 train --stage 1|2 --model DIR --output_dir OUT (--annotations FILE [--images ROOT] | --shards PATTERN)...
+//             [--ratio R...] [--config FILE] [--resume [DIR]] [--init-qformer DIR] [--prompt TEXT]
+//             [--on-bad-image skip|stop] [--iters-per-epoch N] [--threads N] [--<run setting> VALUE]...
+inline int train(const Args& a) {
+  using namespace train_detail;
+  const Stopwatch watch;
+  const TrainSetup s = prepare(a);
+  TrainResult r;
+  try {
+    if (s.stage == 1) {
+      r = train_stage1(s);
+    } else {
+      r = with_frozen_type(s.run.frozen_dtype, [&](auto w) {
+        using W = decltype(w);
+        return s.config.text_model_type == "t5" ? train_stage2<Blip2T5<float, cpu, W>>(s)
+                                                : train_stage2<Blip2OPT<float, cpu, W>>(s);
+      });
+    }
+  } catch (const fs::filesystem_error& e) {  // writing the outputs: reported as the other errors are
+    throw IoError(e.what());
+  }
+  const fs::path curves = fs::path(s.run.output_dir) / "loss_curves.svg";
+  save_text_file(curves.string(), loss_curves_svg("blip2 train --stage " + std::to_string(s.stage) + ": " + s.model_dir,
+                                                  r.history));
+  const double seconds = watch.seconds();
+  std::fprintf(stderr, "train: %ld steps in %.1f s; the trained model is in %s, the loss curves in %s\n", r.steps, seconds,
+               r.final_dir.c_str(), curves.c_str());
+  nlohmann::json summary = {{"stage", s.stage},     {"steps", r.steps},       {"seconds", seconds},
+                            {"output", r.final_dir}, {"losses", nlohmann::json::object()},
+                            {"skipped_images", r.skipped_images}};
+  if (!r.history.empty()) summary["losses"] = r.history.back().losses;
+  std::printf("%s\n", summary.dump().c_str());
+  return 0;
+}
+
+}  // namespace blip2::cli
