@@ -7,6 +7,7 @@
 // line of stdout is one JSON object.
 //
 //   bootstrap_blip2 [--out DIR] [--seed N] [--threads N] [--quick] [--train-images N] [--heldout-images N]
+//                   [--vit-epochs N] [--lm-epochs N] [--stage1-epochs N] [--stage2-epochs N]
 //                   [--min-caption-accuracy X] [--min-r1 X]      (exit 1 below these)
 #include <chrono>
 #include <cstdio>
@@ -40,6 +41,10 @@ Settings parse(int argc, char** argv) {
     else if (a == "--threads") s.threads = std::stoi(next());
     else if (a == "--train-images") s.train_images = std::stol(next());
     else if (a == "--heldout-images") s.heldout_images = std::stol(next());
+    else if (a == "--vit-epochs") s.vit_epochs = std::stol(next());
+    else if (a == "--lm-epochs") s.lm_epochs = std::stol(next());
+    else if (a == "--stage1-epochs") s.stage1_epochs = std::stol(next());
+    else if (a == "--stage2-epochs") s.stage2_epochs = std::stol(next());
     else if (a == "--min-caption-accuracy") s.min_caption_accuracy = std::stod(next());
     else if (a == "--min-r1") s.min_r1 = std::stod(next());
     else throw ValueError("bootstrap_blip2: unknown option " + a);

@@ -20,7 +20,7 @@ struct Settings {
   std::string out = "bootstrap-out";
   std::uint64_t seed = 0;
   long train_images = 4000, heldout_images = 200;
-  long vit_epochs = 6, lm_epochs = 4, stage1_epochs = 6, stage2_epochs = 6;
+  long vit_epochs = 20, lm_epochs = 4, stage1_epochs = 10, stage2_epochs = 10;
   int threads = 0;
   double min_caption_accuracy = 0, min_r1 = 0;  // exit 1 below these (the test's chance margins)
 

@@ -30,7 +30,7 @@ void copy_shared_parameters(const A& from, const B& to) {
 inline std::vector<StepRecord> train_stage1(Blip2Stage1<float>& model, const Tensor<float>& features, const World& w,
                                             const Settings& s) {
   model.set_stage1_trainable();
-  const RunConfig run = stage_run(s, "stage1", s.stage1_epochs, 1e-3, 32);
+  const RunConfig run = stage_run(s, "stage1", s.stage1_epochs, 2e-3, 32);
   const long batches = long(w.train.size()) / run.batch_size_train;
   Trainer<float, cpu> trainer(model, run, model.config.to_json(), batches, run.batch_size_train);
   Generator negatives(s.seed + 3);
@@ -67,7 +67,7 @@ inline std::pair<std::vector<std::int64_t>, index_t> stage2_sample(const World& 
 inline std::vector<StepRecord> train_stage2(Blip2OPT<float>& model, const Tensor<float>& features, const World& w,
                                             const Settings& s) {
   model.set_stage2_trainable();
-  const RunConfig run = stage_run(s, "stage2", s.stage2_epochs, 1e-3, 32);
+  const RunConfig run = stage_run(s, "stage2", s.stage2_epochs, 2e-3, 32);
   const long batches = long(w.train.size()) / run.batch_size_train;
   Trainer<float, cpu> trainer(model, run, model.config.to_json(), batches, run.batch_size_train);
   std::fprintf(stderr, "[4/4] stage 2: Q-Former -> projection -> frozen OPT, captions and prompted answers, %ld epochs\n",

@@ -5,7 +5,11 @@
 //    output it predicts every word of the image's caption at once, one classifier per position
 //    (no text goes in; the heads are thrown away afterwards);
 //  - the language model, an OPT pre-trained on text alone (captions of the world in all their
-//    wordings, and question-answer lines in the "Question: ... Answer: ..." form).
+//    wordings, and question-answer lines in the "Question: ... Answer: ..." form), three texts
+//    about one scene per sequence, each led by OPT's "</s>", like a short document: a text may
+//    start at any position (in BLIP-2 it starts after the 8 visual prompts), and what precedes it
+//    describes the same scene, so the model learns to use earlier context, which is the role the
+//    visual prompts take in stage 2.
 // Both then freeze, as BLIP-2's do.
 #include "setup.hpp"
 
@@ -73,9 +77,9 @@ inline std::vector<StepRecord> pretrain_vision(std::shared_ptr<VisionModel<float
   return trainer.history();
 }
 
-// Text for the language model: a caption in a random wording, or a question-answer line.
+// Text for the language model: mostly captions in random wordings, a quarter question-answer lines.
 inline std::string lm_text(const World& w, const data::Scene& sc, Generator& g) {
-  if (g.uniform() < 0.5) return w.shapes.caption(sc, g) + "\n";
+  if (g.uniform() < 0.75) return w.shapes.caption(sc, g) + "\n";
   const auto qa = w.shapes.question(sc, g);
   return "Question: " + qa.question + " Answer: " + qa.answer + "\n";
 }
@@ -85,7 +89,7 @@ inline std::vector<StepRecord> pretrain_language_model(OPTForCausalLM<float>& lm
   Generator g(s.seed + 2);
   nn::init_parameters(lm, g);
   lm.set_requires_grad(true);
-  const RunConfig run = stage_run(s, "opt", s.lm_epochs, 2e-3, 32);
+  const RunConfig run = stage_run(s, "opt", s.lm_epochs, 2e-3, 32);  // 3 texts a row
   const long batches = long(w.train.size()) / run.batch_size_train;
   Trainer<float, cpu> trainer(lm, run, {{"model", "opt"}, {"opt", lm.config.hidden_size}}, batches, run.batch_size_train);
   std::fprintf(stderr, "[2/4] language model: %ld texts per epoch, %ld epochs (text only)\n", long(w.train.size()),
@@ -95,9 +99,14 @@ inline std::vector<StepRecord> pretrain_language_model(OPTForCausalLM<float>& lm
     std::vector<std::vector<std::int64_t>> texts;
     for (auto r : rows) {
       Generator text_g(s.seed * 7919 + std::uint64_t(epoch) * 1000003 + std::uint64_t(r));
-      texts.push_back(w.opt->encode(lm_text(w, w.train[std::size_t(r)], text_g)));
+      std::vector<std::int64_t> packed;  // three texts about this scene
+      for (int k = 0; k < 3; ++k) {
+        const auto ids = w.opt->encode(lm_text(w, w.train[std::size_t(r)], text_g));
+        packed.insert(packed.end(), ids.begin(), ids.end());
+      }
+      texts.push_back(std::move(packed));
     }
-    const auto [ids, mask] = pad_rows(texts, lm.config.pad_token_id, 48);
+    const auto [ids, mask] = pad_rows(texts, lm.config.pad_token_id, std::size_t(lm.config.max_position_embeddings));
     const auto logits = lm(lm.embed(ids), mask);
     const auto targets = opt_caption_targets(ids, lm.config.pad_token_id, 0, 0);
     const auto loss = Blip2OPT<float>::causal_lm_loss(logits, targets);
