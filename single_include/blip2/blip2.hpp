@@ -13354,24 +13354,6 @@ inline char32_t decode_utf8(std::string_view s, std::size_t i, std::size_t& leng
   return cp;
 }
 
-inline void append_utf8(std::string& out, char32_t cp) {
-  if (cp < 0x80) {
-    out += char(cp);
-  } else if (cp < 0x800) {
-    out += char(0xC0 | (cp >> 6));
-    out += char(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += char(0xE0 | (cp >> 12));
-    out += char(0x80 | ((cp >> 6) & 0x3F));
-    out += char(0x80 | (cp & 0x3F));
-  } else {
-    out += char(0xF0 | (cp >> 18));
-    out += char(0x80 | ((cp >> 12) & 0x3F));
-    out += char(0x80 | ((cp >> 6) & 0x3F));
-    out += char(0x80 | (cp & 0x3F));
-  }
-}
-
 // Python's str.isspace(), which is what `\s` matches in a str pattern.
 inline bool is_python_space(char32_t c) {
   return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
@@ -13398,7 +13380,7 @@ inline void append_lower(std::string& out, char32_t c) {
   } else if (c >= 0x400 && c <= 0x40F) {
     c += 0x50;
   }
-  append_utf8(out, c);
+  tokenizers::unicode::append_utf8(out, c);
 }
 
 inline bool is_caption_punctuation(char32_t c) {
