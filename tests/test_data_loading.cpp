@@ -10,6 +10,7 @@
 #include <blip2/data/caption_processor.hpp>
 #include <blip2/data/loader.hpp>
 #include <blip2/data/tar_shards.hpp>
+#include <blip2/image/encode_png.hpp>
 #include <blip2/image/normalize.hpp>
 #include <algorithm>
 #include <array>
@@ -79,56 +80,12 @@ std::string io_error(F&& f) {
 }
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
-// ---- a minimal PNG writer: stored (uncompressed) deflate blocks ----
-std::uint32_t crc32(const std::uint8_t* p, std::size_t n, std::uint32_t c = 0xFFFFFFFFu) {
-  for (std::size_t i = 0; i < n; ++i) {
-    c ^= p[i];
-    for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-  }
-  return c;
-}
-void put_be32(Bytes& out, std::uint32_t v) {
-  for (int s = 24; s >= 0; s -= 8) out.push_back(std::uint8_t(v >> s));
-}
-void put_chunk(Bytes& out, const char* type, const Bytes& data) {
-  put_be32(out, std::uint32_t(data.size()));
-  Bytes body(type, type + 4);
-  body.insert(body.end(), data.begin(), data.end());
-  out.insert(out.end(), body.begin(), body.end());
-  put_be32(out, crc32(body.data(), body.size()) ^ 0xFFFFFFFFu);
-}
+// A solid-colour PNG of w x h pixels.
 Bytes solid_png(int w, int h, std::array<std::uint8_t, 3> rgb) {
-  Bytes raw;
-  for (int y = 0; y < h; ++y) {
-    raw.push_back(0);  // filter: none
-    for (int x = 0; x < w; ++x) raw.insert(raw.end(), rgb.begin(), rgb.end());
-  }
-  Bytes z = {0x78, 0x01};
-  for (std::size_t at = 0; at < raw.size();) {
-    const std::size_t n = std::min<std::size_t>(65535, raw.size() - at);
-    z.push_back(at + n == raw.size() ? 1 : 0);
-    z.push_back(std::uint8_t(n));
-    z.push_back(std::uint8_t(n >> 8));
-    z.push_back(std::uint8_t(~n));
-    z.push_back(std::uint8_t(~n >> 8));
-    z.insert(z.end(), raw.begin() + std::ptrdiff_t(at), raw.begin() + std::ptrdiff_t(at + n));
-    at += n;
-  }
-  std::uint32_t a = 1, b = 0;
-  for (std::uint8_t v : raw) {
-    a = (a + v) % 65521;
-    b = (b + a) % 65521;
-  }
-  put_be32(z, (b << 16) | a);
-  Bytes png = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
-  Bytes ihdr;
-  put_be32(ihdr, std::uint32_t(w));
-  put_be32(ihdr, std::uint32_t(h));
-  ihdr.insert(ihdr.end(), {8, 2, 0, 0, 0});  // 8-bit RGB
-  put_chunk(png, "IHDR", ihdr);
-  put_chunk(png, "IDAT", z);
-  put_chunk(png, "IEND", {});
-  return png;
+  image::Image img(w, h);
+  for (std::size_t i = 0; i < img.data.size(); i += 3) std::copy(rgb.begin(), rgb.end(), img.data.begin() + std::ptrdiff_t(i));
+  const std::string png = image::encode_png(img);
+  return Bytes(png.begin(), png.end());
 }
 
 // Example i is a solid 40x30 PNG whose red channel is 3 + 8 i, captioned "Photo NUMBER i: ...".

@@ -183,8 +183,8 @@ TEST_CASE("trainer: a stage-1 run resumed from a checkpoint is bit-identical to 
         if (trainer.global_step() == stop_after) throw Stop{};
         ++calls;
         std::vector<std::int64_t> order{0, 1, 2, 3, 4, 5};
-        Generator shuffle(r.seed + std::uint64_t(epoch));
-        for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[std::size_t(shuffle.uniform() * double(i))]);
+        Generator shuffle_gen(r.seed + std::uint64_t(epoch));
+        blip2::shuffle(order, shuffle_gen);
         const auto rows = Tensor<std::int64_t>::from_vector({2}, {order[std::size_t(2 * b)], order[std::size_t(2 * b + 1)]});
         const auto out = stage1_losses(*model, index_select(pixels, 0, rows), index_select(ids, 0, rows),
                                        index_select(mask, 0, rows), o);

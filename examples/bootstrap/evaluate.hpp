@@ -6,6 +6,8 @@
 //    re-ranked by ITM over the top k as LAVIS does (score = ITM match logit + ITC similarity); a
 //    retrieved caption is right when it describes the image (several scenes can share a caption);
 //  - VQA: "Question: {} Answer:" prompts, greedy, right when the answer is the one word expected.
+#include <blip2/pipelines/retrieval.hpp>
+
 #include "stages.hpp"
 
 namespace bootstrap {
@@ -16,19 +18,17 @@ struct HeldOutResult {
   std::vector<data::QA> questions;                 // one per image
   std::vector<std::string> answers;                // generated
   std::vector<bool> answer_right;
-  std::vector<std::int64_t> top_text, top_image;  // retrieval: best caption per image, best image per caption
+  std::vector<std::int64_t> top_text;              // retrieval: the best caption for each image
   std::vector<std::string> texts;                  // the canonical captions retrieved among
   double caption_accuracy = 0, vqa_accuracy = 0, r1_i2t = 0, r1_t2i = 0;
 };
 
-inline std::string decode_generated(const World& w, const GenerateOutput& out, index_t row) {
-  const auto seq = out.sequences.to_vector();
-  const index_t L = out.sequences.size(1);
+// The generated part of one row of GenerateOutput::rows(), up to the first "\n", pad or </s>.
+inline std::string decode_generated(const World& w, const std::vector<std::int64_t>& row, index_t prompt_length) {
   std::vector<std::int64_t> ids;
-  for (index_t t = out.prompt_length; t < L; ++t) {
-    const std::int64_t id = seq[std::size_t(row * L + t)];
-    if (id == w.newline_id || id == w.opt_vocab.special.pad || id == w.opt_vocab.special.eos) break;
-    ids.push_back(id);
+  for (auto it = row.begin() + prompt_length; it != row.end(); ++it) {
+    if (*it == w.newline_id || *it == w.opt_vocab.special.pad || *it == w.opt_vocab.special.eos) break;
+    ids.push_back(*it);
   }
   std::string text = w.opt->decode(ids, true);
   while (!text.empty() && (text.back() == ' ' || text.back() == '\n')) text.pop_back();
@@ -46,14 +46,15 @@ inline HeldOutResult evaluate(const Blip2Stage1<float>& stage1, const Blip2OPT<f
   greedy.eos_token_id = {w.newline_id};
   const auto lm_inputs = model.project(model.query_features((*model.vision_model->post_layernorm)(features)));
   const auto captions = generate_from_image(model, lm_inputs, Ids(), Ids(), greedy);
+  const auto caption_rows = captions.rows();
   Generator qg(s.seed + 17);
   std::vector<std::vector<std::int64_t>> prompts;
   for (index_t i = 0; i < N; ++i) {
     const auto& sc = w.heldout[std::size_t(i)];
-    r.captions.push_back(decode_generated(w, captions, i));
+    r.captions.push_back(decode_generated(w, caption_rows[std::size_t(i)], captions.prompt_length));
     r.caption_right.push_back(w.shapes.caption_matches(r.captions.back(), sc));
     r.questions.push_back(w.shapes.question(sc, qg));
-    prompts.push_back(w.opt->encode("Question: " + r.questions.back().question + " Answer:"));
+    prompts.push_back(w.opt->encode(presets::vqa_prompt(r.questions.back().question)));
   }
   // Prompts left-padded, as generation wants them.
   std::size_t longest = 0;
@@ -67,8 +68,9 @@ inline HeldOutResult evaluate(const Blip2Stage1<float>& stage1, const Blip2OPT<f
   short_answer.max_new_tokens = 3;
   const auto answers = generate_from_image(model, lm_inputs, Ids::from_vector({N, index_t(longest)}, ids),
                                            Ids::from_vector({N, index_t(longest)}, mask), short_answer);
+  const auto answer_rows = answers.rows();
   for (index_t i = 0; i < N; ++i) {
-    r.answers.push_back(decode_generated(w, answers, i));
+    r.answers.push_back(decode_generated(w, answer_rows[std::size_t(i)], answers.prompt_length));
     r.answer_right.push_back(data::answer_matches(r.answers.back(), r.questions[std::size_t(i)].answer));
   }
   // Retrieval with the stage-1 model.
@@ -79,33 +81,13 @@ inline HeldOutResult evaluate(const Blip2Stage1<float>& stage1, const Blip2OPT<f
   }
   const auto [tids, tmask] = pad_rows(texts, w.bert_vocab.special.pad, 32);
   const auto image = (*stage1.vision_model->post_layernorm)(features);
-  const auto sim = Blip2Stage1<float>::similarity(stage1.image_embeddings_from_features(image),
-                                                  stage1.text_embeddings(tids, tmask)).logits_per_image.to_vector();
-  const index_t k = std::min<index_t>(8, N);
-  auto rerank = [&](index_t query, bool image_query) {
-    std::vector<std::pair<float, index_t>> cand;
-    for (index_t j = 0; j < N; ++j) cand.push_back({image_query ? sim[std::size_t(query * N + j)] : sim[std::size_t(j * N + query)], j});
-    std::partial_sort(cand.begin(), cand.begin() + k, cand.end(), [](auto a, auto b) { return a.first > b.first; });
-    std::vector<std::int64_t> imgs, txts;
-    for (index_t c = 0; c < k; ++c) {
-      imgs.push_back(image_query ? query : cand[std::size_t(c)].second);
-      txts.push_back(image_query ? cand[std::size_t(c)].second : query);
-    }
-    const auto itm = stage1.itm_from_features(index_select(image, 0, index_tensor(imgs)), index_select(tids, 0, index_tensor(txts)),
-                                              index_select(tmask, 0, index_tensor(txts)))
-                         .to_vector();
-    index_t best = 0;
-    for (index_t c = 1; c < k; ++c)
-      if (itm[std::size_t(2 * c + 1)] + cand[std::size_t(c)].first > itm[std::size_t(2 * best + 1)] + cand[std::size_t(best)].first)
-        best = c;
-    return cand[std::size_t(best)].second;
-  };
+  const auto ranking = rank_image_text(stage1, image, tids, tmask, std::min<index_t>(8, N));
   long i2t = 0, t2i = 0;
   for (index_t i = 0; i < N; ++i) {
-    r.top_text.push_back(rerank(i, true));
-    r.top_image.push_back(rerank(i, false));
+    r.top_text.push_back(ranking.per_image[std::size_t(i)][0].text);
+    const auto top_image = ranking.per_text[std::size_t(i)][0].image;
     i2t += w.shapes.caption_matches(r.texts[std::size_t(r.top_text.back())], w.heldout[std::size_t(i)]);
-    t2i += w.shapes.caption_matches(r.texts[std::size_t(i)], w.heldout[std::size_t(r.top_image.back())]);
+    t2i += w.shapes.caption_matches(r.texts[std::size_t(i)], w.heldout[std::size_t(top_image)]);
   }
   auto fraction = [N](const std::vector<bool>& v) { return double(std::count(v.begin(), v.end(), true)) / double(N); };
   r.caption_accuracy = fraction(r.caption_right);

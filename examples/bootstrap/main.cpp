@@ -25,8 +25,6 @@ void copy_files(const fs::path& from, const fs::path& to) {
     fs::copy_file(e.path(), to / e.path().filename(), fs::copy_options::overwrite_existing);
 }
 
-void write_json(const fs::path& path, const nlohmann::json& j) { save_text_file(path.string(), j.dump(2) + "\n"); }
-
 Settings parse(int argc, char** argv) {
   Settings s;
   for (int i = 1; i < argc; ++i) {
@@ -72,12 +70,12 @@ int run(const Settings& s) {
     // Saved alone in transformers' layouts: the ViT and the OPT (OPTForCausalLM, "model.decoder.*").
     fs::create_directories(out / "models" / "vit");
     io::save_parameters(*blip2.vision_model, (out / "models" / "vit" / "model.safetensors").string());
-    write_json(out / "models" / "vit" / "config.json", config.vision.to_json());
+    io::write_json_file((out / "models" / "vit" / "config.json").string(), config.vision.to_json());
     fs::create_directories(out / "models" / "opt");
     io::save_parameters(*blip2.language_model, (out / "models" / "opt" / "model.safetensors").string());
     nlohmann::json lm = config.opt.to_json();
     lm["architectures"] = {"OPTForCausalLM"};
-    write_json(out / "models" / "opt" / "config.json", lm);
+    io::write_json_file((out / "models" / "opt" / "config.json").string(), lm);
     copy_files(out / "tokenizers" / "opt", out / "models" / "opt");
   }
   const Tensor<float> train_features = encode_images(*blip2.vision_model, w.train_pixels);
@@ -91,24 +89,24 @@ int run(const Settings& s) {
   Generator init(s.seed + 5);
   nn::init_parameters(stage1, init);
   copy_(stage1.temp, Tensor<float>::full({1}, float(Blip2Stage1<float>::kInitialTemperature)));
-  copy_shared_parameters(*blip2.vision_model, *stage1.vision_model);  // the frozen ViT (and ln_vision to start from)
+  nn::copy_matching_parameters(*blip2.vision_model, *stage1.vision_model);  // the frozen ViT (and ln_vision to start from)
   const auto stage1_history = train_stage1(stage1, train_features, w, s);
   stage1.save((out / "models" / "blip2-stage1").string());
   copy_files(out / "tokenizers" / "bert", out / "models" / "blip2-stage1");
 
   // Stage 2: the stage-1 Q-Former, queries and ln_vision, a new projection, the frozen OPT.
   nn::init_parameters(*blip2.language_projection, init);
-  copy_shared_parameters(stage1, blip2);
+  nn::copy_matching_parameters(stage1, blip2);
   const auto stage2_history = train_stage2(blip2, train_features, w, s);
   {
     const fs::path dir = out / "models" / "blip2-opt";
     fs::create_directories(dir);
     Blip2Config c = config;
     c.architectures = {"Blip2ForConditionalGeneration"};
-    write_json(dir / "config.json", c.to_json());
+    io::write_json_file((dir / "config.json").string(), c.to_json());
     io::save_parameters(blip2, (dir / "model.safetensors").string());
     copy_files(out / "tokenizers" / "opt", dir);
-    write_json(dir / "generation_config.json", {{"bos_token_id", w.opt_vocab.special.bos},
+    io::write_json_file((dir / "generation_config.json").string(), {{"bos_token_id", w.opt_vocab.special.bos},
                                                 {"eos_token_id", w.newline_id},
                                                 {"pad_token_id", w.opt_vocab.special.pad},
                                                 {"max_new_tokens", 20}});

@@ -58,7 +58,7 @@ inline void write_report(const std::string& path, const World& w, const HeldOutR
             mark(w.shapes.caption_matches(retrieved, w.heldout[i])) + " " + retrieved + "</td></tr>";
   }
   html += "</table></body></html>\n";
-  save_text_file(path, html);
+  io::write_file(path, html);
 }
 
 }  // namespace bootstrap

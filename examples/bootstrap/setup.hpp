@@ -3,6 +3,7 @@
 // thousandth of BLIP-2's widths), the data splits of the shapes world, tokenizers written for its
 // vocabulary, and batching of token ids.
 #include <blip2/blip2.hpp>
+#include <blip2/pipelines/presets.hpp>
 #include <blip2/data/shapes_world.hpp>
 #include <blip2/tokenizers/word_level_files.hpp>
 
@@ -44,7 +45,6 @@ struct World {
   std::int64_t newline_id = 0;
 
   World(const Settings& s, const fs::path& tokenizer_dir) : shapes({}, s.seed) {
-    std::vector<image::Image> images;
     for (long i = 0; i < s.train_images; ++i) train.push_back(shapes.scene(std::uint64_t(i)));
     for (long i = 0; i < s.heldout_images; ++i) heldout.push_back(shapes.scene(data::kFirstHeldOutIndex + std::uint64_t(i)));
     train_pixels = render(train);
@@ -84,7 +84,7 @@ inline std::vector<std::int64_t> epoch_order(long n, std::uint64_t seed, long ep
   std::vector<std::int64_t> order(static_cast<std::size_t>(n));
   for (long i = 0; i < n; ++i) order[std::size_t(i)] = i;
   Generator g(seed * 1000003 + std::uint64_t(epoch));
-  for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[std::size_t(g.uniform() * double(i))]);
+  blip2::shuffle(order, g);
   return order;
 }
 

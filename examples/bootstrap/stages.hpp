@@ -17,16 +17,6 @@ inline Tensor<float> encode_images(const VisionModel<float>& vit, const Tensor<f
   return concat(parts, 0);
 }
 
-// Copies every parameter of `from` whose name `to` also has (same shape).
-template <class A, class B>
-void copy_shared_parameters(const A& from, const B& to) {
-  NoGrad no_grad;
-  const auto src = from.named_parameters();
-  for (const auto& [name, p] : to.named_parameters())
-    for (const auto& [sname, q] : src)
-      if (sname == name && q.shape() == p.shape()) copy_(p, q);
-}
-
 inline std::vector<StepRecord> train_stage1(Blip2Stage1<float>& model, const Tensor<float>& features, const World& w,
                                             const Settings& s) {
   model.set_stage1_trainable();
@@ -59,8 +49,8 @@ inline std::vector<StepRecord> train_stage1(Blip2Stage1<float>& model, const Ten
 inline std::pair<std::vector<std::int64_t>, index_t> stage2_sample(const World& w, const data::Scene& sc, Generator& g) {
   if (g.uniform() < 0.6) return {w.opt->encode(w.shapes.caption(sc, g) + "\n"), 0};
   const auto qa = w.shapes.question(sc, g);
-  const auto prompt = w.opt->encode("Question: " + qa.question + " Answer:");
-  auto ids = w.opt->encode("Question: " + qa.question + " Answer: " + qa.answer + "\n");
+  const auto prompt = w.opt->encode(presets::vqa_prompt(qa.question));
+  auto ids = w.opt->encode(presets::vqa_prompt(qa.question) + " " + qa.answer + "\n");
   return {ids, index_t(prompt.size())};
 }
 

@@ -81,7 +81,7 @@ inline std::vector<StepRecord> pretrain_vision(std::shared_ptr<VisionModel<float
 inline std::string lm_text(const World& w, const data::Scene& sc, Generator& g) {
   if (g.uniform() < 0.75) return w.shapes.caption(sc, g) + "\n";
   const auto qa = w.shapes.question(sc, g);
-  return "Question: " + qa.question + " Answer: " + qa.answer + "\n";
+  return presets::vqa_prompt(qa.question) + " " + qa.answer + "\n";
 }
 
 // Pre-trains `lm` on text alone; returns the trainer's history.

@@ -98,6 +98,7 @@ struct TrainSetup {
   Blip2Config config;
   std::vector<data::LoaderSource> sources;
   long batches_per_epoch = 0;
+  index_t prompt_length = 0;  // LAVIS's prompt_length: the prompt's tokens with the BOS (0: no prompt)
   data::OnBadImage bad_image = data::OnBadImage::skip;
   std::unique_ptr<tokenizers::Tokenizer> tokenizer;  // stage 1: the Q-Former's WordPiece; stage 2: the LM's
 };
@@ -164,10 +165,9 @@ inline long read_run_config(const Args& a, RunConfig& run) {
   if (given(a, "config")) {
     const std::string path = value(a, "config");
     BLIP2_CHECK(fs::is_regular_file(path), IoError, path, ": no such config file (--config)");
-    run = RunConfig::load(path);
-    const auto ext = fs::path(path).extension().string();
-    const nlohmann::json j = ext == ".yaml" || ext == ".yml" ? io::read_yaml_file(path) : io::read_json_file(path);
-    const nlohmann::json& section = j.contains("run") && j["run"].is_object() ? j["run"] : j;
+    const nlohmann::json j = io::read_config_file(path);
+    run = RunConfig::from_json(j, path);
+    const nlohmann::json& section = RunConfig::run_section(j);
     if (section.contains("iters_per_inner_epoch")) {
       const auto& v = section["iters_per_inner_epoch"];
       BLIP2_CHECK(v.is_number_integer() && v.get<long>() > 0, IoError, path,
@@ -262,9 +262,9 @@ inline TrainSetup prepare(const Args& a) {
     }
   }
 
-  if (!s.prompt.empty()) {  // LAVIS's prompt_length: the prompt's tokens with the BOS
-    const long prompt_length = long(1 + s.tokenizer->encode(s.prompt, false).size());
-    BLIP2_CHECK(prompt_length < s.run.max_txt_len, ValueError, "--prompt '", s.prompt, "' is ", prompt_length,
+  if (!s.prompt.empty()) {
+    s.prompt_length = index_t(1 + s.tokenizer->encode(s.prompt, false).size());
+    BLIP2_CHECK(s.prompt_length < s.run.max_txt_len, ValueError, "--prompt '", s.prompt, "' is ", s.prompt_length,
                 " tokens with the BOS: no room for a caption within max_txt_len ", s.run.max_txt_len);
   }
 
@@ -360,14 +360,10 @@ inline void copy_tokenizer_files(const fs::path& from, const fs::path& to) {
     if (fs::exists(from / name)) fs::copy_file(from / name, to / name, fs::copy_options::overwrite_existing);
 }
 
-// Writes output_dir/final through a temporary folder, so a complete model directory or none is there.
+// Writes output_dir/final atomically: a complete model directory or none is there.
 inline std::string write_final(const RunConfig& run, const std::function<void(const fs::path&)>& fill) {
-  const fs::path out = fs::path(run.output_dir) / "final", tmp = fs::path(run.output_dir) / ".final.tmp";
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
-  fill(tmp);
-  fs::remove_all(out);
-  fs::rename(tmp, out);
+  const fs::path out = fs::path(run.output_dir) / "final";
+  write_dir_atomically(out, fill);
   return out.string();
 }
 
@@ -428,22 +424,9 @@ inline TrainResult train_stage1(const TrainSetup& s) {
 template <class Model>
 void init_qformer_from_stage1(const Model& model, const std::string& dir) {
   const auto stage1 = Blip2Stage1<float>::load(dir);
-  std::map<std::string, Tensor<float>> source;
-  for (const auto& [name, p] : stage1->named_parameters()) source.emplace(name, p);
-  NoGrad no_grad;
-  std::size_t copied = 0, skipped = 0;
-  for (const auto& [name, p] : model.named_parameters()) {
-    const bool wanted = name == "query_tokens" || name.rfind("qformer.", 0) == 0 ||
-                        name.rfind("vision_model.post_layernorm.", 0) == 0;
-    if (!wanted) continue;
-    const auto it = source.find(name);
-    if (it == source.end() || it->second.shape() != p.shape()) {
-      ++skipped;
-      continue;
-    }
-    copy_(p, it->second);
-    ++copied;
-  }
+  const auto [copied, skipped] = nn::copy_matching_parameters(*stage1, model, [](const std::string& name) {
+    return name == "query_tokens" || name.rfind("qformer.", 0) == 0 || name.rfind("vision_model.post_layernorm.", 0) == 0;
+  });
   BLIP2_CHECK(copied > 0, ValueError, "--init-qformer ", dir, ": no Q-Former tensor with a matching name and shape");
   std::fprintf(stderr, "train: %zu tensors from the stage-1 model %s (%zu without a match kept)\n", copied, dir.c_str(),
                skipped);
@@ -470,7 +453,6 @@ TrainResult train_stage2(const TrainSetup& s) {
   if (!s.resume_from.empty()) trainer.resume(s.resume_from);
   const tokenizers::Tokenizer& tok = *s.tokenizer;
   const long max_len = s.run.max_txt_len;
-  const index_t prompt_length = s.prompt.empty() ? 0 : index_t(1 + tok.encode(s.prompt, false).size());
   BatchFeed feed(s);
   trainer.train([&](long epoch, long b, std::map<std::string, double>& logged) {
     const data::Batch& batch = feed.at(epoch, b);
@@ -499,7 +481,7 @@ TrainResult train_stage2(const TrainSetup& s) {
       for (const auto& caption : batch.captions)
         rows.push_back(framed({bos}, tok.encode(caption + "\n", false), {}, max_len));
       const auto [ids, mask] = pad_right(rows, model->config.opt.pad_token_id);
-      loss = stage2_opt_loss(*model, batch.pixel_values, ids, mask, prompt_length).loss;
+      loss = stage2_opt_loss(*model, batch.pixel_values, ids, mask, s.prompt_length).loss;
     }
     logged["loss"] = loss.item();
     return loss;
@@ -508,7 +490,7 @@ TrainResult train_stage2(const TrainSetup& s) {
   r.final_dir = write_final(s.run, [&](const fs::path& dir) {
     Blip2Config c = model->config;
     c.architectures = {"Blip2ForConditionalGeneration"};
-    save_text_file((dir / "config.json").string(), c.to_json().dump(2) + "\n");
+    io::write_json_file((dir / "config.json").string(), c.to_json());
     io::save_parameters(*model, (dir / "model.safetensors").string());
     copy_tokenizer_files(s.model_dir, dir);
   });
@@ -547,7 +529,7 @@ inline int train(const Args& a) {
     throw IoError(e.what());
   }
   const fs::path curves = fs::path(s.run.output_dir) / "loss_curves.svg";
-  save_text_file(curves.string(), loss_curves_svg("blip2 train --stage " + std::to_string(s.stage) + ": " + s.model_dir,
+  io::write_file(curves.string(), loss_curves_svg("blip2 train --stage " + std::to_string(s.stage) + ": " + s.model_dir,
                                                   r.history));
   const double seconds = watch.seconds();
   std::fprintf(stderr, "train: %ld steps in %.1f s; the trained model is in %s, the loss curves in %s\n", r.steps, seconds,

@@ -337,6 +337,19 @@ class Generator {
   std::uint64_t offset_ = 0;
 };
 
+// Uniform integer in [0, n), n > 0.
+inline std::uint64_t uniform_below(Generator& g, std::uint64_t n) {
+  const auto k = std::uint64_t(g.uniform() * double(n));
+  return k < n ? k : n - 1;
+}
+// Uniform integer in [lo, hi].
+inline int uniform_int(Generator& g, int lo, int hi) { return lo + int(uniform_below(g, std::uint64_t(hi - lo + 1))); }
+// Fisher-Yates shuffle drawing from g.
+template <class T>
+void shuffle(std::vector<T>& v, Generator& g) {
+  for (std::size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[uniform_below(g, i)]);
+}
+
 }  // namespace blip2
 // ---- end blip2/core/random.hpp ----
 // ---- begin blip2/core/storage.hpp ----
@@ -5075,8 +5088,11 @@ class MultiHeadAttention : public Module<T, D> {
 }  // namespace blip2::nn
 // ---- end blip2/nn/multi_head_attention.hpp ----
 // ---- begin blip2/nn/init.hpp ----
-// Random initialisation of a whole module as transformers' _init_weights does it: weight matrices
-// and embeddings N(0, std), biases 0, norm gains 1; half-precision weights N(0, std) rounded.
+// Initialising a whole module: at random as transformers' _init_weights does it (weight matrices
+// and embeddings N(0, std), biases 0, norm gains 1; half-precision weights N(0, std) rounded), or
+// from another module's parameters of the same names.
+#include <map>
+
 
 namespace blip2::nn {
 
@@ -5095,6 +5111,34 @@ void init_parameters(const Module<T, D>& m, Generator& gen, double stddev = 0.02
   for (const auto& [name, w] : m.named_half_weights())
     std::visit([&](const auto& t) { copy_(t, randn<typename std::decay_t<decltype(t)>::value_type, D>(t.shape(), gen, 0.0, stddev)); },
                w);
+}
+
+// What copy_matching_parameters did: parameters copied, and wanted ones without a same-named,
+// same-shaped source (they keep their values).
+struct CopiedParameters {
+  std::size_t copied = 0, unmatched = 0;
+};
+
+// Initialises `to` from `from`: every parameter of `to` for which wanted(name) holds (all when
+// `wanted` is empty) takes the value of `from`'s parameter of the same name and shape.
+template <class T, class D>
+CopiedParameters copy_matching_parameters(const Module<T, D>& from, const Module<T, D>& to,
+                                          const std::function<bool(const std::string&)>& wanted = {}) {
+  NoGrad no_grad;
+  std::map<std::string, Tensor<T, D>> source;
+  for (const auto& [name, p] : from.named_parameters()) source.emplace(name, p);
+  CopiedParameters out;
+  for (const auto& [name, p] : to.named_parameters()) {
+    if (wanted && !wanted(name)) continue;
+    const auto it = source.find(name);
+    if (it == source.end() || it->second.shape() != p.shape()) {
+      ++out.unmatched;
+      continue;
+    }
+    copy_(p, it->second);
+    ++out.copied;
+  }
+  return out;
 }
 
 }  // namespace blip2::nn
@@ -5298,7 +5342,6 @@ double clip_grad_norm(const std::vector<Tensor<T, D>>& params, double max_norm) 
 // Reading maps the file and validates every entry before any tensor is used; writing produces
 // files transformers reads.
 #include <fstream>
-#include <map>
 #include <nlohmann/json.hpp>
 
 // ---- begin blip2/io/mapped_file.hpp ----
@@ -5571,10 +5614,32 @@ inline void save_safetensors(const std::string& path, const std::vector<TensorRe
 #include <set>
 
 // ---- begin blip2/io/json.hpp ----
-// Reading JSON files (config.json, generation_config.json, index files) with errors that name the file.
+// Whole files in and out (config.json, generation_config.json, index files, tokenizer files,
+// reports) with errors that name the file.
 
 
 namespace blip2::io {
+
+// Reads a whole file; IoError naming it (as `what`) when it cannot be read.
+inline std::string read_file(const std::string& path, std::string_view what = "file") {
+  std::ifstream in(path, std::ios::binary);
+  BLIP2_CHECK(in.good(), IoError, path, ": cannot open ", what);
+  std::ostringstream os;
+  os << in.rdbuf();
+  BLIP2_CHECK(!in.bad(), IoError, path, ": error reading ", what);
+  return os.str();
+}
+
+// Writes `bytes` as the whole file `path`; IoError naming it when that fails.
+inline void write_file(const std::string& path, std::string_view bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  BLIP2_CHECK(out.good(), IoError, path, ": cannot open for writing");
+  out.write(bytes.data(), std::streamsize(bytes.size()));
+  BLIP2_CHECK(out.good(), IoError, path, ": write failed");
+}
+
+// JSON indented by two spaces, as transformers' save_pretrained writes it.
+inline void write_json_file(const std::string& path, const nlohmann::json& j) { write_file(path, j.dump(2) + "\n"); }
 
 inline nlohmann::json read_json_file(const std::string& path) {
   std::ifstream in(path);
@@ -5737,19 +5802,27 @@ struct YamlLine {
   int number = 0;    // 1-based line number in the file
 };
 
-inline std::string strip_yaml_comment(const std::string& s) {
+// The first position in [from, to) outside quotes where stop(i) holds, or npos.
+template <class Stop>
+std::size_t find_unquoted(const std::string& s, std::size_t from, std::size_t to, Stop stop) {
   char quote = 0;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
+  for (std::size_t i = from; i < to; ++i) {
     if (quote) {
-      if (c == quote) quote = 0;
-    } else if (c == '"' || c == '\'') {
-      quote = c;
-    } else if (c == '#' && (i == 0 || s[i - 1] == ' ' || s[i - 1] == '\t')) {
-      return s.substr(0, i);
+      if (s[i] == quote) quote = 0;
+    } else if (s[i] == '"' || s[i] == '\'') {
+      quote = s[i];
+    } else if (stop(i)) {
+      return i;
     }
   }
-  return s;
+  return std::string::npos;
+}
+
+inline std::string strip_yaml_comment(const std::string& s) {
+  const auto at = find_unquoted(s, 0, s.size(), [&](std::size_t i) {
+    return s[i] == '#' && (i == 0 || s[i - 1] == ' ' || s[i - 1] == '\t');
+  });
+  return at == std::string::npos ? s : s.substr(0, at);
 }
 
 inline std::string trim_yaml(const std::string& s) {
@@ -5820,20 +5893,10 @@ class YamlParser {
 
   // Position of the colon that ends a map key, outside quotes and followed by space or the end.
   static std::size_t key_of(const std::string& s) {
-    char quote = 0;
-    for (std::size_t i = 0; i < s.size(); ++i) {
-      const char c = s[i];
-      if (quote) {
-        if (c == quote) quote = 0;
-      } else if (c == '"' || c == '\'') {
-        quote = c;
-      } else if (c == '[') {
-        return std::string::npos;
-      } else if (c == ':' && (i + 1 == s.size() || s[i + 1] == ' ')) {
-        return i;
-      }
-    }
-    return std::string::npos;
+    const auto at = find_unquoted(s, 0, s.size(), [&](std::size_t i) {
+      return s[i] == '[' || (s[i] == ':' && (i + 1 == s.size() || s[i + 1] == ' '));
+    });
+    return at != std::string::npos && s[at] == ':' ? at : std::string::npos;
   }
 
   static std::string unquote(const std::string& s) {
@@ -5847,24 +5910,15 @@ class YamlParser {
     if (s.front() == '[') {
       if (s.back() != ']') fail(line, "unterminated flow list");
       nlohmann::json list = nlohmann::json::array();
-      std::string item;
-      char quote = 0;
-      for (std::size_t i = 1; i + 1 < s.size(); ++i) {
-        const char c = s[i];
-        if (quote) {
-          if (c == quote) quote = 0;
-        } else if (c == '"' || c == '\'') {
-          quote = c;
-        } else if (c == '[' || c == ']') {
-          fail(line, "nested flow lists");
-        } else if (c == ',') {
-          list.push_back(scalar(trim_yaml(item), line));
-          item.clear();
-          continue;
-        }
-        item += c;
+      for (std::size_t from = 1, end = s.size() - 1; from < end;) {
+        auto at = find_unquoted(s, from, end, [&](std::size_t i) { return s[i] == ',' || s[i] == '[' || s[i] == ']'; });
+        if (at != std::string::npos && s[at] != ',') fail(line, "nested flow lists");
+        if (at == std::string::npos) at = end;
+        const std::string item = trim_yaml(s.substr(from, at - from));
+        if (item.empty() && at != end) fail(line, "an empty item in a flow list");
+        if (!item.empty()) list.push_back(scalar(item, line));
+        from = at + 1;
       }
-      if (!trim_yaml(item).empty()) list.push_back(scalar(trim_yaml(item), line));
       return list;
     }
     if (s.front() == '"' || s.front() == '\'') {
@@ -5910,12 +5964,12 @@ inline nlohmann::json parse_yaml(const std::string& text, const std::string& whe
   return detail::YamlParser(std::move(lines), where).document();
 }
 
-inline nlohmann::json read_yaml_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  BLIP2_CHECK(in.good(), IoError, path, ": cannot open");
-  std::ostringstream os;
-  os << in.rdbuf();
-  return parse_yaml(os.str(), path);
+inline nlohmann::json read_yaml_file(const std::string& path) { return parse_yaml(read_file(path, "YAML file"), path); }
+
+// A configuration file: YAML by its extension (.yaml, .yml), else JSON.
+inline nlohmann::json read_config_file(const std::string& path) {
+  const auto ext = std::filesystem::path(path).extension().string();
+  return ext == ".yaml" || ext == ".yml" ? read_yaml_file(path) : read_json_file(path);
 }
 
 }  // namespace blip2::io
@@ -7455,10 +7509,7 @@ struct Blip2Stage1 : Blip2Retrieval<T, D, W> {
     std::filesystem::create_directories(dir);
     Blip2Config c = this->config;
     c.architectures = {"Blip2ForImageTextRetrieval"};
-    const auto path = (std::filesystem::path(dir) / "config.json").string();
-    std::ofstream out(path);
-    out << c.to_json().dump(2) << "\n";
-    BLIP2_CHECK(out.good(), IoError, path, ": write failed");
+    io::write_json_file((std::filesystem::path(dir) / "config.json").string(), c.to_json());
     io::save_parameters(*this, (std::filesystem::path(dir) / "model.safetensors").string());
   }
 
@@ -7763,11 +7814,7 @@ Stage1Output<T, D> stage1_losses_from_features(const Blip2Stage1<T, D, W>& model
     const auto ids = concat<std::int64_t, D>({input_ids, input_ids, index_select(ids_all, 0, neg_texts)}, 0);
     const auto mask = concat<std::int64_t, D>({attention_mask, attention_mask, index_select(mask_all, 0, neg_texts)}, 0);
     const auto images = concat<T, D>({out.image_embeds, index_select(image_all, 0, neg_images), out.image_embeds}, 0);
-    const auto queries = model.query_tokens.expand({3 * B, Q, model.query_tokens.size(2)});
-    typename QFormerModel<T, D>::Pass pass;
-    pass.mask = qformer_attention_mask<T, D>(QFormerMask::bidirectional, Q, mask);
-    const auto h = model.qformer->forward(concat<T, D>({queries, model.embed_text(ids)}, 1), images, Q, pass);
-    out.itm_logits = mean((*model.itm_head)(h.slice(1, 0, Q)), {1});
+    out.itm_logits = model.itm_from_features(images, ids, mask);  // queries and text, bidirectional
     std::vector<std::int64_t> labels(std::size_t(3 * B), 0);
     std::fill(labels.begin(), labels.begin() + B, 1);
     out.itm_labels = Tensor<std::int64_t, D>::from_vector({3 * B}, labels);
@@ -7991,7 +8038,7 @@ inline PrefixSplit split_prefix_lm(const std::string& caption, Generator& gen) {
   for (std::string s; in >> s;) ++n;
   BLIP2_CHECK(n >= 2, ValueError, "prefix LM: the caption '", caption.substr(0, 80), "' has ", n,
               " words; a prefix/suffix split needs at least two");
-  const std::size_t words = 1 + std::min<std::size_t>(std::size_t(gen.uniform() * double(n / 2)), n / 2 - 1);
+  const std::size_t words = 1 + std::size_t(uniform_below(gen, n / 2));
   return split_prefix_lm(caption, words);
 }
 
@@ -8026,17 +8073,18 @@ struct RunConfig {
   // Reads `j` (a LAVIS project with a "run" section, or the run section itself) over the defaults.
   static RunConfig from_json(const nlohmann::json& j, const std::string& where = "run config") {
     BLIP2_CHECK(j.is_object(), IoError, where, ": not a map of run settings");
-    const nlohmann::json& run = j.contains("run") && j["run"].is_object() ? j["run"] : j;
+    const nlohmann::json& run = run_section(j);
     RunConfig c;
     for (auto it = run.begin(); it != run.end(); ++it) c.set_json(it.key(), it.value(), where);
     c.check(where);
     return c;
   }
-  // A .yaml/.yml or .json file.
-  static RunConfig load(const std::string& path) {
-    const auto ext = std::filesystem::path(path).extension().string();
-    return from_json(ext == ".yaml" || ext == ".yml" ? io::read_yaml_file(path) : io::read_json_file(path), path);
+  // A LAVIS project's "run" section, or `j` itself when it has none.
+  static const nlohmann::json& run_section(const nlohmann::json& j) {
+    return j.contains("run") && j["run"].is_object() ? j["run"] : j;
   }
+  // A .yaml/.yml or .json file.
+  static RunConfig load(const std::string& path) { return from_json(io::read_config_file(path), path); }
 
   // One setting from text (a command-line flag; '-' in the name reads as '_').
   void set(std::string key, const std::string& text) {
@@ -8172,13 +8220,12 @@ inline void write_file_atomically(const std::filesystem::path& path, const std::
   std::filesystem::rename(tmp, path);
 }
 
-// Creates `root/name` by calling fill(dir) on a temporary directory, flushing every file it wrote,
-// renaming it into place and pointing root/latest at it. On any failure the temporary directory is
-// removed and the error is rethrown as an IoError; root/latest and older checkpoints are untouched.
-inline std::filesystem::path write_checkpoint_dir(const std::filesystem::path& root, const std::string& name,
-                                     const std::function<void(const std::filesystem::path&)>& fill) {
-  std::filesystem::create_directories(root);
-  const std::filesystem::path final_dir = root / name, tmp = root / ("." + name + ".tmp");
+// Creates the directory `dir` by calling fill(tmp) on a temporary directory beside it, flushing
+// every file written there and renaming it into place (replacing an older `dir`): `dir` is
+// complete or absent. On failure the temporary directory is removed and the error rethrown.
+inline void write_dir_atomically(const std::filesystem::path& dir,
+                                 const std::function<void(const std::filesystem::path&)>& fill) {
+  const std::filesystem::path tmp = dir.parent_path() / ("." + dir.filename().string() + ".tmp");
   std::error_code ec;
   std::filesystem::remove_all(tmp, ec);
   try {
@@ -8186,12 +8233,26 @@ inline std::filesystem::path write_checkpoint_dir(const std::filesystem::path& r
     fill(tmp);
     for (const auto& e : std::filesystem::directory_iterator(tmp)) sync_path(e.path());
     sync_path(tmp);
-    std::filesystem::remove_all(final_dir, ec);
-    std::filesystem::rename(tmp, final_dir);
+    std::filesystem::remove_all(dir, ec);
+    std::filesystem::rename(tmp, dir);
+  } catch (...) {
+    std::filesystem::remove_all(tmp, ec);
+    throw;
+  }
+}
+
+// Creates `root/name` with write_dir_atomically and then points root/latest at it. On any failure
+// the error is rethrown as an IoError; root/latest and older checkpoints are untouched.
+inline std::filesystem::path write_checkpoint_dir(const std::filesystem::path& root, const std::string& name,
+                                                  const std::function<void(const std::filesystem::path&)>& fill) {
+  std::filesystem::create_directories(root);
+  const std::filesystem::path final_dir = root / name;
+  try {
+    write_dir_atomically(final_dir, fill);
     sync_path(root);
     write_file_atomically(root / "latest", name + "\n");
   } catch (const std::exception& e) {
-    std::filesystem::remove_all(tmp, ec);
+    std::error_code ec;
     std::filesystem::remove(root / "latest.tmp", ec);
     throw IoError(final_dir.string() + ": checkpoint not written (" + e.what() + "); the previous one is kept");
   }
@@ -8384,7 +8445,6 @@ class Trainer {
   const std::vector<StepRecord>& history() const { return history_; }
   long global_step() const { return global_step_; }
   long steps_per_epoch() const { return (batches_ + run_.accum_grad_iters - 1) / run_.accum_grad_iters; }
-  const AdamW<T, D>& optimizer() const { return optimizer_; }
 
  private:
   static nlohmann::json record_to_json(const StepRecord& r) {
@@ -8497,13 +8557,6 @@ inline std::string loss_curves_svg(const std::string& title, const std::vector<S
   for (const auto& r : history)
     for (const auto& [name, value] : r.losses) series[name].emplace_back(double(r.global_step), value);
   return loss_curves_svg(title, series);
-}
-
-inline void save_text_file(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  BLIP2_CHECK(out.good(), IoError, path, ": cannot open for writing");
-  out << text;
-  BLIP2_CHECK(out.good(), IoError, path, ": write failed");
 }
 
 }  // namespace blip2
@@ -9047,6 +9100,12 @@ inline Decoded decode_utf8(std::string_view s, std::size_t pos) {
   return {cp, std::uint8_t(need + 1), true};
 }
 
+// Python's str.isspace(), which is what `\s` matches in a str pattern.
+inline bool is_python_space(char32_t c) {
+  return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
 inline void append_utf8(std::string& out, char32_t cp) {
   if (cp < 0x80) {
     out += char(cp);
@@ -9260,15 +9319,7 @@ namespace blip2::tokenizers {
 using Id = std::int64_t;
 inline constexpr Id kNoId = -1;
 
-// Reads a whole file; IoError naming it when it cannot be read.
-inline std::string read_file(const std::string& path, std::string_view what = "file") {
-  std::ifstream in(path, std::ios::binary);
-  BLIP2_CHECK(in.good(), IoError, path, ": cannot open ", what);
-  std::ostringstream os;
-  os << in.rdbuf();
-  BLIP2_CHECK(!in.bad(), IoError, path, ": error reading ", what);
-  return os.str();
-}
+using io::read_file;
 
 // A printable form of a token or text for error messages (control bytes escaped, long ones cut).
 inline std::string quote(std::string_view s) {
@@ -11185,12 +11236,6 @@ struct WordLevelVocab {
 
 namespace word_level {
 
-inline void write_text(const std::filesystem::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  out << text;
-  BLIP2_CHECK(out.good(), IoError, path.string(), ": write failed");
-}
-
 // `symbols` merged as ByteLevelBPE encodes: the lowest-ranked adjacent pair first, the leftmost
 // of equal ranks.
 inline void apply_merges(std::vector<std::string>& symbols,
@@ -11266,12 +11311,12 @@ inline WordLevelVocab write_opt(const std::vector<std::string>& words, const std
     add(a + b);
     merges_txt += a + " " + b + "\n";
   }
-  write_text(dir / "vocab.json", vocab.dump() + "\n");
-  write_text(dir / "merges.txt", merges_txt);
+  io::write_file((dir / "vocab.json").string(), vocab.dump() + "\n");
+  io::write_file((dir / "merges.txt").string(), merges_txt);
   const nlohmann::ordered_json config = {{"add_bos_token", true}, {"bos_token", "</s>"},
                                          {"eos_token", "</s>"},   {"pad_token", "<pad>"},
                                          {"unk_token", "</s>"},   {"tokenizer_class", "GPT2Tokenizer"}};
-  write_text(dir / "tokenizer_config.json", config.dump(2) + "\n");
+  io::write_file((dir / "tokenizer_config.json").string(), config.dump(2) + "\n");
   WordLevelVocab v;
   v.size = vocab.size();
   v.special.bos = v.special.eos = v.special.unk = 2;
@@ -11292,11 +11337,11 @@ inline WordLevelVocab write_bert(const std::vector<std::string>& words, const st
     vocab_txt += w + "\n";
   }
   vocab_txt += "[DEC]\n";
-  write_text(dir / "vocab.txt", vocab_txt);
+  io::write_file((dir / "vocab.txt").string(), vocab_txt);
   const nlohmann::ordered_json config = {
       {"do_lower_case", true}, {"unk_token", "[UNK]"},   {"sep_token", "[SEP]"}, {"pad_token", "[PAD]"},
       {"cls_token", "[CLS]"},  {"mask_token", "[MASK]"}, {"bos_token", "[DEC]"}, {"tokenizer_class", "BertTokenizer"}};
-  write_text(dir / "tokenizer_config.json", config.dump(2) + "\n");
+  io::write_file((dir / "tokenizer_config.json").string(), config.dump(2) + "\n");
   WordLevelVocab v;
   v.size = specials.size() + words.size() + 1;
   v.special.pad = 0;
@@ -11404,6 +11449,29 @@ inline Image crop(const Image& img, int x, int y, int w, int h) {
 // pixels of a GIF's first frame come out black where PIL gives the palette colour; PNG chunk CRCs
 // are checked for IDAT too (PIL skips those).
 
+// ---- begin blip2/image/crc32.hpp ----
+// The CRC-32 that PNG chunks carry (checked by the decoder, written by the encoder).
+
+namespace blip2::image::detail {
+
+// CRC-32 (ISO 3309, the one PNG uses), table-driven.
+inline std::uint32_t crc32(const std::uint8_t* p, std::size_t n) {
+  static const std::array<std::uint32_t, 256> table = [] {
+    std::array<std::uint32_t, 256> t{};
+    for (std::uint32_t i = 0; i < 256; ++i) {
+      std::uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      t[i] = c;
+    }
+    return t;
+  }();
+  std::uint32_t c = 0xFFFFFFFFu;
+  for (std::size_t i = 0; i < n; ++i) c = table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
+  return c ^ 0xFFFFFFFFu;
+}
+
+}  // namespace blip2::image::detail
+// ---- end blip2/image/crc32.hpp ----
 // ---- begin blip2/image/jpeg_decode.hpp ----
 // JPEG pixels as libjpeg-turbo (PIL's JPEG library) computes them, on top of stb_image's entropy
 // decoder. stb_image reads the markers and Huffman/progressive data exactly (the coefficients are
@@ -11714,22 +11782,6 @@ inline std::uint32_t le32(const std::uint8_t* p) {
   return (std::uint32_t(p[3]) << 24) | (std::uint32_t(p[2]) << 16) | (std::uint32_t(p[1]) << 8) | p[0];
 }
 inline std::uint32_t le16(const std::uint8_t* p) { return std::uint32_t(p[0]) | (std::uint32_t(p[1]) << 8); }
-
-// CRC-32 (ISO 3309, the one PNG uses), table-driven.
-inline std::uint32_t crc32(const std::uint8_t* p, std::size_t n) {
-  static const std::array<std::uint32_t, 256> table = [] {
-    std::array<std::uint32_t, 256> t{};
-    for (std::uint32_t i = 0; i < 256; ++i) {
-      std::uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  std::uint32_t c = 0xFFFFFFFFu;
-  for (std::size_t i = 0; i < n; ++i) c = table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
-}
 
 struct PngInfo {
   int bit_depth = 0;
@@ -12202,12 +12254,6 @@ inline double round_half_even(double x) {
   if (d < 0.5) return f;
   return std::fmod(f, 2.0) == 0.0 ? f : f + 1.0;
 }
-// Uniform integer in [lo, hi].
-inline int uniform_int(Generator& gen, int lo, int hi) {
-  const int n = hi - lo + 1;
-  const int k = int(gen.uniform() * n);
-  return lo + (k < n ? k : n - 1);
-}
 }  // namespace detail
 
 // torchvision's RandomResizedCrop.get_params: up to 10 tries of a random area fraction in
@@ -12229,8 +12275,8 @@ inline CropBox random_resized_crop_box(int width, int height, Generator& gen,
     const double hd = detail::round_half_even(std::sqrt(target_area / aspect));
     if (wd > 0 && wd <= width && hd > 0 && hd <= height) {
       const int w = int(wd), h = int(hd);
-      const int y = detail::uniform_int(gen, 0, height - h);
-      const int x = detail::uniform_int(gen, 0, width - w);
+      const int y = uniform_int(gen, 0, height - h);
+      const int x = uniform_int(gen, 0, width - w);
       return {x, y, w, h};
     }
   }
@@ -12283,21 +12329,6 @@ inline Image random_horizontal_flip(const Image& img, Generator& gen, double p =
 namespace blip2::image {
 
 namespace detail {
-inline std::uint32_t png_crc(const std::string& bytes, std::size_t from) {
-  static const auto table = [] {
-    std::array<std::uint32_t, 256> t{};
-    for (std::uint32_t n = 0; n < 256; ++n) {
-      std::uint32_t c = n;
-      for (int k = 0; k < 8; ++k) c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
-      t[n] = c;
-    }
-    return t;
-  }();
-  std::uint32_t c = 0xffffffffu;
-  for (std::size_t i = from; i < bytes.size(); ++i) c = table[(c ^ static_cast<unsigned char>(bytes[i])) & 0xff] ^ (c >> 8);
-  return c ^ 0xffffffffu;
-}
-
 inline void put_u32(std::string& out, std::uint32_t v) {
   for (int s = 24; s >= 0; s -= 8) out += char((v >> s) & 0xff);
 }
@@ -12307,7 +12338,7 @@ inline void png_chunk(std::string& out, const char* type, const std::string& dat
   const std::size_t start = out.size();
   out += type;
   out += data;
-  put_u32(out, png_crc(out, start));
+  put_u32(out, crc32(reinterpret_cast<const std::uint8_t*>(out.data()) + start, out.size() - start));
 }
 }  // namespace detail
 
@@ -12322,15 +12353,14 @@ inline std::string encode_png(const Image& img) {
     raw.append(reinterpret_cast<const char*>(img.data.data()) + std::size_t(y) * img.width * 3, std::size_t(img.width) * 3);
   }
   std::string z = "\x78\x01";
-  for (std::size_t at = 0; at < raw.size() || at == 0; at += 65535) {
-    const std::size_t n = std::min<std::size_t>(65535, raw.size() - at);
-    z += char(at + n == raw.size() ? 1 : 0);
+  for (std::size_t at = 0, n = 0; at < raw.size(); at += n) {
+    n = std::min<std::size_t>(65535, raw.size() - at);
+    z += char(at + n == raw.size() ? 1 : 0);  // BFINAL on the last block
     z += char(n & 0xff);
     z += char(n >> 8);
     z += char(~n & 0xff);
     z += char((~n >> 8) & 0xff);
     z.append(raw, at, n);
-    if (at + n == raw.size()) break;
   }
   std::uint32_t a = 1, b = 0;
   for (unsigned char c : raw) {
@@ -12347,13 +12377,6 @@ inline std::string encode_png(const Image& img) {
   detail::png_chunk(png, "IDAT", z);
   detail::png_chunk(png, "IEND", "");
   return png;
-}
-
-inline void save_png(const Image& img, const std::string& path) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  BLIP2_CHECK(out.good(), IoError, path, ": cannot open for writing");
-  out << encode_png(img);
-  BLIP2_CHECK(out.good(), IoError, path, ": write failed");
 }
 
 }  // namespace blip2::image
@@ -13333,33 +13356,6 @@ namespace blip2::data {
 
 namespace detail {
 
-inline constexpr char32_t kInvalidUtf8 = 0xFFFFFFFF;
-
-// The code point starting at s[i] and its byte length; an invalid sequence is one byte, kInvalidUtf8.
-inline char32_t decode_utf8(std::string_view s, std::size_t i, std::size_t& length) {
-  const auto b0 = static_cast<unsigned char>(s[i]);
-  length = 1;
-  if (b0 < 0x80) return b0;
-  const std::size_t n = b0 >= 0xF0 && b0 < 0xF5 ? 4 : b0 >= 0xE0 ? 3 : b0 >= 0xC2 && b0 < 0xE0 ? 2 : 0;
-  if (n == 0 || i + n > s.size()) return kInvalidUtf8;
-  char32_t cp = b0 & (0x7F >> n);
-  for (std::size_t k = 1; k < n; ++k) {
-    const auto b = static_cast<unsigned char>(s[i + k]);
-    if ((b & 0xC0) != 0x80) return kInvalidUtf8;
-    cp = (cp << 6) | (b & 0x3F);
-  }
-  const char32_t min_for_length[5] = {0, 0, 0x80, 0x800, 0x10000};
-  if (cp < min_for_length[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return kInvalidUtf8;
-  length = n;
-  return cp;
-}
-
-// Python's str.isspace(), which is what `\s` matches in a str pattern.
-inline bool is_python_space(char32_t c) {
-  return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
-         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
-}
-
 // Python's str.lower() for one code point, within the ranges the header comment names.
 inline void append_lower(std::string& out, char32_t c) {
   if (c >= 'A' && c <= 'Z') {
@@ -13398,30 +13394,37 @@ inline std::string pre_caption(std::string_view caption, int max_words = 50) {
   // lower(), then the punctuation class becomes spaces.
   std::string lowered;
   lowered.reserve(caption.size());
-  for (std::size_t i = 0, n = 0; i < caption.size(); i += n) {
-    const char32_t c = detail::decode_utf8(caption, i, n);
-    if (c == detail::kInvalidUtf8) {
-      lowered += caption[i];
-    } else if (detail::is_caption_punctuation(c)) {
+  for (std::size_t i = 0; i < caption.size();) {
+    const auto d = tokenizers::unicode::decode_utf8(caption, i);
+    if (!d.valid) {
+      lowered.append(caption, i, d.len);  // invalid bytes pass through untouched
+    } else if (detail::is_caption_punctuation(d.cp)) {
       lowered += ' ';
     } else {
-      detail::append_lower(lowered, c);
+      detail::append_lower(lowered, d.cp);
     }
+    i += d.len;
   }
   // \s{2,} -> " " (a run of one is left as it is).
   std::string collapsed;
   collapsed.reserve(lowered.size());
-  for (std::size_t i = 0, n = 0; i < lowered.size();) {
-    std::size_t run_end = i, run = 0;
-    while (run_end < lowered.size() && detail::is_python_space(detail::decode_utf8(lowered, run_end, n))) {
-      run_end += n;
+  auto space_at = [&](std::size_t i) {
+    const auto d = tokenizers::unicode::decode_utf8(lowered, i);
+    return std::pair{d.valid && tokenizers::unicode::is_python_space(d.cp), std::size_t(d.len)};
+  };
+  for (std::size_t i = 0; i < lowered.size();) {
+    const auto [space, n] = space_at(i);
+    std::size_t run_end = i + n, run = 1;
+    while (space && run_end < lowered.size()) {
+      const auto [more, m] = space_at(run_end);
+      if (!more) break;
+      run_end += m;
       ++run;
     }
-    if (run >= 2) {
+    if (space && run >= 2) {
       collapsed += ' ';
       i = run_end;
     } else {
-      detail::decode_utf8(lowered, i, n);
       collapsed.append(lowered, i, n);
       i += n;
     }
@@ -14206,12 +14209,6 @@ inline std::uint64_t fnv1a(std::string_view s) {
   return h;
 }
 
-// Uniform in [0, n).
-inline std::size_t uniform_index(Generator& gen, std::size_t n) {
-  const auto k = std::size_t(gen.uniform() * double(n));
-  return k < n ? k : n - 1;
-}
-
 }  // namespace detail
 
 // One example as a dataset yields it, before decoding.
@@ -14263,7 +14260,7 @@ class ShuffledStream : public SampleStream {
       buffer_.push_back(std::move(s));
     }
     if (buffer_.empty()) return false;
-    const std::size_t pick = uniform_index(gen_, buffer_.size());
+    const std::size_t pick = uniform_below(gen_, buffer_.size());
     sample = std::move(buffer_[pick]);
     Sample replacement;
     if (!in_done_ && in_->next(replacement)) {
@@ -14313,7 +14310,7 @@ class CaptionList : public Dataset {
     std::iota(order.begin(), order.end(), std::size_t(0));
     if (pass.shuffle) {
       Generator gen(pass.seed);
-      for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[detail::uniform_index(gen, i)]);
+      blip2::shuffle(order, gen);
     }
     std::vector<std::size_t> mine;
     for (std::size_t i = std::size_t(pass.rank); i < order.size(); i += std::size_t(pass.world_size))
@@ -14410,7 +14407,7 @@ class CaptionShards : public Dataset {
                                     pass);
     if (pass.shuffle) {
       Generator gen(detail::mix_seed({pass.seed, 2}));
-      for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[detail::uniform_index(gen, i)]);
+      blip2::shuffle(order, gen);
     }
     std::vector<std::string> mine;
     for (std::size_t i = std::size_t(pass.rank); i < order.size(); i += world) mine.push_back(order[i]);
@@ -15196,12 +15193,6 @@ class ShapesWorld {
     Relation relation = Relation::left_of;
   };
 
-  // Uniform integer in [lo, hi].
-  static int uniform_int(Generator& g, int lo, int hi) {
-    const int n = hi - lo + 1;
-    const int k = int(g.uniform() * n);
-    return lo + std::min(k, n - 1);
-  }
 
   // Half the side of an object's bounding box.
   int half_extent(ObjectSize size) const {
@@ -15402,17 +15393,8 @@ inline constexpr int kMaxNgram = 4;
 
 // Byte length of the whitespace character at text[i] (Python's str.isspace), 0 if none.
 inline std::size_t space_length(std::string_view text, std::size_t i) {
-  const auto byte = [&](std::size_t k) { return i + k < text.size() ? static_cast<unsigned char>(text[i + k]) : 0u; };
-  const unsigned c = byte(0);
-  if ((c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20)) return 1;
-  if (c == 0xc2 && (byte(1) == 0x85 || byte(1) == 0xa0)) return 2;                       // U+0085, U+00A0
-  if (c == 0xe1 && byte(1) == 0x9a && byte(2) == 0x80) return 3;                          // U+1680
-  if (c == 0xe3 && byte(1) == 0x80 && byte(2) == 0x80) return 3;                          // U+3000
-  if (c != 0xe2) return 0;
-  const unsigned b1 = byte(1), b2 = byte(2);
-  if (b1 == 0x80 && (b2 <= 0x8a || b2 == 0xa8 || b2 == 0xa9 || b2 == 0xaf) && b2 >= 0x80) return 3;  // U+2000-200A, 2028, 2029, 202F
-  if (b1 == 0x81 && b2 == 0x9f) return 3;                                                  // U+205F
-  return 0;
+  const auto d = tokenizers::unicode::decode_utf8(text, i);
+  return d.valid && tokenizers::unicode::is_python_space(d.cp) ? d.len : 0;
 }
 
 // counts[n - 1]: how often each n-gram of n tokens occurs; an n-gram is its tokens joined by single
@@ -16500,6 +16482,67 @@ struct RetrievalRanking {
   std::vector<std::vector<RetrievalMatch>> per_text;   // for each text its top-k images, best first
 };
 
+// LAVIS's retrieval ranking (compute_sim_matrix): the ITC similarity of every image with every text,
+// then each query's top k candidates by ITC re-scored by ITM (score = ITM match logit + ITC
+// similarity), best first. features: image features after post_layernorm [I, S, C] (vision
+// last_hidden_state); ids and mask [T, L], right-padded.
+template <class Model, class D>
+RetrievalRanking rank_image_text(const Model& m, const Tensor<float, D>& features, const Tensor<std::int64_t, D>& ids,
+                                 const Tensor<std::int64_t, D>& mask, index_t k) {
+  NoGrad no_grad;
+  const auto c = Model::similarity(m.image_embeddings_from_features(features), m.text_embeddings(ids, mask));
+
+  RetrievalRanking r;
+  r.itc = c.logits_per_image.template to<cpu>().contiguous();
+  const index_t I = r.itc.size(0), T = r.itc.size(1);
+  const auto sims = r.itc.to_vector();
+  // ITM logits of (image, text) pairs, in one batch.
+  auto itm = [&](const std::vector<std::int64_t>& images, const std::vector<std::int64_t>& text_rows) {
+    const index_t n = index_t(images.size());
+    const auto pick = [](const auto& t, const std::vector<std::int64_t>& rows) {
+      return index_select(t, 0, Tensor<std::int64_t, D>::from_vector({index_t(rows.size())}, rows));
+    };
+    const auto logits = m.itm_from_features(pick(features, images), pick(ids, text_rows), pick(mask, text_rows));
+    const auto v = logits.template to<cpu>().contiguous().to_vector();
+    std::vector<float> match_logits(static_cast<std::size_t>(n));
+    for (index_t i = 0; i < n; ++i) match_logits[std::size_t(i)] = v[std::size_t(2 * i + 1)];
+    return match_logits;
+  };
+  // Top-k of `count` candidates by ITC, re-scored by ITM, best first.
+  auto top = [&](index_t query, index_t count, auto sim_of, auto pair_of) {
+    std::vector<index_t> order(static_cast<std::size_t>(count));
+    std::iota(order.begin(), order.end(), index_t(0));
+    const index_t kk = std::min(k, count);
+    std::partial_sort(order.begin(), order.begin() + kk, order.end(),
+                      [&](index_t a, index_t b) { return sim_of(a) > sim_of(b); });
+    std::vector<std::int64_t> images, text_rows;
+    std::vector<RetrievalMatch> out;
+    for (index_t j = 0; j < kk; ++j) {
+      RetrievalMatch x = pair_of(query, order[std::size_t(j)]);
+      x.itc = sims[std::size_t(x.image * T + x.text)];
+      images.push_back(x.image);
+      text_rows.push_back(x.text);
+      out.push_back(x);
+    }
+    const auto match_logits = itm(images, text_rows);
+    for (std::size_t j = 0; j < out.size(); ++j) {
+      out[j].itm = match_logits[j];
+      out[j].score = out[j].itm + out[j].itc;
+    }
+    std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.score > b.score; });
+    return out;
+  };
+  for (index_t i = 0; i < I; ++i)
+    r.per_image.push_back(top(
+        i, T, [&](index_t t) { return sims[std::size_t(i * T + t)]; },
+        [](index_t q, index_t t) { return RetrievalMatch{q, t}; }));
+  for (index_t t = 0; t < T; ++t)
+    r.per_text.push_back(top(
+        t, I, [&](index_t i) { return sims[std::size_t(i * T + t)]; },
+        [](index_t q, index_t i) { return RetrievalMatch{i, q}; }));
+  return r;
+}
+
 template <class D = cpu, class W = float>
 class ImageTextRetrieval {
  public:
@@ -16526,57 +16569,7 @@ class ImageTextRetrieval {
     const auto batch = processor_.encode(texts, config_.qformer.pad_token_id, Blip2Processor::Padding::Right);
     const Tensor<std::int64_t, D> ids = batch.input_ids.template to<D>(), mask = batch.attention_mask.template to<D>();
     const Tensor<float, D> features = (*m.vision_model)(pixel_values.to<D>()).last_hidden_state;
-    const auto c = Model::similarity(m.image_embeddings_from_features(features), m.text_embeddings(ids, mask));
-
-    RetrievalRanking r;
-    r.itc = c.logits_per_image.template to<cpu>().contiguous();
-    const index_t I = r.itc.size(0), T = r.itc.size(1);
-    const auto sims = r.itc.to_vector();
-    // ITM logits of (image, text) pairs, in one batch.
-    auto itm = [&](const std::vector<std::int64_t>& images, const std::vector<std::int64_t>& text_rows) {
-      const index_t n = index_t(images.size());
-      const auto pick = [](const auto& t, const std::vector<std::int64_t>& rows) {
-        return index_select(t, 0, Tensor<std::int64_t, D>::from_vector({index_t(rows.size())}, rows));
-      };
-      const auto logits = m.itm_from_features(pick(features, images), pick(ids, text_rows), pick(mask, text_rows));
-      const auto v = logits.template to<cpu>().contiguous().to_vector();
-      std::vector<float> match_logits(static_cast<std::size_t>(n));
-      for (index_t i = 0; i < n; ++i) match_logits[std::size_t(i)] = v[std::size_t(2 * i + 1)];
-      return match_logits;
-    };
-    // Top-k of `count` candidates by ITC, re-scored by ITM, best first.
-    auto top = [&](index_t query, index_t count, auto sim_of, auto pair_of) {
-      std::vector<index_t> order(static_cast<std::size_t>(count));
-      std::iota(order.begin(), order.end(), index_t(0));
-      const index_t kk = std::min(k, count);
-      std::partial_sort(order.begin(), order.begin() + kk, order.end(),
-                        [&](index_t a, index_t b) { return sim_of(a) > sim_of(b); });
-      std::vector<std::int64_t> images, text_rows;
-      std::vector<RetrievalMatch> out;
-      for (index_t j = 0; j < kk; ++j) {
-        RetrievalMatch x = pair_of(query, order[std::size_t(j)]);
-        x.itc = sims[std::size_t(x.image * T + x.text)];
-        images.push_back(x.image);
-        text_rows.push_back(x.text);
-        out.push_back(x);
-      }
-      const auto match_logits = itm(images, text_rows);
-      for (std::size_t j = 0; j < out.size(); ++j) {
-        out[j].itm = match_logits[j];
-        out[j].score = out[j].itm + out[j].itc;
-      }
-      std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.score > b.score; });
-      return out;
-    };
-    for (index_t i = 0; i < I; ++i)
-      r.per_image.push_back(top(
-          i, T, [&](index_t t) { return sims[std::size_t(i * T + t)]; },
-          [](index_t q, index_t t) { return RetrievalMatch{q, t}; }));
-    for (index_t t = 0; t < T; ++t)
-      r.per_text.push_back(top(
-          t, I, [&](index_t i) { return sims[std::size_t(i * T + t)]; },
-          [](index_t q, index_t i) { return RetrievalMatch{i, q}; }));
-    return r;
+    return rank_image_text(m, features, ids, mask, k);
   }
 
  private:

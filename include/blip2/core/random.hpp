@@ -3,6 +3,8 @@
 // the CPU and CUDA back ends produce the same dropout masks and initialisations.
 #include <cmath>
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 namespace blip2 {
 
@@ -45,5 +47,18 @@ class Generator {
   std::uint64_t seed_;
   std::uint64_t offset_ = 0;
 };
+
+// Uniform integer in [0, n), n > 0.
+inline std::uint64_t uniform_below(Generator& g, std::uint64_t n) {
+  const auto k = std::uint64_t(g.uniform() * double(n));
+  return k < n ? k : n - 1;
+}
+// Uniform integer in [lo, hi].
+inline int uniform_int(Generator& g, int lo, int hi) { return lo + int(uniform_below(g, std::uint64_t(hi - lo + 1))); }
+// Fisher-Yates shuffle drawing from g.
+template <class T>
+void shuffle(std::vector<T>& v, Generator& g) {
+  for (std::size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[uniform_below(g, i)]);
+}
 
 }  // namespace blip2

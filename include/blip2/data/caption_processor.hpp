@@ -22,33 +22,6 @@ namespace blip2::data {
 
 namespace detail {
 
-inline constexpr char32_t kInvalidUtf8 = 0xFFFFFFFF;
-
-// The code point starting at s[i] and its byte length; an invalid sequence is one byte, kInvalidUtf8.
-inline char32_t decode_utf8(std::string_view s, std::size_t i, std::size_t& length) {
-  const auto b0 = static_cast<unsigned char>(s[i]);
-  length = 1;
-  if (b0 < 0x80) return b0;
-  const std::size_t n = b0 >= 0xF0 && b0 < 0xF5 ? 4 : b0 >= 0xE0 ? 3 : b0 >= 0xC2 && b0 < 0xE0 ? 2 : 0;
-  if (n == 0 || i + n > s.size()) return kInvalidUtf8;
-  char32_t cp = b0 & (0x7F >> n);
-  for (std::size_t k = 1; k < n; ++k) {
-    const auto b = static_cast<unsigned char>(s[i + k]);
-    if ((b & 0xC0) != 0x80) return kInvalidUtf8;
-    cp = (cp << 6) | (b & 0x3F);
-  }
-  const char32_t min_for_length[5] = {0, 0, 0x80, 0x800, 0x10000};
-  if (cp < min_for_length[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return kInvalidUtf8;
-  length = n;
-  return cp;
-}
-
-// Python's str.isspace(), which is what `\s` matches in a str pattern.
-inline bool is_python_space(char32_t c) {
-  return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
-         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
-}
-
 // Python's str.lower() for one code point, within the ranges the header comment names.
 inline void append_lower(std::string& out, char32_t c) {
   if (c >= 'A' && c <= 'Z') {
@@ -87,30 +60,37 @@ inline std::string pre_caption(std::string_view caption, int max_words = 50) {
   // lower(), then the punctuation class becomes spaces.
   std::string lowered;
   lowered.reserve(caption.size());
-  for (std::size_t i = 0, n = 0; i < caption.size(); i += n) {
-    const char32_t c = detail::decode_utf8(caption, i, n);
-    if (c == detail::kInvalidUtf8) {
-      lowered += caption[i];
-    } else if (detail::is_caption_punctuation(c)) {
+  for (std::size_t i = 0; i < caption.size();) {
+    const auto d = tokenizers::unicode::decode_utf8(caption, i);
+    if (!d.valid) {
+      lowered.append(caption, i, d.len);  // invalid bytes pass through untouched
+    } else if (detail::is_caption_punctuation(d.cp)) {
       lowered += ' ';
     } else {
-      detail::append_lower(lowered, c);
+      detail::append_lower(lowered, d.cp);
     }
+    i += d.len;
   }
   // \s{2,} -> " " (a run of one is left as it is).
   std::string collapsed;
   collapsed.reserve(lowered.size());
-  for (std::size_t i = 0, n = 0; i < lowered.size();) {
-    std::size_t run_end = i, run = 0;
-    while (run_end < lowered.size() && detail::is_python_space(detail::decode_utf8(lowered, run_end, n))) {
-      run_end += n;
+  auto space_at = [&](std::size_t i) {
+    const auto d = tokenizers::unicode::decode_utf8(lowered, i);
+    return std::pair{d.valid && tokenizers::unicode::is_python_space(d.cp), std::size_t(d.len)};
+  };
+  for (std::size_t i = 0; i < lowered.size();) {
+    const auto [space, n] = space_at(i);
+    std::size_t run_end = i + n, run = 1;
+    while (space && run_end < lowered.size()) {
+      const auto [more, m] = space_at(run_end);
+      if (!more) break;
+      run_end += m;
       ++run;
     }
-    if (run >= 2) {
+    if (space && run >= 2) {
       collapsed += ' ';
       i = run_end;
     } else {
-      detail::decode_utf8(lowered, i, n);
       collapsed.append(lowered, i, n);
       i += n;
     }

@@ -75,12 +75,6 @@ inline std::uint64_t fnv1a(std::string_view s) {
   return h;
 }
 
-// Uniform in [0, n).
-inline std::size_t uniform_index(Generator& gen, std::size_t n) {
-  const auto k = std::size_t(gen.uniform() * double(n));
-  return k < n ? k : n - 1;
-}
-
 }  // namespace detail
 
 // One example as a dataset yields it, before decoding.
@@ -132,7 +126,7 @@ class ShuffledStream : public SampleStream {
       buffer_.push_back(std::move(s));
     }
     if (buffer_.empty()) return false;
-    const std::size_t pick = uniform_index(gen_, buffer_.size());
+    const std::size_t pick = uniform_below(gen_, buffer_.size());
     sample = std::move(buffer_[pick]);
     Sample replacement;
     if (!in_done_ && in_->next(replacement)) {
@@ -182,7 +176,7 @@ class CaptionList : public Dataset {
     std::iota(order.begin(), order.end(), std::size_t(0));
     if (pass.shuffle) {
       Generator gen(pass.seed);
-      for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[detail::uniform_index(gen, i)]);
+      blip2::shuffle(order, gen);
     }
     std::vector<std::size_t> mine;
     for (std::size_t i = std::size_t(pass.rank); i < order.size(); i += std::size_t(pass.world_size))
@@ -279,7 +273,7 @@ class CaptionShards : public Dataset {
                                     pass);
     if (pass.shuffle) {
       Generator gen(detail::mix_seed({pass.seed, 2}));
-      for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[detail::uniform_index(gen, i)]);
+      blip2::shuffle(order, gen);
     }
     std::vector<std::string> mine;
     for (std::size_t i = std::size_t(pass.rank); i < order.size(); i += world) mine.push_back(order[i]);

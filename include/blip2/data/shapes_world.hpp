@@ -393,12 +393,6 @@ class ShapesWorld {
     Relation relation = Relation::left_of;
   };
 
-  // Uniform integer in [lo, hi].
-  static int uniform_int(Generator& g, int lo, int hi) {
-    const int n = hi - lo + 1;
-    const int k = int(g.uniform() * n);
-    return lo + std::min(k, n - 1);
-  }
 
   // Half the side of an object's bounding box.
   int half_extent(ObjectSize size) const {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "../core/error.hpp"
+#include "../tokenizers/unicode.hpp"
 
 namespace blip2::eval {
 
@@ -64,17 +65,8 @@ inline constexpr int kMaxNgram = 4;
 
 // Byte length of the whitespace character at text[i] (Python's str.isspace), 0 if none.
 inline std::size_t space_length(std::string_view text, std::size_t i) {
-  const auto byte = [&](std::size_t k) { return i + k < text.size() ? static_cast<unsigned char>(text[i + k]) : 0u; };
-  const unsigned c = byte(0);
-  if ((c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20)) return 1;
-  if (c == 0xc2 && (byte(1) == 0x85 || byte(1) == 0xa0)) return 2;                       // U+0085, U+00A0
-  if (c == 0xe1 && byte(1) == 0x9a && byte(2) == 0x80) return 3;                          // U+1680
-  if (c == 0xe3 && byte(1) == 0x80 && byte(2) == 0x80) return 3;                          // U+3000
-  if (c != 0xe2) return 0;
-  const unsigned b1 = byte(1), b2 = byte(2);
-  if (b1 == 0x80 && (b2 <= 0x8a || b2 == 0xa8 || b2 == 0xa9 || b2 == 0xaf) && b2 >= 0x80) return 3;  // U+2000-200A, 2028, 2029, 202F
-  if (b1 == 0x81 && b2 == 0x9f) return 3;                                                  // U+205F
-  return 0;
+  const auto d = tokenizers::unicode::decode_utf8(text, i);
+  return d.valid && tokenizers::unicode::is_python_space(d.cp) ? d.len : 0;
 }
 
 // counts[n - 1]: how often each n-gram of n tokens occurs; an n-gram is its tokens joined by single

@@ -33,12 +33,6 @@ inline double round_half_even(double x) {
   if (d < 0.5) return f;
   return std::fmod(f, 2.0) == 0.0 ? f : f + 1.0;
 }
-// Uniform integer in [lo, hi].
-inline int uniform_int(Generator& gen, int lo, int hi) {
-  const int n = hi - lo + 1;
-  const int k = int(gen.uniform() * n);
-  return lo + (k < n ? k : n - 1);
-}
 }  // namespace detail
 
 // torchvision's RandomResizedCrop.get_params: up to 10 tries of a random area fraction in
@@ -60,8 +54,8 @@ inline CropBox random_resized_crop_box(int width, int height, Generator& gen,
     const double hd = detail::round_half_even(std::sqrt(target_area / aspect));
     if (wd > 0 && wd <= width && hd > 0 && hd <= height) {
       const int w = int(wd), h = int(hd);
-      const int y = detail::uniform_int(gen, 0, height - h);
-      const int x = detail::uniform_int(gen, 0, width - w);
+      const int y = uniform_int(gen, 0, height - h);
+      const int x = uniform_int(gen, 0, width - w);
       return {x, y, w, h};
     }
   }

@@ -26,6 +26,7 @@
 
 #include "../core/error.hpp"
 #include "../io/mapped_file.hpp"
+#include "crc32.hpp"
 #include "image.hpp"
 #include "jpeg_decode.hpp"
 #include "stb_image_impl.hpp"
@@ -63,22 +64,6 @@ inline std::uint32_t le32(const std::uint8_t* p) {
   return (std::uint32_t(p[3]) << 24) | (std::uint32_t(p[2]) << 16) | (std::uint32_t(p[1]) << 8) | p[0];
 }
 inline std::uint32_t le16(const std::uint8_t* p) { return std::uint32_t(p[0]) | (std::uint32_t(p[1]) << 8); }
-
-// CRC-32 (ISO 3309, the one PNG uses), table-driven.
-inline std::uint32_t crc32(const std::uint8_t* p, std::size_t n) {
-  static const std::array<std::uint32_t, 256> table = [] {
-    std::array<std::uint32_t, 256> t{};
-    for (std::uint32_t i = 0; i < 256; ++i) {
-      std::uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  std::uint32_t c = 0xFFFFFFFFu;
-  for (std::size_t i = 0; i < n; ++i) c = table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
-}
 
 struct PngInfo {
   int bit_depth = 0;

@@ -2,32 +2,17 @@
 // A minimal PNG writer (8-bit RGB, stored deflate blocks, no compression): enough for reports and
 // debugging images, with no dependency. Files are larger than a compressing encoder's but valid for
 // every PNG reader.
-#include <array>
+#include <algorithm>
 #include <cstdint>
-#include <fstream>
 #include <string>
 
 #include "../core/error.hpp"
+#include "crc32.hpp"
 #include "image.hpp"
 
 namespace blip2::image {
 
 namespace detail {
-inline std::uint32_t png_crc(const std::string& bytes, std::size_t from) {
-  static const auto table = [] {
-    std::array<std::uint32_t, 256> t{};
-    for (std::uint32_t n = 0; n < 256; ++n) {
-      std::uint32_t c = n;
-      for (int k = 0; k < 8; ++k) c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
-      t[n] = c;
-    }
-    return t;
-  }();
-  std::uint32_t c = 0xffffffffu;
-  for (std::size_t i = from; i < bytes.size(); ++i) c = table[(c ^ static_cast<unsigned char>(bytes[i])) & 0xff] ^ (c >> 8);
-  return c ^ 0xffffffffu;
-}
-
 inline void put_u32(std::string& out, std::uint32_t v) {
   for (int s = 24; s >= 0; s -= 8) out += char((v >> s) & 0xff);
 }
@@ -37,7 +22,7 @@ inline void png_chunk(std::string& out, const char* type, const std::string& dat
   const std::size_t start = out.size();
   out += type;
   out += data;
-  put_u32(out, png_crc(out, start));
+  put_u32(out, crc32(reinterpret_cast<const std::uint8_t*>(out.data()) + start, out.size() - start));
 }
 }  // namespace detail
 
@@ -52,15 +37,14 @@ inline std::string encode_png(const Image& img) {
     raw.append(reinterpret_cast<const char*>(img.data.data()) + std::size_t(y) * img.width * 3, std::size_t(img.width) * 3);
   }
   std::string z = "\x78\x01";
-  for (std::size_t at = 0; at < raw.size() || at == 0; at += 65535) {
-    const std::size_t n = std::min<std::size_t>(65535, raw.size() - at);
-    z += char(at + n == raw.size() ? 1 : 0);
+  for (std::size_t at = 0, n = 0; at < raw.size(); at += n) {
+    n = std::min<std::size_t>(65535, raw.size() - at);
+    z += char(at + n == raw.size() ? 1 : 0);  // BFINAL on the last block
     z += char(n & 0xff);
     z += char(n >> 8);
     z += char(~n & 0xff);
     z += char((~n >> 8) & 0xff);
     z.append(raw, at, n);
-    if (at + n == raw.size()) break;
   }
   std::uint32_t a = 1, b = 0;
   for (unsigned char c : raw) {
@@ -77,13 +61,6 @@ inline std::string encode_png(const Image& img) {
   detail::png_chunk(png, "IDAT", z);
   detail::png_chunk(png, "IEND", "");
   return png;
-}
-
-inline void save_png(const Image& img, const std::string& path) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  BLIP2_CHECK(out.good(), IoError, path, ": cannot open for writing");
-  out << encode_png(img);
-  BLIP2_CHECK(out.good(), IoError, path, ": write failed");
 }
 
 }  // namespace blip2::image

@@ -4,13 +4,14 @@
 // quoted and plain scalars. Scalars resolve as OmegaConf does: null / ~ / empty -> null,
 // true / false (any case) -> booleans, integers and floats (1e-4 included) -> numbers, the rest
 // strings. Anchors, multi-line strings and flow maps are not supported (an IoError names the line).
-#include <fstream>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "../core/error.hpp"
+#include "json.hpp"
 
 namespace blip2::io {
 
@@ -22,19 +23,27 @@ struct YamlLine {
   int number = 0;    // 1-based line number in the file
 };
 
-inline std::string strip_yaml_comment(const std::string& s) {
+// The first position in [from, to) outside quotes where stop(i) holds, or npos.
+template <class Stop>
+std::size_t find_unquoted(const std::string& s, std::size_t from, std::size_t to, Stop stop) {
   char quote = 0;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
+  for (std::size_t i = from; i < to; ++i) {
     if (quote) {
-      if (c == quote) quote = 0;
-    } else if (c == '"' || c == '\'') {
-      quote = c;
-    } else if (c == '#' && (i == 0 || s[i - 1] == ' ' || s[i - 1] == '\t')) {
-      return s.substr(0, i);
+      if (s[i] == quote) quote = 0;
+    } else if (s[i] == '"' || s[i] == '\'') {
+      quote = s[i];
+    } else if (stop(i)) {
+      return i;
     }
   }
-  return s;
+  return std::string::npos;
+}
+
+inline std::string strip_yaml_comment(const std::string& s) {
+  const auto at = find_unquoted(s, 0, s.size(), [&](std::size_t i) {
+    return s[i] == '#' && (i == 0 || s[i - 1] == ' ' || s[i - 1] == '\t');
+  });
+  return at == std::string::npos ? s : s.substr(0, at);
 }
 
 inline std::string trim_yaml(const std::string& s) {
@@ -105,20 +114,10 @@ class YamlParser {
 
   // Position of the colon that ends a map key, outside quotes and followed by space or the end.
   static std::size_t key_of(const std::string& s) {
-    char quote = 0;
-    for (std::size_t i = 0; i < s.size(); ++i) {
-      const char c = s[i];
-      if (quote) {
-        if (c == quote) quote = 0;
-      } else if (c == '"' || c == '\'') {
-        quote = c;
-      } else if (c == '[') {
-        return std::string::npos;
-      } else if (c == ':' && (i + 1 == s.size() || s[i + 1] == ' ')) {
-        return i;
-      }
-    }
-    return std::string::npos;
+    const auto at = find_unquoted(s, 0, s.size(), [&](std::size_t i) {
+      return s[i] == '[' || (s[i] == ':' && (i + 1 == s.size() || s[i + 1] == ' '));
+    });
+    return at != std::string::npos && s[at] == ':' ? at : std::string::npos;
   }
 
   static std::string unquote(const std::string& s) {
@@ -132,24 +131,15 @@ class YamlParser {
     if (s.front() == '[') {
       if (s.back() != ']') fail(line, "unterminated flow list");
       nlohmann::json list = nlohmann::json::array();
-      std::string item;
-      char quote = 0;
-      for (std::size_t i = 1; i + 1 < s.size(); ++i) {
-        const char c = s[i];
-        if (quote) {
-          if (c == quote) quote = 0;
-        } else if (c == '"' || c == '\'') {
-          quote = c;
-        } else if (c == '[' || c == ']') {
-          fail(line, "nested flow lists");
-        } else if (c == ',') {
-          list.push_back(scalar(trim_yaml(item), line));
-          item.clear();
-          continue;
-        }
-        item += c;
+      for (std::size_t from = 1, end = s.size() - 1; from < end;) {
+        auto at = find_unquoted(s, from, end, [&](std::size_t i) { return s[i] == ',' || s[i] == '[' || s[i] == ']'; });
+        if (at != std::string::npos && s[at] != ',') fail(line, "nested flow lists");
+        if (at == std::string::npos) at = end;
+        const std::string item = trim_yaml(s.substr(from, at - from));
+        if (item.empty() && at != end) fail(line, "an empty item in a flow list");
+        if (!item.empty()) list.push_back(scalar(item, line));
+        from = at + 1;
       }
-      if (!trim_yaml(item).empty()) list.push_back(scalar(trim_yaml(item), line));
       return list;
     }
     if (s.front() == '"' || s.front() == '\'') {
@@ -195,12 +185,12 @@ inline nlohmann::json parse_yaml(const std::string& text, const std::string& whe
   return detail::YamlParser(std::move(lines), where).document();
 }
 
-inline nlohmann::json read_yaml_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  BLIP2_CHECK(in.good(), IoError, path, ": cannot open");
-  std::ostringstream os;
-  os << in.rdbuf();
-  return parse_yaml(os.str(), path);
+inline nlohmann::json read_yaml_file(const std::string& path) { return parse_yaml(read_file(path, "YAML file"), path); }
+
+// A configuration file: YAML by its extension (.yaml, .yml), else JSON.
+inline nlohmann::json read_config_file(const std::string& path) {
+  const auto ext = std::filesystem::path(path).extension().string();
+  return ext == ".yaml" || ext == ".yml" ? read_yaml_file(path) : read_json_file(path);
 }
 
 }  // namespace blip2::io

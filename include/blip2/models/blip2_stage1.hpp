@@ -6,7 +6,6 @@
 // with shape [1]). A Salesforce/blip2-itm-vit-g checkpoint has neither: the model then runs ITC and
 // ITM only and starts from LAVIS's temperature 0.07. The losses are in train/stage1_objectives.hpp.
 #include <filesystem>
-#include <fstream>
 
 #include "../io/checkpoint.hpp"
 #include "../nn/init.hpp"
@@ -77,10 +76,7 @@ struct Blip2Stage1 : Blip2Retrieval<T, D, W> {
     std::filesystem::create_directories(dir);
     Blip2Config c = this->config;
     c.architectures = {"Blip2ForImageTextRetrieval"};
-    const auto path = (std::filesystem::path(dir) / "config.json").string();
-    std::ofstream out(path);
-    out << c.to_json().dump(2) << "\n";
-    BLIP2_CHECK(out.good(), IoError, path, ": write failed");
+    io::write_json_file((std::filesystem::path(dir) / "config.json").string(), c.to_json());
     io::save_parameters(*this, (std::filesystem::path(dir) / "model.safetensors").string());
   }
 

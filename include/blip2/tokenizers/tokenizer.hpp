@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../core/error.hpp"
+#include "../io/json.hpp"
 #include "unicode.hpp"
 
 namespace blip2::tokenizers {
@@ -19,15 +20,7 @@ namespace blip2::tokenizers {
 using Id = std::int64_t;
 inline constexpr Id kNoId = -1;
 
-// Reads a whole file; IoError naming it when it cannot be read.
-inline std::string read_file(const std::string& path, std::string_view what = "file") {
-  std::ifstream in(path, std::ios::binary);
-  BLIP2_CHECK(in.good(), IoError, path, ": cannot open ", what);
-  std::ostringstream os;
-  os << in.rdbuf();
-  BLIP2_CHECK(!in.bad(), IoError, path, ": error reading ", what);
-  return os.str();
-}
+using io::read_file;
 
 // A printable form of a token or text for error messages (control bytes escaped, long ones cut).
 inline std::string quote(std::string_view s) {

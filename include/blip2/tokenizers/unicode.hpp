@@ -58,6 +58,12 @@ inline Decoded decode_utf8(std::string_view s, std::size_t pos) {
   return {cp, std::uint8_t(need + 1), true};
 }
 
+// Python's str.isspace(), which is what `\s` matches in a str pattern.
+inline bool is_python_space(char32_t c) {
+  return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
 inline void append_utf8(std::string& out, char32_t cp) {
   if (cp < 0x80) {
     out += char(cp);

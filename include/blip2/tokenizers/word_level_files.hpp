@@ -39,12 +39,6 @@ struct WordLevelVocab {
 
 namespace word_level {
 
-inline void write_text(const std::filesystem::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  out << text;
-  BLIP2_CHECK(out.good(), IoError, path.string(), ": write failed");
-}
-
 // `symbols` merged as ByteLevelBPE encodes: the lowest-ranked adjacent pair first, the leftmost
 // of equal ranks.
 inline void apply_merges(std::vector<std::string>& symbols,
@@ -120,12 +114,12 @@ inline WordLevelVocab write_opt(const std::vector<std::string>& words, const std
     add(a + b);
     merges_txt += a + " " + b + "\n";
   }
-  write_text(dir / "vocab.json", vocab.dump() + "\n");
-  write_text(dir / "merges.txt", merges_txt);
+  io::write_file((dir / "vocab.json").string(), vocab.dump() + "\n");
+  io::write_file((dir / "merges.txt").string(), merges_txt);
   const nlohmann::ordered_json config = {{"add_bos_token", true}, {"bos_token", "</s>"},
                                          {"eos_token", "</s>"},   {"pad_token", "<pad>"},
                                          {"unk_token", "</s>"},   {"tokenizer_class", "GPT2Tokenizer"}};
-  write_text(dir / "tokenizer_config.json", config.dump(2) + "\n");
+  io::write_file((dir / "tokenizer_config.json").string(), config.dump(2) + "\n");
   WordLevelVocab v;
   v.size = vocab.size();
   v.special.bos = v.special.eos = v.special.unk = 2;
@@ -146,11 +140,11 @@ inline WordLevelVocab write_bert(const std::vector<std::string>& words, const st
     vocab_txt += w + "\n";
   }
   vocab_txt += "[DEC]\n";
-  write_text(dir / "vocab.txt", vocab_txt);
+  io::write_file((dir / "vocab.txt").string(), vocab_txt);
   const nlohmann::ordered_json config = {
       {"do_lower_case", true}, {"unk_token", "[UNK]"},   {"sep_token", "[SEP]"}, {"pad_token", "[PAD]"},
       {"cls_token", "[CLS]"},  {"mask_token", "[MASK]"}, {"bos_token", "[DEC]"}, {"tokenizer_class", "BertTokenizer"}};
-  write_text(dir / "tokenizer_config.json", config.dump(2) + "\n");
+  io::write_file((dir / "tokenizer_config.json").string(), config.dump(2) + "\n");
   WordLevelVocab v;
   v.size = specials.size() + words.size() + 1;
   v.special.pad = 0;

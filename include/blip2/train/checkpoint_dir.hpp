@@ -38,13 +38,12 @@ inline void write_file_atomically(const std::filesystem::path& path, const std::
   std::filesystem::rename(tmp, path);
 }
 
-// Creates `root/name` by calling fill(dir) on a temporary directory, flushing every file it wrote,
-// renaming it into place and pointing root/latest at it. On any failure the temporary directory is
-// removed and the error is rethrown as an IoError; root/latest and older checkpoints are untouched.
-inline std::filesystem::path write_checkpoint_dir(const std::filesystem::path& root, const std::string& name,
-                                     const std::function<void(const std::filesystem::path&)>& fill) {
-  std::filesystem::create_directories(root);
-  const std::filesystem::path final_dir = root / name, tmp = root / ("." + name + ".tmp");
+// Creates the directory `dir` by calling fill(tmp) on a temporary directory beside it, flushing
+// every file written there and renaming it into place (replacing an older `dir`): `dir` is
+// complete or absent. On failure the temporary directory is removed and the error rethrown.
+inline void write_dir_atomically(const std::filesystem::path& dir,
+                                 const std::function<void(const std::filesystem::path&)>& fill) {
+  const std::filesystem::path tmp = dir.parent_path() / ("." + dir.filename().string() + ".tmp");
   std::error_code ec;
   std::filesystem::remove_all(tmp, ec);
   try {
@@ -52,12 +51,26 @@ inline std::filesystem::path write_checkpoint_dir(const std::filesystem::path& r
     fill(tmp);
     for (const auto& e : std::filesystem::directory_iterator(tmp)) sync_path(e.path());
     sync_path(tmp);
-    std::filesystem::remove_all(final_dir, ec);
-    std::filesystem::rename(tmp, final_dir);
+    std::filesystem::remove_all(dir, ec);
+    std::filesystem::rename(tmp, dir);
+  } catch (...) {
+    std::filesystem::remove_all(tmp, ec);
+    throw;
+  }
+}
+
+// Creates `root/name` with write_dir_atomically and then points root/latest at it. On any failure
+// the error is rethrown as an IoError; root/latest and older checkpoints are untouched.
+inline std::filesystem::path write_checkpoint_dir(const std::filesystem::path& root, const std::string& name,
+                                                  const std::function<void(const std::filesystem::path&)>& fill) {
+  std::filesystem::create_directories(root);
+  const std::filesystem::path final_dir = root / name;
+  try {
+    write_dir_atomically(final_dir, fill);
     sync_path(root);
     write_file_atomically(root / "latest", name + "\n");
   } catch (const std::exception& e) {
-    std::filesystem::remove_all(tmp, ec);
+    std::error_code ec;
     std::filesystem::remove(root / "latest.tmp", ec);
     throw IoError(final_dir.string() + ": checkpoint not written (" + e.what() + "); the previous one is kept");
   }

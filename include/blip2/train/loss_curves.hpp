@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <map>
 #include <string>
 #include <vector>
@@ -73,13 +72,6 @@ inline std::string loss_curves_svg(const std::string& title, const std::vector<S
   for (const auto& r : history)
     for (const auto& [name, value] : r.losses) series[name].emplace_back(double(r.global_step), value);
   return loss_curves_svg(title, series);
-}
-
-inline void save_text_file(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  BLIP2_CHECK(out.good(), IoError, path, ": cannot open for writing");
-  out << text;
-  BLIP2_CHECK(out.good(), IoError, path, ": write failed");
 }
 
 }  // namespace blip2

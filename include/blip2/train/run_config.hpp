@@ -32,17 +32,18 @@ struct RunConfig {
   // Reads `j` (a LAVIS project with a "run" section, or the run section itself) over the defaults.
   static RunConfig from_json(const nlohmann::json& j, const std::string& where = "run config") {
     BLIP2_CHECK(j.is_object(), IoError, where, ": not a map of run settings");
-    const nlohmann::json& run = j.contains("run") && j["run"].is_object() ? j["run"] : j;
+    const nlohmann::json& run = run_section(j);
     RunConfig c;
     for (auto it = run.begin(); it != run.end(); ++it) c.set_json(it.key(), it.value(), where);
     c.check(where);
     return c;
   }
-  // A .yaml/.yml or .json file.
-  static RunConfig load(const std::string& path) {
-    const auto ext = std::filesystem::path(path).extension().string();
-    return from_json(ext == ".yaml" || ext == ".yml" ? io::read_yaml_file(path) : io::read_json_file(path), path);
+  // A LAVIS project's "run" section, or `j` itself when it has none.
+  static const nlohmann::json& run_section(const nlohmann::json& j) {
+    return j.contains("run") && j["run"].is_object() ? j["run"] : j;
   }
+  // A .yaml/.yml or .json file.
+  static RunConfig load(const std::string& path) { return from_json(io::read_config_file(path), path); }
 
   // One setting from text (a command-line flag; '-' in the name reads as '_').
   void set(std::string key, const std::string& text) {

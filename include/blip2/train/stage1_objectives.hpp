@@ -185,11 +185,7 @@ Stage1Output<T, D> stage1_losses_from_features(const Blip2Stage1<T, D, W>& model
     const auto ids = concat<std::int64_t, D>({input_ids, input_ids, index_select(ids_all, 0, neg_texts)}, 0);
     const auto mask = concat<std::int64_t, D>({attention_mask, attention_mask, index_select(mask_all, 0, neg_texts)}, 0);
     const auto images = concat<T, D>({out.image_embeds, index_select(image_all, 0, neg_images), out.image_embeds}, 0);
-    const auto queries = model.query_tokens.expand({3 * B, Q, model.query_tokens.size(2)});
-    typename QFormerModel<T, D>::Pass pass;
-    pass.mask = qformer_attention_mask<T, D>(QFormerMask::bidirectional, Q, mask);
-    const auto h = model.qformer->forward(concat<T, D>({queries, model.embed_text(ids)}, 1), images, Q, pass);
-    out.itm_logits = mean((*model.itm_head)(h.slice(1, 0, Q)), {1});
+    out.itm_logits = model.itm_from_features(images, ids, mask);  // queries and text, bidirectional
     std::vector<std::int64_t> labels(std::size_t(3 * B), 0);
     std::fill(labels.begin(), labels.begin() + B, 1);
     out.itm_labels = Tensor<std::int64_t, D>::from_vector({3 * B}, labels);

@@ -186,7 +186,7 @@ inline PrefixSplit split_prefix_lm(const std::string& caption, Generator& gen) {
   for (std::string s; in >> s;) ++n;
   BLIP2_CHECK(n >= 2, ValueError, "prefix LM: the caption '", caption.substr(0, 80), "' has ", n,
               " words; a prefix/suffix split needs at least two");
-  const std::size_t words = 1 + std::min<std::size_t>(std::size_t(gen.uniform() * double(n / 2)), n / 2 - 1);
+  const std::size_t words = 1 + std::size_t(uniform_below(gen, n / 2));
   return split_prefix_lm(caption, words);
 }
 

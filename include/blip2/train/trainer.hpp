@@ -178,7 +178,6 @@ class Trainer {
   const std::vector<StepRecord>& history() const { return history_; }
   long global_step() const { return global_step_; }
   long steps_per_epoch() const { return (batches_ + run_.accum_grad_iters - 1) / run_.accum_grad_iters; }
-  const AdamW<T, D>& optimizer() const { return optimizer_; }
 
  private:
   static nlohmann::json record_to_json(const StepRecord& r) {
