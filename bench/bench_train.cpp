@@ -32,23 +32,6 @@ struct Args {
   bool checkpointing = false, quick = false;
 };
 
-// LAVIS-shaped text batches: a start id, random word ids, an end id at the last valid position,
-// then padding; valid lengths T, T - T/4, T, T/2 (further rows full), as the peer builds them.
-std::pair<Tensor<std::int64_t>, Tensor<std::int64_t>> text_batch(index_t B, index_t T, std::int64_t first, std::int64_t last,
-                                                                 std::int64_t lo, std::int64_t hi, std::int64_t pad,
-                                                                 Generator& gen) {
-  std::vector<std::int64_t> ids(std::size_t(B * T), pad), mask(std::size_t(B * T), 0);
-  const index_t lengths[4] = {T, T - T / 4, T, T / 2};
-  for (index_t b = 0; b < B; ++b) {
-    const index_t n = b < 4 ? lengths[b] : T;
-    for (index_t t = 0; t < n; ++t) {
-      ids[std::size_t(b * T + t)] = t == 0 ? first : t == n - 1 ? last : lo + std::int64_t(gen.uniform() * double(hi - lo));
-      mask[std::size_t(b * T + t)] = 1;
-    }
-  }
-  return {Tensor<std::int64_t>::from_vector({B, T}, ids), Tensor<std::int64_t>::from_vector({B, T}, mask)};
-}
-
 struct Phases {
   double step = 0, forward = 0, backward = 0, optimizer = 0;
 };
@@ -104,10 +87,7 @@ Blip2Config base_config(const Args& a) {
 }
 
 void stage1(const Args& a) {
-  Blip2Config c = base_config(a);
-  c.architectures = {"Blip2ForImageTextRetrieval"};
-  c.qformer.use_qformer_text_input = true;
-  c.qformer.vocab_size = 30523;  // BERT's 30522 + [DEC]
+  Blip2Config c = bench::stage1_config(base_config(a));
   Generator gen(0);
   Blip2Stage1<float> model(c);
   nn::init_parameters(model, gen);
@@ -116,7 +96,7 @@ void stage1(const Args& a) {
   model.qformer->gradient_checkpointing = a.checkpointing;
   const index_t T = a.text_len ? a.text_len : 32;
   const auto features = randn<float>({a.batch, 257, 1408}, gen);
-  const auto [ids, mask] = text_batch(a.batch, T, 101, 102, 1000, 30522, 0, gen);
+  const auto [ids, mask] = bench::text_batch(a.batch, T, 101, 102, 1000, 30522, 0, gen);
   AdamW<float, cpu> opt(lavis_param_groups(model, 0.05), {1e-4, 0.9, 0.999, 1e-8, 0.0});
   Generator negatives(1);
   Stage1Options o;
@@ -139,7 +119,7 @@ void stage2(const Args& a) {
   model.language_model->gradient_checkpointing = a.checkpointing;
   const index_t T = a.text_len ? a.text_len : 24;
   const auto features = randn<float>({a.batch, 257, 1408}, gen);
-  const auto [ids, mask] = text_batch(a.batch, T, 2, 50118, 4, 50265, 1, gen);
+  const auto [ids, mask] = bench::text_batch(a.batch, T, 2, 50118, 4, 50265, 1, gen);
   AdamW<float, cpu> opt(lavis_param_groups(model, 0.05), {1e-4, 0.9, 0.999, 1e-8, 0.0});
   const Phases p = time_steps(a.steps, [&] { return stage2_opt_loss_from_features(model, features, ids, mask).loss; }, opt);
   report("train_stage2", a, T, p, trainable_mb(model), double(model.weight_bytes()) / (1024.0 * 1024.0),

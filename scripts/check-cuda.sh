@@ -14,6 +14,13 @@ if ! command -v nvcc >/dev/null 2>&1; then
 fi
 build=${BLIP2_CUDA_BUILD_DIR:-build-cuda}
 jobs=${BLIP2_JOBS:-$(nproc)}
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DBLIP2_CUDA=ON -DBLIP2_BUILD_EXAMPLES=OFF -DBLIP2_BUILD_BENCH=OFF
+# The NCCL communicator too (its test builds everywhere, runs on a GPU) when MPI is installed and
+# the toolkit ships NCCL.
+nccl=()
+if command -v mpicxx >/dev/null 2>&1 && [ -f "$(dirname "$(command -v nvcc)")/../include/nccl.h" ]; then
+  nccl=(-DBLIP2_MPI=ON -DBLIP2_NCCL=ON)
+fi
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DBLIP2_CUDA=ON -DBLIP2_BUILD_EXAMPLES=OFF -DBLIP2_BUILD_BENCH=OFF \
+  "${nccl[@]}"
 cmake --build "$build" -j"$jobs" --target blip2_cuda_tests
 ctest --test-dir "$build" --output-on-failure -R '_cuda$'

@@ -558,6 +558,41 @@ TEST_CASE("loader: ranks see disjoint shares that cover the data") {
   }
 }
 
+TEST_CASE("loader: W ranks' batches, stacked in rank order, are one process's batches of W times the size") {
+  const auto list = std::make_shared<CaptionList>(example_records());
+  LoaderOptions whole = eval_options(6);
+  whole.augment = true;  // the crops are seeded by the example, so they agree too
+  std::vector<Batch> one;
+  Loader single(list, whole);
+  epoch_examples(single, &one);
+  REQUIRE(one.size() == 2);
+  for (const int world : {2, 3}) {
+    INFO("world " << world);
+    std::vector<std::vector<Batch>> ranks(static_cast<std::size_t>(world));
+    for (int rank = 0; rank < world; ++rank) {
+      LoaderOptions o = whole;
+      o.batch_size = 6 / world;
+      o.rank = rank;
+      o.world_size = world;
+      Loader loader(list, o);
+      epoch_examples(loader, &ranks[std::size_t(rank)]);
+      REQUIRE(ranks[std::size_t(rank)].size() == one.size());
+    }
+    for (std::size_t b = 0; b < one.size(); ++b) {
+      std::vector<std::string> captions;
+      std::vector<float> pixels;
+      for (const auto& r : ranks) {
+        captions.insert(captions.end(), r[b].captions.begin(), r[b].captions.end());
+        const Tensor<float>& p = r[b].pixel_values;
+        pixels.insert(pixels.end(), p.data(), p.data() + p.numel());
+      }
+      CHECK(captions == one[b].captions);
+      const Tensor<float>& whole_pixels = one[b].pixel_values;
+      CHECK(pixels == std::vector<float>(whole_pixels.data(), whole_pixels.data() + whole_pixels.numel()));
+    }
+  }
+}
+
 TEST_CASE("loader: streamed datasets are shuffled through a buffer, and differ per epoch") {
   auto file = std::make_shared<CaptionFile>(examples_jsonl(), image_root(), 6);
   Loader loader(file, eval_options(3));

@@ -387,6 +387,8 @@ class MirroredPair final : public Communicator {
   void all_reduce_sum(double* data, std::size_t n) const override {
     for (std::size_t i = 0; i < n; ++i) data[i] *= 2;
   }
+  void broadcast_bytes(void*, std::size_t, int) const override {}  // both ranks hold the same
+  void barrier() const override {}
 };
 }  // namespace
 
@@ -416,6 +418,47 @@ TEST_CASE("stage 1 across ranks: the global batch through a Communicator") {
   CHECK(r.loss_itg.item() == doctest::Approx(s.loss_itg.item()).epsilon(1e-5));
   ranked.neg_text_idx_per_image[1] = 8;
   CHECK_THROWS_WITH_AS(f.run(ranked), doctest::Contains("outside the global batch [0, 8)"), ValueError);
+}
+
+TEST_CASE("stage 1 across ranks: drawn negatives and the ITG mean are those of one process") {
+  Stage1Fixture f;
+  NoGrad no_grad;
+  const auto pixels = f.io.load<float>("pixel_values");
+  const auto ids = f.io.load<std::int64_t>("input_ids"), mask = f.io.load<std::int64_t>("attention_mask");
+  const MirroredPair pair;  // rank 0 of two that hold the same 4 examples: a global batch of 8
+  Generator ranked_gen(5), single_gen(5);
+  Stage1Options ranked, single;
+  ranked.comm = &pair;
+  ranked.generator = &ranked_gen;
+  single.generator = &single_gen;
+  const auto r = f.run(ranked);
+  const auto s = stage1_losses(*f.model, concat<float, cpu>({pixels, pixels}, 0), concat<std::int64_t, cpu>({ids, ids}, 0),
+                               concat<std::int64_t, cpu>({mask, mask}, 0), single);
+  // Rank 0's rows are the global batch's rows 0..3: the same draws, and both generators moved alike.
+  const std::vector<std::int64_t> first_images(s.neg_image_idx_per_text.begin(), s.neg_image_idx_per_text.begin() + 4);
+  const std::vector<std::int64_t> first_texts(s.neg_text_idx_per_image.begin(), s.neg_text_idx_per_image.begin() + 4);
+  CHECK(r.neg_image_idx_per_text == first_images);
+  CHECK(r.neg_text_idx_per_image == first_texts);
+  CHECK(ranked_gen.offset() == single_gen.offset());
+  CHECK(r.loss_itg.item() == doctest::Approx(s.loss_itg.item()).epsilon(1e-5));
+  // Injected lists for the global batch serve every rank (this one takes its rows).
+  Stage1Options global = ranked;
+  global.neg_image_idx_per_text = s.neg_image_idx_per_text;
+  global.neg_text_idx_per_image = s.neg_text_idx_per_image;
+  CHECK(f.run(global).neg_image_idx_per_text == first_images);
+}
+
+TEST_CASE("GradientAverager: the ranks' mean gradient; a parameter no rank has a gradient for keeps none") {
+  const MirroredPair pair;  // two ranks with the same gradients: the mean is the gradient itself
+  auto a = Tensor<float>::from_vector({2, 2}, {1, 2, 3, 4}).requires_grad_();
+  auto b = Tensor<float>::from_vector({3}, {5, 6, 7}).requires_grad_();
+  sum(a * a).backward();
+  GradientAverager<float, cpu> average;
+  for (int step = 0; step < 2; ++step) {  // the second reuses the buffer
+    average({a, b}, pair);
+    CHECK(a.grad().to_vector() == std::vector<float>{2, 4, 6, 8});
+    CHECK_FALSE(b.grad().defined());
+  }
 }
 
 TEST_CASE("all_gather_with_grad: the gradient is the all-reduced gradient's own rows") {

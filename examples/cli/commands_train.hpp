@@ -22,6 +22,13 @@
 // Outputs in output_dir: the trainer's checkpoints and metrics.jsonl, loss_curves.svg, and final/,
 // a complete model directory the pipelines load (the trained weights, config.json and the input
 // directory's tokenizer and generation files). The last line of stdout is one JSON object.
+//
+// Data parallel (job.hpp: mpirun -np W blip2 train ...): batch_size_train is each rank's, as in
+// LAVIS, so the global batch is batch_size_train * W; rank r trains on rows [r b, (r + 1) b) of
+// each global batch, and W ranks train the same steps as one process with the global batch (to
+// float rounding; ITC/ITM over the global batch, stage 2's token mean over the global batch).
+// Rank 0 prints the progress and the summary and writes every file; the other ranks print their
+// own warnings and errors only, prefixed with "rank r/W: ".
 #include <unistd.h>
 
 #include <blip2/data/loader.hpp>
@@ -38,6 +45,7 @@
 #include <sstream>
 
 #include "common.hpp"
+#include "job.hpp"
 
 namespace blip2::cli {
 
@@ -101,6 +109,8 @@ struct TrainSetup {
   index_t prompt_length = 0;  // LAVIS's prompt_length: the prompt's tokens with the BOS (0: no prompt)
   data::OnBadImage bad_image = data::OnBadImage::skip;
   std::unique_ptr<tokenizers::Tokenizer> tokenizer;  // stage 1: the Q-Former's WordPiece; stage 2: the LM's
+  const Communicator* comm = nullptr;                 // the job's ranks
+  long global_batch() const { return run.batch_size_train * comm->world_size(); }
 };
 
 // Examples in webdataset shards, read without decoding the images.
@@ -191,13 +201,14 @@ inline long read_run_config(const Args& a, RunConfig& run) {
 }
 
 // Checks every flag, file and dataset and loads the tokenizer; the model is not loaded.
-inline TrainSetup prepare(const Args& a) {
+inline TrainSetup prepare(const Args& a, const Communicator& comm) {
   std::set<std::string> known;
   for (const auto& k : own_flags()) known.insert({with(k, '-', '_'), with(k, '_', '-')});
   for (const auto& k : run_keys()) known.insert({k, with(k, '_', '-')});
   a.allow(known);
 
   TrainSetup s;
+  s.comm = &comm;
   const std::string stage = value(a, "stage");
   BLIP2_CHECK(stage == "1" || stage == "2", ValueError, "--stage: expected 1 or 2, got '", stage, "'");
   s.stage = stage == "1" ? 1 : 2;
@@ -273,9 +284,12 @@ inline TrainSetup prepare(const Args& a) {
   if (iters_per_epoch > 0) {
     s.batches_per_epoch = iters_per_epoch;
   } else {
-    s.batches_per_epoch = long(examples) / s.run.batch_size_train;
+    s.batches_per_epoch = long(examples) / s.global_batch();
     BLIP2_CHECK(s.batches_per_epoch > 0, ValueError, "the data holds ", examples, " examples: not one batch of ",
-                s.run.batch_size_train, " (batch_size_train)");
+                s.global_batch(), " (batch_size_train",
+                comm.world_size() > 1 ? " " + std::to_string(s.run.batch_size_train) + " on " +
+                                            std::to_string(comm.world_size()) + " ranks)"
+                                      : std::string(")"));
   }
   return s;
 }
@@ -311,7 +325,11 @@ class BatchFeed {
     o.batches_per_epoch = std::size_t(s.batches_per_epoch);
     o.workers = std::max(1, s.run.num_workers);
     o.bad_image = s.bad_image;
-    o.warn = [](const std::string& w) { std::fprintf(stderr, "blip2 train: warning: skipped an image: %s\n", w.c_str()); };
+    o.rank = s.comm->rank();
+    o.world_size = s.comm->world_size();
+    o.warn = [prefix = rank_prefix(*s.comm)](const std::string& w) {
+      std::fprintf(stderr, "blip2 train: %swarning: skipped an image: %s\n", prefix.c_str(), w.c_str());
+    };
     return o;
   }
 
@@ -350,6 +368,12 @@ inline std::size_t word_count(const std::string& text) {
   return n;
 }
 
+// The targets a token-mean loss scores (not -100).
+inline double scored_tokens(const Ids& targets) {
+  const auto t = targets.contiguous().to_vector();
+  return double(std::count_if(t.begin(), t.end(), [](std::int64_t id) { return id != -100; }));
+}
+
 inline Id special_or(Id id, int fallback) { return id == tokenizers::kNoId ? Id(fallback) : id; }
 
 // The tokenizer files and generation settings a model directory ships beside its weights.
@@ -360,10 +384,12 @@ inline void copy_tokenizer_files(const fs::path& from, const fs::path& to) {
     if (fs::exists(from / name)) fs::copy_file(from / name, to / name, fs::copy_options::overwrite_existing);
 }
 
-// Writes output_dir/final atomically: a complete model directory or none is there.
-inline std::string write_final(const RunConfig& run, const std::function<void(const fs::path&)>& fill) {
-  const fs::path out = fs::path(run.output_dir) / "final";
-  write_dir_atomically(out, fill);
+// Writes output_dir/final atomically (rank 0; every rank returns once it is there): a complete
+// model directory or none is there.
+inline std::string write_final(const TrainSetup& s, const std::function<void(const fs::path&)>& fill) {
+  const fs::path out = fs::path(s.run.output_dir) / "final";
+  if (s.comm->rank() == 0) write_dir_atomically(out, fill);
+  s.comm->barrier();
   return out.string();
 }
 
@@ -375,8 +401,12 @@ struct TrainResult {
 };
 
 inline void report_load(const TrainSetup& s, const char* what, const Stopwatch& load) {
+  if (s.comm->rank() != 0) return;
   std::fprintf(stderr, "train: loaded %s (%s) in %.2f s; %ld batches of %ld per epoch, %ld epochs\n", s.model_dir.c_str(),
-               what, load.seconds(), s.batches_per_epoch, s.run.batch_size_train, s.run.max_epoch);
+               what, load.seconds(), s.batches_per_epoch, s.global_batch(), s.run.max_epoch);
+  if (s.comm->world_size() > 1)
+    std::fprintf(stderr, "train: data parallel over %d ranks, %ld examples each per batch\n", s.comm->world_size(),
+                 s.run.batch_size_train);
 }
 
 inline TrainResult train_stage1(const TrainSetup& s) {
@@ -390,12 +420,14 @@ inline TrainResult train_stage1(const TrainSetup& s) {
   model->qformer->gradient_checkpointing = s.run.gradient_checkpointing;
   report_load(s, "stage 1: ITC + ITM + ITG", load);
 
-  Trainer<float, cpu> trainer(*model, s.run, model->config.to_json(), s.batches_per_epoch, s.run.batch_size_train);
+  Trainer<float, cpu> trainer(*model, s.run, model->config.to_json(), s.batches_per_epoch, s.run.batch_size_train,
+                              s.comm);
   Generator negatives(s.run.seed + 2);
   trainer.track_generator("negatives", negatives);
   if (!s.resume_from.empty()) trainer.resume(s.resume_from);
   Stage1Options options;
   options.generator = &negatives;
+  options.comm = s.comm;
   const auto& special = s.tokenizer->special_ids();
   BatchFeed feed(s);
   trainer.train([&](long epoch, long b, std::map<std::string, double>& logged) {
@@ -412,7 +444,7 @@ inline TrainResult train_stage1(const TrainSetup& s) {
     return out.loss;
   });
   TrainResult r{trainer.history(), "", trainer.global_step(), feed.skipped_images()};
-  r.final_dir = write_final(s.run, [&](const fs::path& dir) {
+  r.final_dir = write_final(s, [&](const fs::path& dir) {
     model->save(dir.string());
     copy_tokenizer_files(s.model_dir, dir);
   });
@@ -449,7 +481,8 @@ TrainResult train_stage2(const TrainSetup& s) {
   report_load(s, is_t5<Model> ? "stage 2: prefix LM through the frozen Flan-T5" : "stage 2: LM through the frozen OPT",
               load);
 
-  Trainer<float, cpu> trainer(*model, s.run, model->config.to_json(), s.batches_per_epoch, s.run.batch_size_train);
+  Trainer<float, cpu> trainer(*model, s.run, model->config.to_json(), s.batches_per_epoch, s.run.batch_size_train,
+                              s.comm);
   if (!s.resume_from.empty()) trainer.resume(s.resume_from);
   const tokenizers::Tokenizer& tok = *s.tokenizer;
   const long max_len = s.run.max_txt_len;
@@ -461,10 +494,12 @@ TrainResult train_stage2(const TrainSetup& s) {
       const Id eos = special_or(tok.eos_id(), model->config.t5.eos_token_id);
       std::vector<std::vector<Id>> prefixes, suffixes;
       for (std::size_t i = 0; i < batch.captions.size(); ++i) {
-        // The split point is drawn from the example's position in the run: a resumed run draws the same.
+        // The split point is drawn from the example's position in the run (in the global batch): a
+        // resumed run, or one with another number of ranks, draws the same.
         Generator split(s.run.seed + 3);
         split.set_offset((std::uint64_t(epoch) * std::uint64_t(s.batches_per_epoch) + std::uint64_t(b)) *
-                             std::uint64_t(batch.captions.size()) + i);
+                             std::uint64_t(s.global_batch()) +
+                         std::uint64_t(s.comm->rank()) * std::uint64_t(batch.captions.size()) + i);
         // A one-word caption has no split: the encoder reads the queries alone and the word is the target.
         const std::string& caption = batch.captions[i];
         const PrefixSplit p = word_count(caption) >= 2 ? split_prefix_lm(caption, split) : PrefixSplit{"", caption};
@@ -474,20 +509,22 @@ TrainResult train_stage2(const TrainSetup& s) {
       const Id pad = model->config.t5.pad_token_id;
       const auto [in_ids, in_mask] = pad_right(prefixes, pad);
       const auto [out_ids, out_mask] = pad_right(suffixes, pad);
-      loss = stage2_t5_loss(*model, batch.pixel_values, in_ids, in_mask, out_ids, out_mask).loss;
+      const auto out = stage2_t5_loss(*model, batch.pixel_values, in_ids, in_mask, out_ids, out_mask);
+      loss = global_mean(out.loss, scored_tokens(out.targets), *s.comm);
     } else {
       const Id bos = special_or(tok.bos_id(), model->config.opt.bos_token_id);
       std::vector<std::vector<Id>> rows;
       for (const auto& caption : batch.captions)
         rows.push_back(framed({bos}, tok.encode(caption + "\n", false), {}, max_len));
       const auto [ids, mask] = pad_right(rows, model->config.opt.pad_token_id);
-      loss = stage2_opt_loss(*model, batch.pixel_values, ids, mask, s.prompt_length).loss;
+      const auto out = stage2_opt_loss(*model, batch.pixel_values, ids, mask, s.prompt_length);
+      loss = global_mean(out.loss, scored_tokens(out.targets.slice(1, 1, out.targets.size(1))), *s.comm);
     }
     logged["loss"] = loss.item();
     return loss;
   });
   TrainResult r{trainer.history(), "", trainer.global_step(), feed.skipped_images()};
-  r.final_dir = write_final(s.run, [&](const fs::path& dir) {
+  r.final_dir = write_final(s, [&](const fs::path& dir) {
     Blip2Config c = model->config;
     c.architectures = {"Blip2ForConditionalGeneration"};
     io::write_json_file((dir / "config.json").string(), c.to_json());
@@ -505,15 +542,12 @@ TrainResult with_frozen_type(const std::string& dtype, F&& f) {
   return f(float{});
 }
 
-}  // namespace train_detail
-
 // blip2 train --stage 1|2 --model DIR --output_dir OUT (--annotations FILE [--images ROOT] | --shards PATTERN)...
 //             [--ratio R...] [--config FILE] [--resume [DIR]] [--init-qformer DIR] [--prompt TEXT]
 //             [--on-bad-image skip|stop] [--iters-per-epoch N] [--threads N] [--<run setting> VALUE]...
-inline int train(const Args& a) {
-  using namespace train_detail;
+inline int train_on(const Args& a, const Communicator& comm) {
   const Stopwatch watch;
-  const TrainSetup s = prepare(a);
+  const TrainSetup s = prepare(a, comm);
   TrainResult r;
   try {
     if (s.stage == 1) {
@@ -528,6 +562,7 @@ inline int train(const Args& a) {
   } catch (const fs::filesystem_error& e) {  // writing the outputs: reported as the other errors are
     throw IoError(e.what());
   }
+  if (comm.rank() != 0) return 0;
   const fs::path curves = fs::path(s.run.output_dir) / "loss_curves.svg";
   io::write_file(curves.string(), loss_curves_svg("blip2 train --stage " + std::to_string(s.stage) + ": " + s.model_dir,
                                                   r.history));
@@ -538,8 +573,22 @@ inline int train(const Args& a) {
                             {"output", r.final_dir}, {"losses", nlohmann::json::object()},
                             {"skipped_images", r.skipped_images}};
   if (!r.history.empty()) summary["losses"] = r.history.back().losses;
+  if (comm.world_size() > 1) summary["ranks"] = comm.world_size();
   std::printf("%s\n", summary.dump().c_str());
   return 0;
+}
+
+}  // namespace train_detail
+
+// blip2 train, also as a rank of an MPI job (job.hpp), where an error on one rank ends the job.
+inline int train(const Args& a) {
+  const Communicator& comm = job();
+  if (comm.world_size() == 1) return train_detail::train_on(a, comm);
+  try {
+    return train_detail::train_on(a, comm);
+  } catch (const std::exception& e) {
+    abort_job(comm, "train", e.what());
+  }
 }
 
 }  // namespace blip2::cli

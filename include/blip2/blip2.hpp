@@ -60,6 +60,7 @@
 #include "models/blip2_stage1.hpp"
 // pre-training objectives (stage 1 on the frozen image encoder, stage 2 through the frozen LLM)
 #include "train/communicator.hpp"
+#include "train/gradient_averager.hpp"
 #include "train/param_groups.hpp"
 #include "train/stage1_objectives.hpp"
 #include "train/stage2_objectives.hpp"

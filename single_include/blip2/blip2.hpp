@@ -209,6 +209,8 @@ class ValueError : public Error { using Error::Error; };
 class AutogradError : public Error { using Error::Error; };
 // Files: missing, truncated, corrupt.
 class IoError : public Error { using Error::Error; };
+// A collective between data-parallel ranks that failed (MPI, NCCL), or ranks that disagree.
+class CommunicatorError : public Error { using Error::Error; };
 
 namespace detail {
 template <class... Args>
@@ -7536,10 +7538,12 @@ struct Blip2Stage1 : Blip2Retrieval<T, D, W> {
 // pre-training objectives (stage 1 on the frozen image encoder, stage 2 through the frozen LLM)
 // ---- begin blip2/train/communicator.hpp ----
 // The collectives data-parallel training needs, behind one small interface so that an MPI or NCCL
-// engine plugs in without touching the losses. `SingleProcess` is the one-process engine, where
-// every collective is the identity. On top of it: all_gather (no gradient; LAVIS's
-// concat_all_gather) and all_gather_with_grad (LAVIS's all_gather_with_grad: the backward sums
-// every rank's gradient of the gathered tensor and keeps this rank's rows).
+// engine plugs in without touching the losses or the trainer. `SingleProcess` is the one-process
+// engine, where every collective is the identity; mpi_communicator.hpp (host memory) and
+// nccl_communicator.hpp (GPU memory) are the others. On top of it: all_reduce_sum_ of a tensor,
+// all_gather (no gradient; LAVIS's concat_all_gather) and all_gather_with_grad (LAVIS's
+// all_gather_with_grad: the backward sums every rank's gradient of the gathered tensor and keeps
+// this rank's rows).
 #include <cstddef>
 
 
@@ -7550,11 +7554,17 @@ class Communicator {
   virtual ~Communicator() = default;
   virtual int rank() const = 0;
   virtual int world_size() const = 0;
-  // recv [world_size * bytes] receives every rank's `bytes` of send, in rank order (host memory).
+  // The pointers are host memory, or GPU memory where device_memory() says so (NCCL).
+  // recv [world_size * bytes] receives every rank's `bytes` of send, in rank order.
   virtual void all_gather_bytes(const void* send, void* recv, std::size_t bytes) const = 0;
-  // Element-wise sum over the ranks, in place (host memory).
+  // Element-wise sum over the ranks, in place.
   virtual void all_reduce_sum(float* data, std::size_t count) const = 0;
   virtual void all_reduce_sum(double* data, std::size_t count) const = 0;
+  // Every rank's `bytes` at data become root's.
+  virtual void broadcast_bytes(void* data, std::size_t bytes, int root) const = 0;
+  // Returns once every rank has called it.
+  virtual void barrier() const = 0;
+  virtual bool device_memory() const { return false; }
 };
 
 class SingleProcess final : public Communicator {
@@ -7566,19 +7576,69 @@ class SingleProcess final : public Communicator {
   }
   void all_reduce_sum(float*, std::size_t) const override {}
   void all_reduce_sum(double*, std::size_t) const override {}
+  void broadcast_bytes(void*, std::size_t, int) const override {}
+  void barrier() const override {}
 };
 
 namespace detail {
+// A host engine (MPI) serves GPU tensors through CPU copies; a GPU engine (NCCL) takes GPU tensors only.
+template <class D>
+void check_comm_memory(const Communicator& comm, const char* op) {
+  BLIP2_CHECK((!comm.device_memory() || !std::is_same_v<D, cpu>), DeviceError, op,
+              ": a GPU communicator (NCCL) was given CPU tensors");
+}
+
 template <class T, class D>
 Tensor<T, D> gather_rows(const Tensor<T, D>& x, const Communicator& comm) {
-  const auto local = x.template to<cpu>().to_vector();
-  std::vector<T> all(local.size() * std::size_t(comm.world_size()));
-  comm.all_gather_bytes(local.data(), all.data(), local.size() * sizeof(T));
+  if constexpr (!std::is_same_v<D, cpu>)
+    if (!comm.device_memory()) return gather_rows(x.template to<cpu>(), comm).template to<D>();
+  check_comm_memory<D>(comm, "all_gather");
+  const Tensor<T, D> local = x.contiguous();
   Shape shape = x.shape();
   shape[0] *= comm.world_size();
-  return Tensor<T, cpu>::from_vector(shape, all).template to<D>();
+  const Tensor<T, D> all = Tensor<T, D>::empty(shape);
+  comm.all_gather_bytes(local.data(), all.data(), std::size_t(local.numel()) * sizeof(T));
+  return all;
 }
 }  // namespace detail
+
+// Sums x (contiguous) over the ranks, in place.
+template <class T, class D>
+void all_reduce_sum_(const Tensor<T, D>& x, const Communicator& comm) {
+  BLIP2_CHECK(x.is_contiguous(), ValueError, "all_reduce_sum_: the tensor of shape ", to_string(x.shape()),
+              " must be contiguous (it is reduced in place)");
+  if (comm.world_size() == 1) return;
+  if constexpr (!std::is_same_v<D, cpu>) {
+    if (!comm.device_memory()) {
+      const auto host = x.template to<cpu>().contiguous().clone();
+      all_reduce_sum_(host, comm);
+      copy_(x, host.template to<D>());
+      return;
+    }
+  }
+  detail::check_comm_memory<D>(comm, "all_reduce_sum_");
+  comm.all_reduce_sum(x.data(), std::size_t(x.numel()));
+}
+
+// Host values summed over the ranks (through a D tensor, where the communicator works).
+template <class D = cpu>
+std::vector<double> sum_over_ranks(const std::vector<double>& values, const Communicator& comm) {
+  if (comm.world_size() == 1 || values.empty()) return values;
+  const auto t = Tensor<double, cpu>::from_vector({index_t(values.size())}, values).template to<D>();
+  all_reduce_sum_(t, comm);
+  return t.template to<cpu>().to_vector();
+}
+
+// This rank's mean over its `count` items (tokens, say), rescaled so that the average over the
+// ranks, which data-parallel training takes, is the mean over every rank's items: the one-process
+// loss of the global batch also when the ranks' counts differ.
+template <class T, class D>
+Tensor<T, D> global_mean(const Tensor<T, D>& local_mean, double count, const Communicator& comm) {
+  if (comm.world_size() == 1) return local_mean;
+  const double total = sum_over_ranks<D>({count}, comm).front();
+  BLIP2_CHECK(total > 0, ValueError, "global_mean: no item to average on any of the ", comm.world_size(), " ranks");
+  return local_mean * T(count * double(comm.world_size()) / total);
+}
 
 // Every rank's x [n, ...] stacked along axis 0 in rank order -> [world * n, ...]; no gradient.
 template <class T, class D>
@@ -7599,14 +7659,67 @@ Tensor<T, D> all_gather_with_grad(const Tensor<T, D>& x, const Communicator& com
   if (!autograd::needs_grad<T, D>({&x})) return out;
   const index_t n = x.size(0), first = n * comm.rank();
   return autograd::record<T, D>("all_gather_with_grad", out, {x}, [&comm, n, first](const Tensor<T, D>& g) {
-    auto summed = g.template to<cpu>().contiguous().clone();
-    comm.all_reduce_sum(summed.data(), std::size_t(summed.numel()));
-    return std::vector<Tensor<T, D>>{summed.slice(0, first, first + n).contiguous().template to<D>()};
+    const Tensor<T, D> summed = g.contiguous().clone();
+    all_reduce_sum_(summed, comm);
+    return std::vector<Tensor<T, D>>{summed.slice(0, first, first + n).contiguous()};
   });
 }
 
 }  // namespace blip2
 // ---- end blip2/train/communicator.hpp ----
+// ---- begin blip2/train/gradient_averager.hpp ----
+// The data-parallel step's gradient exchange: every rank's gradients summed by one all-reduce of
+// all of them, packed flat, then divided by the world size, so that every rank takes the same
+// optimizer step. A parameter without a gradient on a rank counts as zeros there; a flag per
+// parameter (the buffer's head) says whether any rank had one, so that all ranks step the same
+// parameters. The buffer is kept from one step to the next: at BLIP-2's sizes it is 750 MB, whose
+// fresh allocation (page faults) would cost more than the all-reduce itself. One process: nothing
+// happens.
+
+
+namespace blip2 {
+
+template <class T, class D>
+class GradientAverager {
+ public:
+  void operator()(const std::vector<Tensor<T, D>>& params, const Communicator& comm) {
+    if (comm.world_size() == 1) return;
+    NoGrad no_grad;
+    const index_t flags = index_t(params.size());
+    index_t total = flags;
+    for (const auto& p : params) total += p.numel();
+    if (!flat_.defined() || flat_.numel() != total) flat_ = Tensor<T, D>::empty({total});
+    auto slot = [&](index_t at, index_t n) { return flat_.slice(0, at, at + n); };
+    for (index_t i = 0, at = flags; i < flags; at += params[std::size_t(i)].numel(), ++i) {
+      const Tensor<T, D> g = params[std::size_t(i)].grad();
+      copy_(slot(i, 1), Tensor<T, D>::full({1}, T(g.defined() ? 1 : 0)));
+      if (g.defined()) {
+        copy_(slot(at, g.numel()), g.contiguous().reshape({g.numel()}));
+      } else {
+        copy_(slot(at, params[std::size_t(i)].numel()), Tensor<T, D>::zeros({1}));
+      }
+    }
+    all_reduce_sum_(flat_, comm);
+    const auto had_grad = slot(0, flags).template to<cpu>().to_vector();
+    Backend<D>::unary(UnaryOp::mul_scalar, flat_.data(), flat_.data(), total, T(1.0 / double(comm.world_size())));
+    for (index_t i = 0, at = flags; i < flags; at += params[std::size_t(i)].numel(), ++i) {
+      const Tensor<T, D>& p = params[std::size_t(i)];
+      if (!(had_grad[std::size_t(i)] > T(0))) continue;
+      const Tensor<T, D> mean = slot(at, p.numel()).reshape(p.shape());
+      if (const Tensor<T, D> g = p.grad(); g.defined() && g.is_contiguous()) {
+        copy_(g, mean);
+      } else {
+        p.impl().grad = mean.clone().impl_ptr();
+      }
+    }
+  }
+
+ private:
+  Tensor<T, D> flat_;  // [flags, then every gradient flat], kept between steps
+};
+
+}  // namespace blip2
+// ---- end blip2/train/gradient_averager.hpp ----
 // ---- begin blip2/train/param_groups.hpp ----
 // LAVIS's optimizer parameter groups (Blip2Base.get_optimizer_params): weight decay for the
 // matrices and embeddings, none for 1-d tensors and biases. LAVIS's temperature is a 0-d tensor
@@ -7648,7 +7761,8 @@ std::vector<ParamGroup<T, D>> lavis_param_groups(const nn::Module<T, D>& model, 
 // gathered across ranks through a Communicator (the identity on one process), so ITC scores the
 // global batch and ITM draws negatives from it: ITC's features without gradient (LAVIS's
 // concat_all_gather: each similarity matrix trains only its local side), ITM's image embeddings
-// with gradient (all_gather_with_grad).
+// with gradient (all_gather_with_grad). ITG is rescaled to the mean over the global batch's tokens
+// (communicator.hpp global_mean), so that W ranks train exactly as one process with the global batch.
 
 
 namespace blip2 {
@@ -7658,8 +7772,9 @@ struct Stage1Options {
   double label_smoothing = 0.1;             // of ITC and ITG (LAVIS)
   Generator* generator = nullptr;           // draws the ITM negatives; required unless they are injected
   const Communicator* comm = nullptr;       // nullptr: one process
-  // Injected ITM negatives (indices into the global batch, one per local example), e.g. to replay a
-  // LAVIS run; empty: drawn from `generator`.
+  // Injected ITM negatives (indices into the global batch, one per local example or one per global
+  // example), e.g. to replay a LAVIS run; empty: drawn from `generator` (the same draws for an
+  // example at every world size).
   std::vector<std::int64_t> neg_image_idx_per_text, neg_text_idx_per_image;
 };
 
@@ -7693,15 +7808,20 @@ Tensor<T, D> negative_weights(const Tensor<T, D>& sim, index_t first) {
   return softmax(Tensor<T, cpu>::from_vector(sim.shape(), v)).template to<D>();
 }
 
-// One draw per row of `weights` (torch.multinomial(row, 1)), by inverse CDF from `gen`.
+// One draw per row of `weights` (torch.multinomial(row, 1)), by inverse CDF from `gen`. The rows
+// are rows [first, first + rows) of the global batch of `global_rows`; a block of global_rows
+// counters is reserved in `gen` and global row i takes counter i, so every world size draws the
+// same negative for the same example.
 template <class T, class D>
-std::vector<std::int64_t> draw_rows(const Tensor<T, D>& weights, Generator& gen) {
+std::vector<std::int64_t> draw_rows(const Tensor<T, D>& weights, Generator& gen, index_t first, index_t global_rows) {
   const auto w = weights.template to<cpu>().to_vector();
   const index_t rows = weights.size(0), cols = weights.size(1);
+  const std::uint64_t block = gen.next_block(std::uint64_t(global_rows));
   std::vector<std::int64_t> out;
   for (index_t r = 0; r < rows; ++r) {
     const T* row = w.data() + r * cols;
-    const double total = std::accumulate(row, row + cols, 0.0), u = gen.uniform() * total;
+    const double total = std::accumulate(row, row + cols, 0.0),
+                 u = Generator::uniform(gen.seed(), block + std::uint64_t(first + r)) * total;
     double run = 0;
     index_t pick = -1;
     for (index_t c = 0; c < cols; ++c) {
@@ -7713,6 +7833,16 @@ std::vector<std::int64_t> draw_rows(const Tensor<T, D>& weights, Generator& gen)
     out.push_back(pick);
   }
   return out;
+}
+
+// Injected negatives for this rank: one per local example, or one per example of the global batch
+// (the same lists on every rank, whatever the world size), of which this rank takes its rows.
+inline std::vector<std::int64_t> local_negatives(const std::vector<std::int64_t>& idx, index_t local, index_t global,
+                                                 index_t first, const char* name) {
+  BLIP2_CHECK(index_t(idx.size()) == local || index_t(idx.size()) == global, ShapeError, "stage 1: ", name, " holds ",
+              idx.size(), " indices: expected one per local example (", local, ") or per global example (", global, ")");
+  if (index_t(idx.size()) == local) return idx;
+  return {idx.begin() + first, idx.begin() + first + local};
 }
 
 inline void check_negatives(const std::vector<std::int64_t>& idx, index_t local, index_t global, index_t first,
@@ -7797,13 +7927,15 @@ Stage1Output<T, D> stage1_losses_from_features(const Blip2Stage1<T, D, W>& model
     out.weights_t2i = detail::negative_weights(out.sim_t2i, first);
     out.weights_i2t = detail::negative_weights(out.sim_i2t, first);
     if (!opt.neg_image_idx_per_text.empty() || !opt.neg_text_idx_per_image.empty()) {
-      out.neg_image_idx_per_text = opt.neg_image_idx_per_text;
-      out.neg_text_idx_per_image = opt.neg_text_idx_per_image;
+      out.neg_image_idx_per_text =
+          detail::local_negatives(opt.neg_image_idx_per_text, B, GB, first, "neg_image_idx_per_text");
+      out.neg_text_idx_per_image =
+          detail::local_negatives(opt.neg_text_idx_per_image, B, GB, first, "neg_text_idx_per_image");
     } else {
       BLIP2_CHECK(opt.generator, ValueError, "stage 1: ITM needs Stage1Options::generator to draw its negatives "
                   "(or injected neg_image_idx_per_text / neg_text_idx_per_image)");
-      out.neg_image_idx_per_text = detail::draw_rows(out.weights_t2i, *opt.generator);  // LAVIS: images first
-      out.neg_text_idx_per_image = detail::draw_rows(out.weights_i2t, *opt.generator);
+      out.neg_image_idx_per_text = detail::draw_rows(out.weights_t2i, *opt.generator, first, GB);  // LAVIS: images first
+      out.neg_text_idx_per_image = detail::draw_rows(out.weights_i2t, *opt.generator, first, GB);
     }
     detail::check_negatives(out.neg_image_idx_per_text, B, GB, first, "neg_image_idx_per_text");
     detail::check_negatives(out.neg_text_idx_per_image, B, GB, first, "neg_text_idx_per_image");
@@ -7835,8 +7967,13 @@ Stage1Output<T, D> stage1_losses_from_features(const Blip2Stage1<T, D, W>& model
     pass.past = &query_kv;
     const auto h = model.qformer->forward(model.embed_text(out.itg_decoder_input_ids), Tensor<T, D>(), 0, pass);
     out.itg_logits = model.itg_logits(h);
-    out.loss_itg = cross_entropy(out.itg_logits.slice(1, 0, L - 1), out.itg_labels.slice(1, 1, L).contiguous(),
-                                 {-100, opt.label_smoothing});
+    // The mean over the global batch's scored tokens (LAVIS averages each rank's own tokens).
+    double scored = 0;
+    for (index_t b = 0; b < B; ++b)
+      for (index_t t = 1; t < L; ++t) scored += labels[std::size_t(b * L + t)] != -100;
+    out.loss_itg = global_mean(cross_entropy(out.itg_logits.slice(1, 0, L - 1), out.itg_labels.slice(1, 1, L).contiguous(),
+                                             {-100, opt.label_smoothing}),
+                               scored, comm);
     add_loss(out.loss_itg);
   }
   out.loss = total;
@@ -8290,6 +8427,13 @@ inline std::filesystem::path resolve_checkpoint_dir(const std::filesystem::path&
 //
 // The data is given by position: loss(epoch, batch) computes the loss of one batch, so a resumed
 // run starts again at the batch after the checkpoint.
+//
+// Data parallel: given a Communicator of W ranks, every rank runs this loop on its rows of the
+// global batch (data/loader.hpp deals them out); before each optimizer step the gradients are
+// averaged over the ranks (gradient_averager.hpp), so every rank takes the same step; the logged
+// losses are averaged too. Rank 0 alone prints progress and writes metrics.jsonl and checkpoints;
+// every rank resumes from them, also with another world size, as long as the global batch
+// (batch_size_train * W) is the same. With one rank (the default) nothing of this runs.
 
 #include <chrono>
 #include <cstdio>
@@ -8304,6 +8448,37 @@ struct StepRecord {
   std::map<std::string, double> losses;  // averaged over the step's micro-batches
 };
 
+// A StepRecord as one line of metrics.jsonl, and back.
+inline nlohmann::json record_to_json(const StepRecord& r) {
+  return {{"epoch", r.epoch}, {"step", r.global_step}, {"lr", r.lr}, {"seconds", r.seconds}, {"losses", r.losses}};
+}
+inline StepRecord record_from_json(const nlohmann::json& j) {
+  StepRecord r;
+  r.epoch = j.at("epoch").get<long>();
+  r.global_step = j.at("step").get<long>();
+  r.lr = j.at("lr").get<double>();
+  r.seconds = j.at("seconds").get<double>();
+  r.losses = j.at("losses").get<std::map<std::string, double>>();
+  return r;
+}
+
+// The history a run left in its metrics.jsonl (what loss_curves_svg draws).
+inline std::vector<StepRecord> read_metrics_jsonl(const std::string& path) {
+  std::ifstream in(path);
+  BLIP2_CHECK(in.good(), IoError, path, ": cannot open the metrics file");
+  std::vector<StepRecord> history;
+  std::string line;
+  for (long n = 1; std::getline(in, line); ++n) {
+    if (line.empty()) continue;
+    try {
+      history.push_back(record_from_json(nlohmann::json::parse(line)));
+    } catch (const nlohmann::json::exception& e) {
+      throw IoError(path + ":" + std::to_string(n) + ": not a metrics record: " + e.what());
+    }
+  }
+  return history;
+}
+
 template <class T, class D>
 class Trainer {
  public:
@@ -8312,11 +8487,12 @@ class Trainer {
   using LossFn = std::function<Tensor<T, D>(long epoch, long batch, std::map<std::string, double>& logged)>;
 
   // `model_config` identifies the model in checkpoints (a resume into another model is refused);
-  // `examples_per_batch` only feeds the images/s figure.
+  // `examples_per_batch` (this rank's) only feeds the images/s figure. `comm` (kept by reference;
+  // nullptr: one process) makes the training data parallel.
   Trainer(const nn::Module<T, D>& model, RunConfig run, nlohmann::json model_config, long batches_per_epoch,
-          long examples_per_batch)
+          long examples_per_batch, const Communicator* comm = nullptr)
       : run_(std::move(run)), model_config_(std::move(model_config)), batches_(batches_per_epoch),
-        examples_per_batch_(examples_per_batch),
+        examples_per_batch_(examples_per_batch), comm_(comm ? comm : &one_process()),
         optimizer_(lavis_param_groups(model, run_.weight_decay), {run_.init_lr, 0.9, 0.999, 1e-8, 0.0}),
         schedule_{run_.init_lr, run_.min_lr, run_.warmup_lr, run_.warmup_steps, run_.max_epoch} {
     BLIP2_CHECK(batches_ > 0, ValueError, "trainer: the dataset gives no batch of ", run_.batch_size_train,
@@ -8344,8 +8520,16 @@ class Trainer {
     };
     differs(state.at("model_config"), model_config_, "model config");
     nlohmann::json math = nlohmann::json::object(), run_now = run_.to_json();
-    for (const auto& k : RunConfig::math_keys()) math[k] = run_now[k];
+    for (const auto& k : RunConfig::math_keys())
+      if (k != "batch_size_train") math[k] = run_now[k];
     differs(state.at("run"), math, "run config");
+    // The global batch must be the same; how many ranks share it may change.
+    const long saved_world = state.value("world_size", 1L), world = comm_->world_size();
+    const long saved_batch = state.at("run").at("batch_size_train").get<long>();
+    BLIP2_CHECK(saved_batch * saved_world == run_.batch_size_train * world, ValueError, where,
+                ": cannot resume: the global batch was ", saved_batch * saved_world, " (batch_size_train ", saved_batch,
+                " on ", saved_world, " ranks) and is ", run_.batch_size_train * world, " here (", run_.batch_size_train,
+                " on ", world, ")");
     const auto weights = io::Checkpoint::open((dir / "model.safetensors").string());
     const auto moments = io::SafeTensorsFile::open((dir / "optimizer.safetensors").string());
     NoGrad no_grad;
@@ -8375,8 +8559,9 @@ class Trainer {
     for (const auto& r : state.at("history")) history_.push_back(record_from_json(r));
   }
 
-  // Runs until max_epoch. Progress goes to `progress` (nullptr: silent).
+  // Runs until max_epoch. Progress goes to `progress` (nullptr: silent; on rank 0 only).
   void train(const LossFn& loss, std::FILE* progress = stderr) {
+    if (comm_->rank() != 0) progress = nullptr;
     const bool tty = progress && ::isatty(::fileno(progress));
     const long total_steps = run_.max_epoch * steps_per_epoch();
     auto start = std::chrono::steady_clock::now();
@@ -8395,12 +8580,14 @@ class Trainer {
         ++micro;
         ++batch_;
         if (batch_ % run_.accum_grad_iters != 0 && batch_ != batches_) continue;
+        average_gradients_(optimizer_.parameters(), *comm_);
         if (run_.max_grad_norm > 0) clip_grad_norm(optimizer_.parameters(), run_.max_grad_norm);
         optimizer_.step();
         optimizer_.zero_grad();
         ++global_step_;
         StepRecord r{epoch_, global_step_, lr, 0, {}};
         for (const auto& [k, v] : sums) r.losses[k] = v / double(micro);
+        average_over_ranks(r.losses);
         sums.clear();
         micro = 0;
         const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -8418,9 +8605,14 @@ class Trainer {
     if (progress && tty) std::fputc('\n', progress);
   }
 
-  // Writes output_dir/checkpoint-<step> and points output_dir/latest at it; returns its path.
+  // Writes output_dir/checkpoint-<step> and points output_dir/latest at it (rank 0; every rank
+  // calls it and returns once it is written); returns its path.
   std::string save_checkpoint() const {
     const std::string name = "checkpoint-" + std::to_string(global_step_);
+    if (comm_->rank() != 0) {
+      comm_->barrier();
+      return (std::filesystem::path(run_.output_dir) / name).string();
+    }
     const auto dir = write_checkpoint_dir(run_.output_dir, name, [&](const std::filesystem::path& tmp) {
       std::vector<io::TensorRecord> weights, moments;
       const auto& params = optimizer_.parameters();
@@ -8434,11 +8626,13 @@ class Trainer {
       nlohmann::json state = {{"epoch", epoch_},         {"batch", batch_},
                               {"global_step", global_step_}, {"adamw_steps", optimizer_.steps()},
                               {"model_config", model_config_}, {"run", run_.to_json()},
+                              {"world_size", comm_->world_size()},
                               {"generators", nlohmann::json::object()}, {"history", nlohmann::json::array()}};
       for (const auto& [gname, g] : generators_) state["generators"][gname] = {{"seed", g->seed()}, {"offset", g->offset()}};
       for (const auto& r : history_) state["history"].push_back(record_to_json(r));
       write_file_atomically(tmp / "trainer_state.json", state.dump(1));
     });
+    comm_->barrier();
     return dir.string();
   }
 
@@ -8447,20 +8641,23 @@ class Trainer {
   long steps_per_epoch() const { return (batches_ + run_.accum_grad_iters - 1) / run_.accum_grad_iters; }
 
  private:
-  static nlohmann::json record_to_json(const StepRecord& r) {
-    return {{"epoch", r.epoch}, {"step", r.global_step}, {"lr", r.lr}, {"seconds", r.seconds}, {"losses", r.losses}};
+  static const Communicator& one_process() {
+    static const SingleProcess one;
+    return one;
   }
-  static StepRecord record_from_json(const nlohmann::json& j) {
-    StepRecord r;
-    r.epoch = j.at("epoch").get<long>();
-    r.global_step = j.at("step").get<long>();
-    r.lr = j.at("lr").get<double>();
-    r.seconds = j.at("seconds").get<double>();
-    r.losses = j.at("losses").get<std::map<std::string, double>>();
-    return r;
+
+  // The step's logged values averaged over the ranks (the same keys on every rank).
+  void average_over_ranks(std::map<std::string, double>& values) const {
+    if (comm_->world_size() == 1) return;
+    std::vector<double> v;
+    for (const auto& kv : values) v.push_back(kv.second);
+    v = sum_over_ranks<D>(v, *comm_);
+    auto it = v.begin();
+    for (auto& kv : values) kv.second = *it++ / double(comm_->world_size());
   }
 
   void append_metrics(const StepRecord& r) const {
+    if (comm_->rank() != 0) return;
     std::filesystem::create_directories(run_.output_dir);
     std::ofstream out(std::filesystem::path(run_.output_dir) / "metrics.jsonl", std::ios::app);
     out << record_to_json(r).dump() << "\n";
@@ -8468,7 +8665,8 @@ class Trainer {
 
   void report(std::FILE* f, bool tty, const StepRecord& r, double elapsed, long done, long total) const {
     const double rate = done > 0 ? elapsed / double(done) : 0;
-    const double images_per_s = rate > 0 ? double(examples_per_batch_ * run_.accum_grad_iters) / rate : 0;
+    const double images_per_s =
+        rate > 0 ? double(examples_per_batch_ * run_.accum_grad_iters * comm_->world_size()) / rate : 0;
     const long eta = long(rate * double(total - r.global_step));
     std::string losses;
     for (const auto& [k, v] : r.losses) losses += " " + k + " " + std::to_string(v).substr(0, 6);
@@ -8480,6 +8678,8 @@ class Trainer {
   RunConfig run_;
   nlohmann::json model_config_;
   long batches_, examples_per_batch_;
+  const Communicator* comm_;
+  GradientAverager<T, D> average_gradients_;
   AdamW<T, D> optimizer_;
   LinearWarmupCosineLR schedule_;
   std::vector<std::string> names_;  // the trainable parameters' names, in the optimizer's order
@@ -14166,10 +14366,13 @@ class TarShardReader {
 // crop and flip (seeded by the example itself, so it does not depend on the rank or on which
 // thread decodes it). An epoch is reproducible without replaying the ones before it.
 //
-// Sharding: ranks share the seed, so an in-memory list's permutation is the same everywhere and
-// rank r takes positions r, r + W, ...; a stream keeps every W-th example; tar shards are dealt out
-// whole (after a seeded shuffle of the shard list) when there are at least W of them. No two ranks
-// see the same example in a pass, and together they see all of them.
+// Sharding: ranks share the seed, so an in-memory list's permutation is the same everywhere, and
+// its positions are dealt out in blocks of batch_size: rank r takes the r-th block of every W. So
+// batch j of W ranks, stacked in rank order, is batch j of one process with batch_size * W (the
+// data-parallel trainer's equivalence). A stream keeps the blocks that are its rank's before its
+// shuffle buffer; tar shards are dealt out whole (after a seeded shuffle of the shard list) when
+// there are at least W of them. No two ranks see the same example in a pass, and together they see
+// all of them.
 //
 // Epochs: with batches_per_epoch = 0 (one dataset only) an epoch is one pass over this rank's
 // share; with batches_per_epoch = n it is n batches, and a dataset that runs out starts another
@@ -14224,6 +14427,10 @@ struct Pass {
   std::uint64_t seed = 0;  // from (loader seed, epoch, dataset, pass number)
   bool shuffle = true;
   int rank = 0, world_size = 1;
+  std::size_t block = 1;  // positions are dealt to the ranks in blocks of this many
+
+  // Whether position i of the pass is this rank's.
+  bool mine(std::size_t i) const { return (i / block) % std::size_t(world_size) == std::size_t(rank); }
 };
 
 // This rank's examples for one pass, in order.
@@ -14313,8 +14520,8 @@ class CaptionList : public Dataset {
       blip2::shuffle(order, gen);
     }
     std::vector<std::size_t> mine;
-    for (std::size_t i = std::size_t(pass.rank); i < order.size(); i += std::size_t(pass.world_size))
-      mine.push_back(order[i]);
+    for (std::size_t i = 0; i < order.size(); ++i)
+      if (pass.mine(i)) mine.push_back(order[i]);
     return std::make_unique<Stream>(records_, std::move(mine));
   }
 
@@ -14360,11 +14567,11 @@ class CaptionFile : public Dataset {
   class Stream : public SampleStream {
    public:
     Stream(const std::string& path, const std::string& root, const Pass& pass)
-        : reader_(path, root), rank_(std::size_t(pass.rank)), world_(std::size_t(pass.world_size)) {}
+        : reader_(path, root), pass_(pass) {}
     bool next(Sample& sample) override {
       for (CaptionRecord r; reader_.next(r);) {
         const std::size_t i = ordinal_++;
-        if (i % world_ != rank_) continue;
+        if (!pass_.mine(i)) continue;
         sample = {std::move(r.image), {}, std::move(r.caption), i};
         return true;
       }
@@ -14373,7 +14580,8 @@ class CaptionFile : public Dataset {
 
    private:
     AnnotationReader reader_;
-    std::size_t rank_, world_, ordinal_ = 0;
+    Pass pass_;
+    std::size_t ordinal_ = 0;
   };
 
   std::string path_, image_root_;
@@ -14382,7 +14590,7 @@ class CaptionFile : public Dataset {
 
 // webdataset tar shards (tar_shards.hpp), shuffled through a buffer of `shuffle_buffer` samples.
 // With at least as many shards as ranks, each rank reads its own shards (the list shuffled per
-// pass); otherwise every rank reads all of them and keeps every W-th sample.
+// pass); otherwise every rank reads all of them and keeps its blocks of samples.
 class CaptionShards : public Dataset {
  public:
   explicit CaptionShards(std::vector<std::string> shards, std::size_t shuffle_buffer = 1000)
@@ -14403,26 +14611,24 @@ class CaptionShards : public Dataset {
     const auto world = std::size_t(pass.world_size);
     std::vector<std::string> order = shards_;
     if (order.size() < world)
-      return detail::shuffle_stream(std::make_unique<Stream>(std::move(order), pass.rank, world), shuffle_buffer_,
-                                    pass);
+      return detail::shuffle_stream(std::make_unique<Stream>(std::move(order), pass), shuffle_buffer_, pass);
     if (pass.shuffle) {
       Generator gen(detail::mix_seed({pass.seed, 2}));
       blip2::shuffle(order, gen);
     }
     std::vector<std::string> mine;
     for (std::size_t i = std::size_t(pass.rank); i < order.size(); i += world) mine.push_back(order[i]);
-    return detail::shuffle_stream(std::make_unique<Stream>(std::move(mine), 0, 1), shuffle_buffer_, pass);
+    return detail::shuffle_stream(std::make_unique<Stream>(std::move(mine), Pass{}), shuffle_buffer_, pass);
   }
 
  private:
-  // Every sample of `shards` whose position in the stream is rank modulo world.
+  // Every sample of `shards` whose position in the stream is the pass's (all of them for Pass{}).
   class Stream : public SampleStream {
    public:
-    Stream(std::vector<std::string> shards, int rank, std::size_t world)
-        : reader_(std::move(shards)), rank_(std::size_t(rank)), world_(world) {}
+    Stream(std::vector<std::string> shards, const Pass& pass) : reader_(std::move(shards)), pass_(pass) {}
     bool next(Sample& sample) override {
       for (ShardSample s; reader_.next(s);) {
-        if (ordinal_++ % world_ != rank_) continue;
+        if (!pass_.mine(ordinal_++)) continue;
         const std::uint64_t id = detail::mix_seed({detail::fnv1a(s.shard), s.ordinal});
         sample = {std::move(s.image_name), std::move(s.image), std::move(s.caption), id};
         return true;
@@ -14432,7 +14638,8 @@ class CaptionShards : public Dataset {
 
    private:
     TarShardReader reader_;
-    std::size_t rank_, world_, ordinal_ = 0;
+    Pass pass_;
+    std::size_t ordinal_ = 0;
   };
 
   std::vector<std::string> shards_;
@@ -14734,7 +14941,8 @@ class Loader {
     for (;;) {
       if (!st.stream) {
         st.stream = sources_[s].dataset->open(
-            {detail::mix_seed({opt_.seed, epoch_, s, st.pass}), opt_.shuffle, opt_.rank, opt_.world_size});
+            {detail::mix_seed({opt_.seed, epoch_, s, st.pass}), opt_.shuffle, opt_.rank, opt_.world_size,
+             std::size_t(opt_.batch_size)});
         st.pass_samples = 0;
       }
       if (st.stream->next(sample)) {

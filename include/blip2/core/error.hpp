@@ -24,6 +24,8 @@ class ValueError : public Error { using Error::Error; };
 class AutogradError : public Error { using Error::Error; };
 // Files: missing, truncated, corrupt.
 class IoError : public Error { using Error::Error; };
+// A collective between data-parallel ranks that failed (MPI, NCCL), or ranks that disagree.
+class CommunicatorError : public Error { using Error::Error; };
 
 namespace detail {
 template <class... Args>

@@ -10,10 +10,13 @@
 // crop and flip (seeded by the example itself, so it does not depend on the rank or on which
 // thread decodes it). An epoch is reproducible without replaying the ones before it.
 //
-// Sharding: ranks share the seed, so an in-memory list's permutation is the same everywhere and
-// rank r takes positions r, r + W, ...; a stream keeps every W-th example; tar shards are dealt out
-// whole (after a seeded shuffle of the shard list) when there are at least W of them. No two ranks
-// see the same example in a pass, and together they see all of them.
+// Sharding: ranks share the seed, so an in-memory list's permutation is the same everywhere, and
+// its positions are dealt out in blocks of batch_size: rank r takes the r-th block of every W. So
+// batch j of W ranks, stacked in rank order, is batch j of one process with batch_size * W (the
+// data-parallel trainer's equivalence). A stream keeps the blocks that are its rank's before its
+// shuffle buffer; tar shards are dealt out whole (after a seeded shuffle of the shard list) when
+// there are at least W of them. No two ranks see the same example in a pass, and together they see
+// all of them.
 //
 // Epochs: with batches_per_epoch = 0 (one dataset only) an epoch is one pass over this rank's
 // share; with batches_per_epoch = n it is n batches, and a dataset that runs out starts another
@@ -90,6 +93,10 @@ struct Pass {
   std::uint64_t seed = 0;  // from (loader seed, epoch, dataset, pass number)
   bool shuffle = true;
   int rank = 0, world_size = 1;
+  std::size_t block = 1;  // positions are dealt to the ranks in blocks of this many
+
+  // Whether position i of the pass is this rank's.
+  bool mine(std::size_t i) const { return (i / block) % std::size_t(world_size) == std::size_t(rank); }
 };
 
 // This rank's examples for one pass, in order.
@@ -179,8 +186,8 @@ class CaptionList : public Dataset {
       blip2::shuffle(order, gen);
     }
     std::vector<std::size_t> mine;
-    for (std::size_t i = std::size_t(pass.rank); i < order.size(); i += std::size_t(pass.world_size))
-      mine.push_back(order[i]);
+    for (std::size_t i = 0; i < order.size(); ++i)
+      if (pass.mine(i)) mine.push_back(order[i]);
     return std::make_unique<Stream>(records_, std::move(mine));
   }
 
@@ -226,11 +233,11 @@ class CaptionFile : public Dataset {
   class Stream : public SampleStream {
    public:
     Stream(const std::string& path, const std::string& root, const Pass& pass)
-        : reader_(path, root), rank_(std::size_t(pass.rank)), world_(std::size_t(pass.world_size)) {}
+        : reader_(path, root), pass_(pass) {}
     bool next(Sample& sample) override {
       for (CaptionRecord r; reader_.next(r);) {
         const std::size_t i = ordinal_++;
-        if (i % world_ != rank_) continue;
+        if (!pass_.mine(i)) continue;
         sample = {std::move(r.image), {}, std::move(r.caption), i};
         return true;
       }
@@ -239,7 +246,8 @@ class CaptionFile : public Dataset {
 
    private:
     AnnotationReader reader_;
-    std::size_t rank_, world_, ordinal_ = 0;
+    Pass pass_;
+    std::size_t ordinal_ = 0;
   };
 
   std::string path_, image_root_;
@@ -248,7 +256,7 @@ class CaptionFile : public Dataset {
 
 // webdataset tar shards (tar_shards.hpp), shuffled through a buffer of `shuffle_buffer` samples.
 // With at least as many shards as ranks, each rank reads its own shards (the list shuffled per
-// pass); otherwise every rank reads all of them and keeps every W-th sample.
+// pass); otherwise every rank reads all of them and keeps its blocks of samples.
 class CaptionShards : public Dataset {
  public:
   explicit CaptionShards(std::vector<std::string> shards, std::size_t shuffle_buffer = 1000)
@@ -269,26 +277,24 @@ class CaptionShards : public Dataset {
     const auto world = std::size_t(pass.world_size);
     std::vector<std::string> order = shards_;
     if (order.size() < world)
-      return detail::shuffle_stream(std::make_unique<Stream>(std::move(order), pass.rank, world), shuffle_buffer_,
-                                    pass);
+      return detail::shuffle_stream(std::make_unique<Stream>(std::move(order), pass), shuffle_buffer_, pass);
     if (pass.shuffle) {
       Generator gen(detail::mix_seed({pass.seed, 2}));
       blip2::shuffle(order, gen);
     }
     std::vector<std::string> mine;
     for (std::size_t i = std::size_t(pass.rank); i < order.size(); i += world) mine.push_back(order[i]);
-    return detail::shuffle_stream(std::make_unique<Stream>(std::move(mine), 0, 1), shuffle_buffer_, pass);
+    return detail::shuffle_stream(std::make_unique<Stream>(std::move(mine), Pass{}), shuffle_buffer_, pass);
   }
 
  private:
-  // Every sample of `shards` whose position in the stream is rank modulo world.
+  // Every sample of `shards` whose position in the stream is the pass's (all of them for Pass{}).
   class Stream : public SampleStream {
    public:
-    Stream(std::vector<std::string> shards, int rank, std::size_t world)
-        : reader_(std::move(shards)), rank_(std::size_t(rank)), world_(world) {}
+    Stream(std::vector<std::string> shards, const Pass& pass) : reader_(std::move(shards)), pass_(pass) {}
     bool next(Sample& sample) override {
       for (ShardSample s; reader_.next(s);) {
-        if (ordinal_++ % world_ != rank_) continue;
+        if (!pass_.mine(ordinal_++)) continue;
         const std::uint64_t id = detail::mix_seed({detail::fnv1a(s.shard), s.ordinal});
         sample = {std::move(s.image_name), std::move(s.image), std::move(s.caption), id};
         return true;
@@ -298,7 +304,8 @@ class CaptionShards : public Dataset {
 
    private:
     TarShardReader reader_;
-    std::size_t rank_, world_, ordinal_ = 0;
+    Pass pass_;
+    std::size_t ordinal_ = 0;
   };
 
   std::vector<std::string> shards_;
@@ -600,7 +607,8 @@ class Loader {
     for (;;) {
       if (!st.stream) {
         st.stream = sources_[s].dataset->open(
-            {detail::mix_seed({opt_.seed, epoch_, s, st.pass}), opt_.shuffle, opt_.rank, opt_.world_size});
+            {detail::mix_seed({opt_.seed, epoch_, s, st.pass}), opt_.shuffle, opt_.rank, opt_.world_size,
+             std::size_t(opt_.batch_size)});
         st.pass_samples = 0;
       }
       if (st.stream->next(sample)) {

@@ -14,7 +14,8 @@
 // gathered across ranks through a Communicator (the identity on one process), so ITC scores the
 // global batch and ITM draws negatives from it: ITC's features without gradient (LAVIS's
 // concat_all_gather: each similarity matrix trains only its local side), ITM's image embeddings
-// with gradient (all_gather_with_grad).
+// with gradient (all_gather_with_grad). ITG is rescaled to the mean over the global batch's tokens
+// (communicator.hpp global_mean), so that W ranks train exactly as one process with the global batch.
 #include <numeric>
 
 #include "../models/blip2_stage1.hpp"
@@ -29,8 +30,9 @@ struct Stage1Options {
   double label_smoothing = 0.1;             // of ITC and ITG (LAVIS)
   Generator* generator = nullptr;           // draws the ITM negatives; required unless they are injected
   const Communicator* comm = nullptr;       // nullptr: one process
-  // Injected ITM negatives (indices into the global batch, one per local example), e.g. to replay a
-  // LAVIS run; empty: drawn from `generator`.
+  // Injected ITM negatives (indices into the global batch, one per local example or one per global
+  // example), e.g. to replay a LAVIS run; empty: drawn from `generator` (the same draws for an
+  // example at every world size).
   std::vector<std::int64_t> neg_image_idx_per_text, neg_text_idx_per_image;
 };
 
@@ -64,15 +66,20 @@ Tensor<T, D> negative_weights(const Tensor<T, D>& sim, index_t first) {
   return softmax(Tensor<T, cpu>::from_vector(sim.shape(), v)).template to<D>();
 }
 
-// One draw per row of `weights` (torch.multinomial(row, 1)), by inverse CDF from `gen`.
+// One draw per row of `weights` (torch.multinomial(row, 1)), by inverse CDF from `gen`. The rows
+// are rows [first, first + rows) of the global batch of `global_rows`; a block of global_rows
+// counters is reserved in `gen` and global row i takes counter i, so every world size draws the
+// same negative for the same example.
 template <class T, class D>
-std::vector<std::int64_t> draw_rows(const Tensor<T, D>& weights, Generator& gen) {
+std::vector<std::int64_t> draw_rows(const Tensor<T, D>& weights, Generator& gen, index_t first, index_t global_rows) {
   const auto w = weights.template to<cpu>().to_vector();
   const index_t rows = weights.size(0), cols = weights.size(1);
+  const std::uint64_t block = gen.next_block(std::uint64_t(global_rows));
   std::vector<std::int64_t> out;
   for (index_t r = 0; r < rows; ++r) {
     const T* row = w.data() + r * cols;
-    const double total = std::accumulate(row, row + cols, 0.0), u = gen.uniform() * total;
+    const double total = std::accumulate(row, row + cols, 0.0),
+                 u = Generator::uniform(gen.seed(), block + std::uint64_t(first + r)) * total;
     double run = 0;
     index_t pick = -1;
     for (index_t c = 0; c < cols; ++c) {
@@ -84,6 +91,16 @@ std::vector<std::int64_t> draw_rows(const Tensor<T, D>& weights, Generator& gen)
     out.push_back(pick);
   }
   return out;
+}
+
+// Injected negatives for this rank: one per local example, or one per example of the global batch
+// (the same lists on every rank, whatever the world size), of which this rank takes its rows.
+inline std::vector<std::int64_t> local_negatives(const std::vector<std::int64_t>& idx, index_t local, index_t global,
+                                                 index_t first, const char* name) {
+  BLIP2_CHECK(index_t(idx.size()) == local || index_t(idx.size()) == global, ShapeError, "stage 1: ", name, " holds ",
+              idx.size(), " indices: expected one per local example (", local, ") or per global example (", global, ")");
+  if (index_t(idx.size()) == local) return idx;
+  return {idx.begin() + first, idx.begin() + first + local};
 }
 
 inline void check_negatives(const std::vector<std::int64_t>& idx, index_t local, index_t global, index_t first,
@@ -168,13 +185,15 @@ Stage1Output<T, D> stage1_losses_from_features(const Blip2Stage1<T, D, W>& model
     out.weights_t2i = detail::negative_weights(out.sim_t2i, first);
     out.weights_i2t = detail::negative_weights(out.sim_i2t, first);
     if (!opt.neg_image_idx_per_text.empty() || !opt.neg_text_idx_per_image.empty()) {
-      out.neg_image_idx_per_text = opt.neg_image_idx_per_text;
-      out.neg_text_idx_per_image = opt.neg_text_idx_per_image;
+      out.neg_image_idx_per_text =
+          detail::local_negatives(opt.neg_image_idx_per_text, B, GB, first, "neg_image_idx_per_text");
+      out.neg_text_idx_per_image =
+          detail::local_negatives(opt.neg_text_idx_per_image, B, GB, first, "neg_text_idx_per_image");
     } else {
       BLIP2_CHECK(opt.generator, ValueError, "stage 1: ITM needs Stage1Options::generator to draw its negatives "
                   "(or injected neg_image_idx_per_text / neg_text_idx_per_image)");
-      out.neg_image_idx_per_text = detail::draw_rows(out.weights_t2i, *opt.generator);  // LAVIS: images first
-      out.neg_text_idx_per_image = detail::draw_rows(out.weights_i2t, *opt.generator);
+      out.neg_image_idx_per_text = detail::draw_rows(out.weights_t2i, *opt.generator, first, GB);  // LAVIS: images first
+      out.neg_text_idx_per_image = detail::draw_rows(out.weights_i2t, *opt.generator, first, GB);
     }
     detail::check_negatives(out.neg_image_idx_per_text, B, GB, first, "neg_image_idx_per_text");
     detail::check_negatives(out.neg_text_idx_per_image, B, GB, first, "neg_text_idx_per_image");
@@ -206,8 +225,13 @@ Stage1Output<T, D> stage1_losses_from_features(const Blip2Stage1<T, D, W>& model
     pass.past = &query_kv;
     const auto h = model.qformer->forward(model.embed_text(out.itg_decoder_input_ids), Tensor<T, D>(), 0, pass);
     out.itg_logits = model.itg_logits(h);
-    out.loss_itg = cross_entropy(out.itg_logits.slice(1, 0, L - 1), out.itg_labels.slice(1, 1, L).contiguous(),
-                                 {-100, opt.label_smoothing});
+    // The mean over the global batch's scored tokens (LAVIS averages each rank's own tokens).
+    double scored = 0;
+    for (index_t b = 0; b < B; ++b)
+      for (index_t t = 1; t < L; ++t) scored += labels[std::size_t(b * L + t)] != -100;
+    out.loss_itg = global_mean(cross_entropy(out.itg_logits.slice(1, 0, L - 1), out.itg_labels.slice(1, 1, L).contiguous(),
+                                             {-100, opt.label_smoothing}),
+                               scored, comm);
     add_loss(out.loss_itg);
   }
   out.loss = total;

@@ -12,10 +12,18 @@
 //
 // The data is given by position: loss(epoch, batch) computes the loss of one batch, so a resumed
 // run starts again at the batch after the checkpoint.
+//
+// Data parallel: given a Communicator of W ranks, every rank runs this loop on its rows of the
+// global batch (data/loader.hpp deals them out); before each optimizer step the gradients are
+// averaged over the ranks (gradient_averager.hpp), so every rank takes the same step; the logged
+// losses are averaged too. Rank 0 alone prints progress and writes metrics.jsonl and checkpoints;
+// every rank resumes from them, also with another world size, as long as the global batch
+// (batch_size_train * W) is the same. With one rank (the default) nothing of this runs.
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <ostream>
@@ -24,6 +32,8 @@
 #include "adamw.hpp"
 #include "checkpoint_dir.hpp"
 #include "clip.hpp"
+#include "communicator.hpp"
+#include "gradient_averager.hpp"
 #include "param_groups.hpp"
 #include "run_config.hpp"
 #include "schedule.hpp"
@@ -37,6 +47,37 @@ struct StepRecord {
   std::map<std::string, double> losses;  // averaged over the step's micro-batches
 };
 
+// A StepRecord as one line of metrics.jsonl, and back.
+inline nlohmann::json record_to_json(const StepRecord& r) {
+  return {{"epoch", r.epoch}, {"step", r.global_step}, {"lr", r.lr}, {"seconds", r.seconds}, {"losses", r.losses}};
+}
+inline StepRecord record_from_json(const nlohmann::json& j) {
+  StepRecord r;
+  r.epoch = j.at("epoch").get<long>();
+  r.global_step = j.at("step").get<long>();
+  r.lr = j.at("lr").get<double>();
+  r.seconds = j.at("seconds").get<double>();
+  r.losses = j.at("losses").get<std::map<std::string, double>>();
+  return r;
+}
+
+// The history a run left in its metrics.jsonl (what loss_curves_svg draws).
+inline std::vector<StepRecord> read_metrics_jsonl(const std::string& path) {
+  std::ifstream in(path);
+  BLIP2_CHECK(in.good(), IoError, path, ": cannot open the metrics file");
+  std::vector<StepRecord> history;
+  std::string line;
+  for (long n = 1; std::getline(in, line); ++n) {
+    if (line.empty()) continue;
+    try {
+      history.push_back(record_from_json(nlohmann::json::parse(line)));
+    } catch (const nlohmann::json::exception& e) {
+      throw IoError(path + ":" + std::to_string(n) + ": not a metrics record: " + e.what());
+    }
+  }
+  return history;
+}
+
 template <class T, class D>
 class Trainer {
  public:
@@ -45,11 +86,12 @@ class Trainer {
   using LossFn = std::function<Tensor<T, D>(long epoch, long batch, std::map<std::string, double>& logged)>;
 
   // `model_config` identifies the model in checkpoints (a resume into another model is refused);
-  // `examples_per_batch` only feeds the images/s figure.
+  // `examples_per_batch` (this rank's) only feeds the images/s figure. `comm` (kept by reference;
+  // nullptr: one process) makes the training data parallel.
   Trainer(const nn::Module<T, D>& model, RunConfig run, nlohmann::json model_config, long batches_per_epoch,
-          long examples_per_batch)
+          long examples_per_batch, const Communicator* comm = nullptr)
       : run_(std::move(run)), model_config_(std::move(model_config)), batches_(batches_per_epoch),
-        examples_per_batch_(examples_per_batch),
+        examples_per_batch_(examples_per_batch), comm_(comm ? comm : &one_process()),
         optimizer_(lavis_param_groups(model, run_.weight_decay), {run_.init_lr, 0.9, 0.999, 1e-8, 0.0}),
         schedule_{run_.init_lr, run_.min_lr, run_.warmup_lr, run_.warmup_steps, run_.max_epoch} {
     BLIP2_CHECK(batches_ > 0, ValueError, "trainer: the dataset gives no batch of ", run_.batch_size_train,
@@ -77,8 +119,16 @@ class Trainer {
     };
     differs(state.at("model_config"), model_config_, "model config");
     nlohmann::json math = nlohmann::json::object(), run_now = run_.to_json();
-    for (const auto& k : RunConfig::math_keys()) math[k] = run_now[k];
+    for (const auto& k : RunConfig::math_keys())
+      if (k != "batch_size_train") math[k] = run_now[k];
     differs(state.at("run"), math, "run config");
+    // The global batch must be the same; how many ranks share it may change.
+    const long saved_world = state.value("world_size", 1L), world = comm_->world_size();
+    const long saved_batch = state.at("run").at("batch_size_train").get<long>();
+    BLIP2_CHECK(saved_batch * saved_world == run_.batch_size_train * world, ValueError, where,
+                ": cannot resume: the global batch was ", saved_batch * saved_world, " (batch_size_train ", saved_batch,
+                " on ", saved_world, " ranks) and is ", run_.batch_size_train * world, " here (", run_.batch_size_train,
+                " on ", world, ")");
     const auto weights = io::Checkpoint::open((dir / "model.safetensors").string());
     const auto moments = io::SafeTensorsFile::open((dir / "optimizer.safetensors").string());
     NoGrad no_grad;
@@ -108,8 +158,9 @@ class Trainer {
     for (const auto& r : state.at("history")) history_.push_back(record_from_json(r));
   }
 
-  // Runs until max_epoch. Progress goes to `progress` (nullptr: silent).
+  // Runs until max_epoch. Progress goes to `progress` (nullptr: silent; on rank 0 only).
   void train(const LossFn& loss, std::FILE* progress = stderr) {
+    if (comm_->rank() != 0) progress = nullptr;
     const bool tty = progress && ::isatty(::fileno(progress));
     const long total_steps = run_.max_epoch * steps_per_epoch();
     auto start = std::chrono::steady_clock::now();
@@ -128,12 +179,14 @@ class Trainer {
         ++micro;
         ++batch_;
         if (batch_ % run_.accum_grad_iters != 0 && batch_ != batches_) continue;
+        average_gradients_(optimizer_.parameters(), *comm_);
         if (run_.max_grad_norm > 0) clip_grad_norm(optimizer_.parameters(), run_.max_grad_norm);
         optimizer_.step();
         optimizer_.zero_grad();
         ++global_step_;
         StepRecord r{epoch_, global_step_, lr, 0, {}};
         for (const auto& [k, v] : sums) r.losses[k] = v / double(micro);
+        average_over_ranks(r.losses);
         sums.clear();
         micro = 0;
         const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -151,9 +204,14 @@ class Trainer {
     if (progress && tty) std::fputc('\n', progress);
   }
 
-  // Writes output_dir/checkpoint-<step> and points output_dir/latest at it; returns its path.
+  // Writes output_dir/checkpoint-<step> and points output_dir/latest at it (rank 0; every rank
+  // calls it and returns once it is written); returns its path.
   std::string save_checkpoint() const {
     const std::string name = "checkpoint-" + std::to_string(global_step_);
+    if (comm_->rank() != 0) {
+      comm_->barrier();
+      return (std::filesystem::path(run_.output_dir) / name).string();
+    }
     const auto dir = write_checkpoint_dir(run_.output_dir, name, [&](const std::filesystem::path& tmp) {
       std::vector<io::TensorRecord> weights, moments;
       const auto& params = optimizer_.parameters();
@@ -167,11 +225,13 @@ class Trainer {
       nlohmann::json state = {{"epoch", epoch_},         {"batch", batch_},
                               {"global_step", global_step_}, {"adamw_steps", optimizer_.steps()},
                               {"model_config", model_config_}, {"run", run_.to_json()},
+                              {"world_size", comm_->world_size()},
                               {"generators", nlohmann::json::object()}, {"history", nlohmann::json::array()}};
       for (const auto& [gname, g] : generators_) state["generators"][gname] = {{"seed", g->seed()}, {"offset", g->offset()}};
       for (const auto& r : history_) state["history"].push_back(record_to_json(r));
       write_file_atomically(tmp / "trainer_state.json", state.dump(1));
     });
+    comm_->barrier();
     return dir.string();
   }
 
@@ -180,20 +240,23 @@ class Trainer {
   long steps_per_epoch() const { return (batches_ + run_.accum_grad_iters - 1) / run_.accum_grad_iters; }
 
  private:
-  static nlohmann::json record_to_json(const StepRecord& r) {
-    return {{"epoch", r.epoch}, {"step", r.global_step}, {"lr", r.lr}, {"seconds", r.seconds}, {"losses", r.losses}};
+  static const Communicator& one_process() {
+    static const SingleProcess one;
+    return one;
   }
-  static StepRecord record_from_json(const nlohmann::json& j) {
-    StepRecord r;
-    r.epoch = j.at("epoch").get<long>();
-    r.global_step = j.at("step").get<long>();
-    r.lr = j.at("lr").get<double>();
-    r.seconds = j.at("seconds").get<double>();
-    r.losses = j.at("losses").get<std::map<std::string, double>>();
-    return r;
+
+  // The step's logged values averaged over the ranks (the same keys on every rank).
+  void average_over_ranks(std::map<std::string, double>& values) const {
+    if (comm_->world_size() == 1) return;
+    std::vector<double> v;
+    for (const auto& kv : values) v.push_back(kv.second);
+    v = sum_over_ranks<D>(v, *comm_);
+    auto it = v.begin();
+    for (auto& kv : values) kv.second = *it++ / double(comm_->world_size());
   }
 
   void append_metrics(const StepRecord& r) const {
+    if (comm_->rank() != 0) return;
     std::filesystem::create_directories(run_.output_dir);
     std::ofstream out(std::filesystem::path(run_.output_dir) / "metrics.jsonl", std::ios::app);
     out << record_to_json(r).dump() << "\n";
@@ -201,7 +264,8 @@ class Trainer {
 
   void report(std::FILE* f, bool tty, const StepRecord& r, double elapsed, long done, long total) const {
     const double rate = done > 0 ? elapsed / double(done) : 0;
-    const double images_per_s = rate > 0 ? double(examples_per_batch_ * run_.accum_grad_iters) / rate : 0;
+    const double images_per_s =
+        rate > 0 ? double(examples_per_batch_ * run_.accum_grad_iters * comm_->world_size()) / rate : 0;
     const long eta = long(rate * double(total - r.global_step));
     std::string losses;
     for (const auto& [k, v] : r.losses) losses += " " + k + " " + std::to_string(v).substr(0, 6);
@@ -213,6 +277,8 @@ class Trainer {
   RunConfig run_;
   nlohmann::json model_config_;
   long batches_, examples_per_batch_;
+  const Communicator* comm_;
+  GradientAverager<T, D> average_gradients_;
   AdamW<T, D> optimizer_;
   LinearWarmupCosineLR schedule_;
   std::vector<std::string> names_;  // the trainable parameters' names, in the optimizer's order
