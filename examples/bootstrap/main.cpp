@@ -6,7 +6,7 @@
 // (blip2 caption / vqa / retrieve run on them), an HTML report, and prints the metrics; the last
 // line of stdout is one JSON object.
 //
-//   bootstrap_blip2 [--out DIR] [--seed N] [--threads N] [--quick] [--train-images N] [--heldout-images N]
+//   bootstrap_blip2 [--out DIR] [--frozen-from DIR] [--seed N] [--threads N] [--quick] [--train-images N] [--heldout-images N]
 //                   [--vit-epochs N] [--lm-epochs N] [--stage1-epochs N] [--stage2-epochs N]
 //                   [--min-caption-accuracy X] [--min-r1 X]      (exit 1 below these)
 #include <chrono>
@@ -35,7 +35,9 @@ Settings parse(int argc, char** argv) {
     };
     if (a == "--quick") s.quick();
     else if (a == "--out") s.out = next();
+    else if (a == "--frozen-from") s.frozen_from = next();
     else if (a == "--seed") s.seed = std::stoull(next());
+    else if (a == "--queries") s.queries = std::stoi(next());
     else if (a == "--threads") s.threads = std::stoi(next());
     else if (a == "--train-images") s.train_images = std::stol(next());
     else if (a == "--heldout-images") s.heldout_images = std::stol(next());
@@ -58,15 +60,26 @@ int run(const Settings& s) {
   const fs::path out(s.out);
   fs::create_directories(out);
   World w(s, out / "tokenizers");
-  const Blip2Config config = miniature_config(w);
+  const Blip2Config config = miniature_config(w, s);
   std::fprintf(stderr, "world: %zu training and %zu held-out scenes of %dx%d pixels, %zu words\n", w.train.size(),
                w.heldout.size(), config.vision.image_size, config.vision.image_size, w.shapes.vocabulary().size());
 
-  // The frozen unimodal models.
+  // The frozen unimodal models: grown here, or reused from an earlier run's models/ (the same world
+  // and sizes), as BLIP-2 reuses its frozen encoders.
   Blip2OPT<float> blip2(config);
-  const auto vit_history = pretrain_vision(blip2.vision_model, w, s);
-  const auto lm_history = pretrain_language_model(*blip2.language_model, w, s);
-  {
+  std::vector<StepRecord> vit_history, lm_history;
+  if (!s.frozen_from.empty()) {
+    const fs::path from(s.frozen_from);
+    std::fprintf(stderr, "[1/4, 2/4] frozen image encoder and language model from %s\n", from.c_str());
+    io::load_parameters(*blip2.vision_model, io::Checkpoint::open((from / "models" / "vit" / "model.safetensors").string()));
+    io::load_parameters(*blip2.language_model, io::Checkpoint::open((from / "models" / "opt" / "model.safetensors").string()));
+    vit_history = read_metrics_jsonl((from / "runs" / "vit" / "metrics.jsonl").string());
+    lm_history = read_metrics_jsonl((from / "runs" / "opt" / "metrics.jsonl").string());
+  } else {
+    vit_history = pretrain_vision(blip2.vision_model, w, s);
+    lm_history = pretrain_language_model(*blip2.language_model, w, s);
+  }
+  if (s.frozen_from.empty() || fs::absolute(s.frozen_from) != fs::absolute(out)) {
     // Saved alone in transformers' layouts: the ViT and the OPT (OPTForCausalLM, "model.decoder.*").
     fs::create_directories(out / "models" / "vit");
     io::save_parameters(*blip2.vision_model, (out / "models" / "vit" / "model.safetensors").string());

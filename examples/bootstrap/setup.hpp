@@ -19,9 +19,11 @@ namespace fs = std::filesystem;
 
 struct Settings {
   std::string out = "bootstrap-out";
+  std::string frozen_from;  // an earlier run's --out: reuse its frozen ViT and OPT (same seed and sizes)
   std::uint64_t seed = 0;
   long train_images = 4000, heldout_images = 200;
   long vit_epochs = 20, lm_epochs = 4, stage1_epochs = 10, stage2_epochs = 10;
+  int queries = 32;  // the Q-Former's query tokens (BLIP-2's 32)
   int threads = 0;
   double min_caption_accuracy = 0, min_r1 = 0;  // exit 1 below these (the test's chance margins)
 
@@ -96,9 +98,9 @@ inline std::vector<std::int64_t> batch_rows(const std::vector<std::int64_t>& ord
 inline Ids index_tensor(const std::vector<std::int64_t>& rows) { return Ids::from_vector({index_t(rows.size())}, rows); }
 
 // The miniature BLIP-2 configuration: ViT 32 px / patch 4, 3 layers of 64; Q-Former 2 layers of
-// 64 with 8 queries, cross-attention in every layer; OPT 2 layers of 64 (vocabularies from the
+// 64 with 32 queries (BLIP-2's count), cross-attention in every layer; OPT 2 layers of 64 (vocabularies from the
 // tokenizers).
-inline Blip2Config miniature_config(const World& w) {
+inline Blip2Config miniature_config(const World& w, const Settings& s) {
   Blip2Config c;
   c.vision.hidden_size = 64;
   c.vision.intermediate_size = 128;
@@ -117,7 +119,7 @@ inline Blip2Config miniature_config(const World& w) {
   c.qformer.max_position_embeddings = 32;
   c.qformer.pad_token_id = int(w.bert_vocab.special.pad);
   c.qformer.hidden_dropout_prob = c.qformer.attention_probs_dropout_prob = 0;
-  c.num_query_tokens = 8;
+  c.num_query_tokens = s.queries;
   c.image_text_hidden_size = 32;
   c.text_model_type = "opt";
   c.opt.vocab_size = int(w.opt_vocab.size);

@@ -40,15 +40,11 @@ inline RunConfig stage_run(const Settings& s, const std::string& stage, long epo
   return r;
 }
 
-// Pre-trains `vit` on the training images; returns the trainer's history.
-inline std::vector<StepRecord> pretrain_vision(std::shared_ptr<VisionModel<float>> vit, const World& w, const Settings& s) {
+// The word indices of the canonical caption of each scene, padded to `positions` with -100 (not scored).
+inline Ids caption_word_targets(const World& w, const std::vector<data::Scene>& scenes, index_t positions) {
   const auto vocab = w.shapes.vocabulary();
-  Generator g(s.seed + 1);
-  nn::init_parameters(*vit, g);
-  // The canonical caption of each training scene as word indices, padded with -100 (not scored).
-  const index_t positions = 12;
   std::vector<std::int64_t> targets;
-  for (const auto& sc : w.train) {
+  for (const auto& sc : scenes) {
     const auto words = data::words_of(w.shapes.canonical_caption(sc));
     BLIP2_CHECK(index_t(words.size()) <= positions, ValueError, "bootstrap: a caption longer than ", positions, " words");
     for (index_t k = 0; k < positions; ++k)
@@ -56,24 +52,56 @@ inline std::vector<StepRecord> pretrain_vision(std::shared_ptr<VisionModel<float
                             ? std::int64_t(std::find(vocab.begin(), vocab.end(), words[std::size_t(k)]) - vocab.begin())
                             : -100);
   }
+  return Ids::from_vector({index_t(scenes.size()), positions}, targets);
+}
+
+// Pre-trains `vit` on images of the world; returns the trainer's history. Like the web-scale
+// corpora of real image encoders, its corpus is larger than BLIP-2's own training set: every
+// epoch draws new scenes (indices below the held-out range, so held-out images stay unseen).
+inline std::vector<StepRecord> pretrain_vision(std::shared_ptr<VisionModel<float>> vit, const World& w, const Settings& s) {
+  const auto vocab = w.shapes.vocabulary();
+  Generator g(s.seed + 1);
+  nn::init_parameters(*vit, g);
+  const index_t positions = 12;
   WeaklySupervisedVit model(vit, positions, index_t(vocab.size()), g);
   model.set_requires_grad(true);
-  const Ids all_targets = Ids::from_vector({index_t(w.train.size()), positions}, targets);
   const RunConfig run = stage_run(s, "vit", s.vit_epochs, 2e-3, 32);
   const long batches = long(w.train.size()) / run.batch_size_train;
+  BLIP2_CHECK(std::uint64_t(run.max_epoch * batches * run.batch_size_train) <= data::kFirstHeldOutIndex, ValueError,
+              "bootstrap: the image encoder's corpus would reach the held-out scenes");
   Trainer<float, cpu> trainer(model, run, {{"model", "weakly supervised ViT"}, {"vision", vit->config.hidden_size}}, batches,
                               run.batch_size_train);
-  std::fprintf(stderr, "[1/4] image encoder: %ld images, %ld epochs (weakly supervised by their captions)\n",
-               long(w.train.size()), run.max_epoch);
+  std::fprintf(stderr, "[1/4] image encoder: %ld epochs of %ld new images (weakly supervised by their captions)\n",
+               run.max_epoch, batches * run.batch_size_train);
   trainer.train([&](long epoch, long b, auto& logged) {
-    const auto rows = index_tensor(batch_rows(epoch_order(long(w.train.size()), s.seed, epoch), b, run.batch_size_train));
-    const auto pooled = (*vit)(index_select(w.train_pixels, 0, rows)).pooler_output;
-    const auto logits = (*model.head)(pooled).reshape({rows.numel(), positions, index_t(vocab.size())});
-    const auto loss = cross_entropy(logits, index_select(all_targets, 0, rows));
+    std::vector<data::Scene> scenes;
+    for (long k = 0; k < run.batch_size_train; ++k)
+      scenes.push_back(w.shapes.scene(std::uint64_t((epoch * batches + b) * run.batch_size_train + k)));
+    const auto pooled = (*vit)(w.render(scenes)).pooler_output;
+    const auto logits = (*model.head)(pooled).reshape({index_t(scenes.size()), positions, index_t(vocab.size())});
+    const auto loss = cross_entropy(logits, caption_word_targets(w, scenes, positions));
     logged["caption_words"] = loss.item();
     return loss;
   });
   vit->set_requires_grad(false);
+  {  // How well the head reads held-out images: a check of the features the later stages build on.
+    NoGrad no_grad;
+    const auto pooled = (*vit)(w.heldout_pixels).pooler_output;
+    const auto logits = (*model.head)(pooled).to_vector();  // [N, positions, words]
+    const std::size_t V = vocab.size();
+    long exact = 0;
+    for (std::size_t i = 0; i < w.heldout.size(); ++i) {
+      const auto words = data::words_of(w.shapes.canonical_caption(w.heldout[i]));
+      bool same = true;
+      for (std::size_t k = 0; k < words.size(); ++k) {
+        const auto row = logits.begin() + std::ptrdiff_t((i * std::size_t(positions) + k) * V);
+        same = same && vocab[std::size_t(std::max_element(row, row + std::ptrdiff_t(V)) - row)] == words[k];
+      }
+      exact += same;
+    }
+    std::fprintf(stderr, "      its caption head reads %.1f%% of the held-out images exactly\n",
+                 100.0 * double(exact) / double(w.heldout.size()));
+  }
   return trainer.history();
 }
 
