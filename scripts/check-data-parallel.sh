@@ -3,7 +3,9 @@
 # build-dp (BLIP2_DP_BUILD_DIR overrides), stage 1 (ITC + ITM + ITG, from the tiny retrieval model)
 # and stage 2 (through the tiny frozen OPT) for 6 steps (3 epochs of 2 batches, global batch 6, 13
 # captions) on 1, 2 and 3 ranks (mpirun --oversubscribe), batch_size_train 6, 3 and 2. ITM's
-# negatives are drawn by global position, so every world size draws the same ones. Then resume
+# negatives are drawn by global position, so every world size draws the same ones. The 3-rank runs
+# exchange their gradients in ~10 KB buckets (bucket_cap_mb 0.01), sent from a communication
+# thread while the backward pass runs; the others in one 25 MB bucket. Then resume
 # across world sizes: stage 1 from the 2-rank run's checkpoint-3 on 1 rank, and from the 1-rank
 # run's on 3 ranks, against the uninterrupted 1-rank run. One JSON line per run:
 #   max_abs_weight_diff  the largest |w - w_1| over the final trained weights, but for the
@@ -95,9 +97,15 @@ EOF
 
 failed=0
 for stage in 1 2; do
-  for ranks in 1 2 3; do train "$ranks" "$stage" "$work/stage$stage-ranks$ranks"; done
+  train 1 "$stage" "$work/stage$stage-ranks1"
+  train 2 "$stage" "$work/stage$stage-ranks2"
+  # ~100 gradient buckets, sent from the communication thread while backward runs
+  train 3 "$stage" "$work/stage$stage-ranks3" --bucket_cap_mb 0.01 --grad_exchange_thread on
   for ranks in 2 3; do
-    compare "$work/stage$stage-ranks1" "$work/stage$stage-ranks$ranks" "{\"stage\": $stage, \"ranks\": $ranks}" || failed=1
+    bucket_mb=25
+    [ "$ranks" = 3 ] && bucket_mb=0.01
+    compare "$work/stage$stage-ranks1" "$work/stage$stage-ranks$ranks" \
+            "{\"stage\": $stage, \"ranks\": $ranks, \"bucket_cap_mb\": $bucket_mb}" || failed=1
   done
 done
 # Resume across world sizes: the checkpoint after step 3 of one world size, continued on another.

@@ -1,6 +1,7 @@
 // Every op's backward against central finite differences in float64, and the autograd semantics.
 #include "support.hpp"
 
+#include <algorithm>
 #include <limits>
 
 using namespace blip2;
@@ -229,6 +230,45 @@ TEST_CASE("checkpoint: MLP with captured parameters matches no checkpointing") {
   sum(y).backward();
   CHECK(x2.grad().defined());
   CHECK(mlp.w1.grad().defined());
+}
+
+TEST_CASE("OnLeafGradientReady: each leaf once, with its whole gradient; not inside a checkpointed segment") {
+  const Mlp mlp;
+  const auto x = rnd({2, 4}, 30).requires_grad_();
+  const auto shared = rnd({3}, 42).requires_grad_();  // used twice: reported after both edges
+  std::vector<std::pair<const void*, std::vector<double>>> reported;
+  auto loss = [&](bool checkpointed) {
+    const Fn f = mlp.block();
+    const auto y = checkpointed ? checkpoint(f, {x}) : f({x});
+    return sum((y + shared) * shared) + sum(exp(shared));
+  };
+  {
+    autograd::OnLeafGradientReady<double, cpu> hook(
+        [&](const Tensor<double>& leaf) { reported.push_back({&leaf.impl(), leaf.grad().to_vector()}); });
+    loss(false).backward();
+  }
+  std::vector<const void*> order;
+  for (const auto& [id, g] : reported) order.push_back(id);
+  for (const auto& t : {mlp.w1, mlp.b1, mlp.w2, mlp.b2, x, shared}) {
+    INFO(to_string(t.shape()));
+    CHECK(std::count(order.begin(), order.end(), &t.impl()) == 1);
+    for (const auto& [id, g] : reported)
+      if (id == &t.impl()) CHECK(g == t.grad().to_vector());  // nothing was added after the report
+  }
+  CHECK(reported.size() == 6);
+  // The last layer's weight is complete before the first layer's: the order an exchange can use.
+  CHECK(std::find(order.begin(), order.end(), &mlp.w2.impl()) < std::find(order.begin(), order.end(), &mlp.w1.impl()));
+  // Checkpointed: the segment's parameters get their gradient in a nested pass and are not reported;
+  // no hook installed: nothing is reported.
+  mlp.zero_grad();
+  reported.clear();
+  {
+    autograd::OnLeafGradientReady<double, cpu> hook([&](const Tensor<double>& leaf) { reported.push_back({&leaf.impl(), {}}); });
+    loss(true).backward();
+  }
+  CHECK(reported.size() == 2);  // x and shared
+  loss(false).backward();
+  CHECK(reported.size() == 2);
 }
 
 TEST_CASE("checkpoint: nested and chained checkpoints match no checkpointing") {

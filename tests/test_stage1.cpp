@@ -389,6 +389,13 @@ class MirroredPair final : public Communicator {
   }
   void broadcast_bytes(void*, std::size_t, int) const override {}  // both ranks hold the same
   void barrier() const override {}
+  std::unique_ptr<Communicator> duplicate_for_thread() const override {
+    if (!threads) return nullptr;
+    ++threads_made;
+    return std::make_unique<MirroredPair>();
+  }
+  bool threads = false;
+  mutable int threads_made = 0;
 };
 }  // namespace
 
@@ -458,6 +465,45 @@ TEST_CASE("GradientAverager: the ranks' mean gradient; a parameter no rank has a
     average({a, b}, pair);
     CHECK(a.grad().to_vector() == std::vector<float>{2, 4, 6, 8});
     CHECK_FALSE(b.grad().defined());
+  }
+}
+
+TEST_CASE("GradientAverager: buckets exchanged during backward, on a communication thread or not") {
+  // A model's worth of parameters with distinct values, so that a gradient unpacked into another
+  // parameter's place shows; buckets of 64 bytes hold one or a few of them.
+  Generator gen(3);
+  std::vector<Tensor<float>> params;
+  for (index_t n : {5, 17, 3, 40, 1, 9, 16}) params.push_back(randn<float>({n}, gen).requires_grad_());
+  const auto unused = Tensor<float>::zeros({4}).requires_grad_();
+  params.insert(params.begin() + 2, unused);
+  auto loss = [&] {
+    Tensor<float> l = Tensor<float>::zeros({1});
+    for (std::size_t i = 0; i < params.size(); ++i)
+      if (i != 2) l = l + sum(params[i] * params[i]) * float(i + 1);
+    return l;
+  };
+  for (bool threads : {false, true}) {
+    INFO("threads " << threads);
+    MirroredPair pair;
+    pair.threads = threads;
+    using Averager = GradientAverager<float, cpu>;
+    // automatic: no thread, all ranks being on one machine (MirroredPair's one_machine()).
+    Averager average(64, threads ? Averager::Thread::on : Averager::Thread::automatic);
+    for (int step = 0; step < 2; ++step) {  // the second reuses the layout, buffer and thread communicator
+      for (const auto& p : params) p.zero_grad();
+      average(params, pair, [&] { loss().backward(); });
+      for (std::size_t i = 0; i < params.size(); ++i) {
+        if (i == 2) {
+          CHECK_FALSE(params[i].grad().defined());
+          continue;
+        }
+        const auto g = params[i].grad().to_vector(), p = params[i].to_vector();
+        for (std::size_t k = 0; k < p.size(); ++k) CHECK(g[k] == doctest::Approx(2.0 * double(i + 1) * p[k]));
+      }
+      CHECK(average.last_timing().buckets >= 5);
+      CHECK(average.last_timing().threaded == threads);
+    }
+    CHECK(pair.threads_made == (threads ? 1 : 0));
   }
 }
 

@@ -3725,7 +3725,8 @@ Tensor<T, D> record(const char* op, Tensor<T, D> out, std::vector<Tensor<T, D>> 
 // ---- end blip2/autograd/node.hpp ----
 // ---- begin blip2/autograd/engine.hpp ----
 // Reverse-mode differentiation: visits the graph below a tensor in reverse topological order,
-// sums the gradients each tensor receives, and accumulates them into the leaves' grad().
+// sums the gradients each tensor receives, and accumulates them into the leaves' grad(), telling
+// an installed OnLeafGradientReady hook when a leaf has received its last gradient.
 #include <unordered_map>
 #include <unordered_set>
 
@@ -4129,6 +4130,46 @@ void copy_(const Tensor<T, D>& dst, const Tensor<T, D>& src) {
 
 // Tensor::backward() is defined by the engine, which needs add(); every op header reaches it here.
 // ---- end blip2/ops/elementwise.hpp ----
+// ---- begin blip2/autograd/leaf_hook.hpp ----
+// A callback for the moment a leaf's gradient is complete within a backward pass: the last edge
+// into that leaf has been accumulated, so its grad() will not change until the next backward.
+// Data-parallel training uses it to start exchanging gradients while backward is still running
+// (train/gradient_averager.hpp), as PyTorch's DistributedDataParallel does with its per-parameter
+// hooks. Only the outermost backward pass reports: leaves reached inside a gradient-checkpointed
+// segment (autograd/checkpoint.hpp) get their gradients from a nested pass and are not reported,
+// since the same leaf may get more from outside the segment.
+
+
+namespace blip2::autograd {
+
+template <class T, class D>
+using LeafReadyFn = std::function<void(const Tensor<T, D>& leaf)>;
+
+namespace detail {
+template <class T, class D>
+inline thread_local const LeafReadyFn<T, D>* leaf_ready_hook = nullptr;
+template <class T, class D>
+inline thread_local int backward_depth = 0;  // nested passes (checkpointing) do not report
+}  // namespace detail
+
+// Installs `fn` for the backward passes this thread runs while the guard lives.
+template <class T, class D>
+class OnLeafGradientReady {
+ public:
+  explicit OnLeafGradientReady(LeafReadyFn<T, D> fn) : fn_(std::move(fn)), previous_(detail::leaf_ready_hook<T, D>) {
+    detail::leaf_ready_hook<T, D> = &fn_;
+  }
+  ~OnLeafGradientReady() { detail::leaf_ready_hook<T, D> = previous_; }
+  OnLeafGradientReady(const OnLeafGradientReady&) = delete;
+  OnLeafGradientReady& operator=(const OnLeafGradientReady&) = delete;
+
+ private:
+  LeafReadyFn<T, D> fn_;
+  const LeafReadyFn<T, D>* previous_;
+};
+
+}  // namespace blip2::autograd
+// ---- end blip2/autograd/leaf_hook.hpp ----
 
 namespace blip2 {
 
@@ -4142,6 +4183,11 @@ void run_backward(const Tensor<T, D>& root, const Tensor<T, D>& grad_root) {
   BLIP2_CHECK(grad_root.shape() == root.shape(), ShapeError, "backward: gradient of shape ",
               to_string(grad_root.shape()), " for a tensor of shape ", to_string(root.shape()));
   NoGrad no_grad;  // the backward pass itself records nothing
+  struct Depth {
+    Depth() { ++detail::backward_depth<T, D>; }
+    ~Depth() { --detail::backward_depth<T, D>; }
+  } depth;
+  const LeafReadyFn<T, D>* ready = detail::backward_depth<T, D> == 1 ? detail::leaf_ready_hook<T, D> : nullptr;
 
   auto accumulate_leaf = [](const Tensor<T, D>& leaf, const Tensor<T, D>& g) {
     auto& impl = leaf.impl();
@@ -4151,10 +4197,12 @@ void run_backward(const Tensor<T, D>& root, const Tensor<T, D>& grad_root) {
   };
   if (!root.grad_fn()) {
     accumulate_leaf(root, grad_root);
+    if (ready && root.requires_grad()) (*ready)(root);
     return;
   }
 
-  // Topological order by iterative depth-first search.
+  // Topological order by iterative depth-first search, counting the edges into each leaf.
+  std::unordered_map<const void*, int> leaf_edges;
   std::vector<NodeT*> order;
   std::unordered_set<NodeT*> seen;
   std::vector<std::pair<NodeT*, std::size_t>> stack{{root.grad_fn().get(), 0}};
@@ -4165,6 +4213,7 @@ void run_backward(const Tensor<T, D>& root, const Tensor<T, D>& grad_root) {
       const auto& in = node->inputs[next++];
       NodeT* child = in.defined() ? in.grad_fn().get() : nullptr;
       if (child && seen.insert(child).second) stack.push_back({child, 0});
+      if (ready && !child && in.defined() && in.requires_grad()) ++leaf_edges[&in.impl()];
     } else {
       order.push_back(node);
       stack.pop_back();
@@ -4179,17 +4228,20 @@ void run_backward(const Tensor<T, D>& root, const Tensor<T, D>& grad_root) {
     const Tensor<T, D> g = std::move(found->second);
     grads.erase(found);
     std::vector<Tensor<T, D>> in_grads = node->backward(g);
-    for (std::size_t i = 0; i < node->inputs.size() && i < in_grads.size(); ++i) {
+    for (std::size_t i = 0; i < node->inputs.size(); ++i) {
       const auto& in = node->inputs[i];
-      const auto& gi = in_grads[i];
-      if (!gi.defined() || !in.defined() || !in.requires_grad()) continue;
-      BLIP2_CHECK(gi.shape() == in.shape(), AutogradError, "backward of ", node->op, ": gradient shape ",
-                  to_string(gi.shape()), " for input ", i, " of shape ", to_string(in.shape()));
+      if (!in.defined() || !in.requires_grad()) continue;
+      const bool has_grad = i < in_grads.size() && in_grads[i].defined();
+      if (has_grad)
+        BLIP2_CHECK(in_grads[i].shape() == in.shape(), AutogradError, "backward of ", node->op, ": gradient shape ",
+                    to_string(in_grads[i].shape()), " for input ", i, " of shape ", to_string(in.shape()));
       if (NodeT* child = in.grad_fn().get()) {
-        auto [slot, fresh] = grads.try_emplace(child, gi);
-        if (!fresh) slot->second = add(slot->second, gi);
+        if (!has_grad) continue;
+        auto [slot, fresh] = grads.try_emplace(child, in_grads[i]);
+        if (!fresh) slot->second = add(slot->second, in_grads[i]);
       } else {
-        accumulate_leaf(in, gi);
+        if (has_grad) accumulate_leaf(in, in_grads[i]);
+        if (ready && --leaf_edges[&in.impl()] == 0) (*ready)(in);
       }
     }
   }
@@ -7565,6 +7617,13 @@ class Communicator {
   // Returns once every rank has called it.
   virtual void barrier() const = 0;
   virtual bool device_memory() const { return false; }
+  // A communicator over the same ranks whose collectives may run on another thread at the same
+  // time as this one's (the gradient exchange during backward), or nullptr where the engine
+  // cannot. Collective: every rank calls it at the same point.
+  virtual std::unique_ptr<Communicator> duplicate_for_thread() const { return nullptr; }
+  // Whether every rank runs on this machine: collectives are then memory copies on the cores the
+  // computation uses, not waits on a network.
+  virtual bool one_machine() const { return true; }
 };
 
 class SingleProcess final : public Communicator {
@@ -7668,13 +7727,29 @@ Tensor<T, D> all_gather_with_grad(const Tensor<T, D>& x, const Communicator& com
 }  // namespace blip2
 // ---- end blip2/train/communicator.hpp ----
 // ---- begin blip2/train/gradient_averager.hpp ----
-// The data-parallel step's gradient exchange: every rank's gradients summed by one all-reduce of
-// all of them, packed flat, then divided by the world size, so that every rank takes the same
-// optimizer step. A parameter without a gradient on a rank counts as zeros there; a flag per
-// parameter (the buffer's head) says whether any rank had one, so that all ranks step the same
-// parameters. The buffer is kept from one step to the next: at BLIP-2's sizes it is 750 MB, whose
-// fresh allocation (page faults) would cost more than the all-reduce itself. One process: nothing
-// happens.
+// The data-parallel step's gradient exchange: every rank's gradients summed by all-reduce, then
+// divided by the world size, so that every rank takes the same optimizer step.
+//
+// The gradients are packed into buckets of about `bucket_bytes`, in reverse parameter order (the
+// order backward produces them). Given the backward pass to run, the averager packs each
+// parameter's gradient the moment it is complete (autograd/leaf_hook.hpp) and all-reduces a bucket
+// as soon as all of its gradients are in, on a communication thread, while backward goes on, as
+// PyTorch's DistributedDataParallel does. The thread needs a communicator that offers one
+// (duplicate_for_thread: MPI with MPI_THREAD_MULTIPLE) and, by default, ranks on more than one
+// machine: there the all-reduce waits on the network, which the thread hides; on one machine it is
+// memory copies on the cores the backward pass uses, and running them alongside slowed a 2-core
+// stage-1 step by 10% (bench/README.md), so there the buckets go out from the main thread. Buckets go out strictly in order on every rank, so the collectives
+// match whatever order the gradients arrive in. A parameter without a gradient on a rank counts
+// as zeros there; a flag per parameter (at its bucket's head) says whether any rank had one, so
+// that all ranks step the same parameters. The buffer is kept from one step to the next: at
+// BLIP-2's sizes it is 750 MB, whose fresh allocation (page faults) would cost more than the
+// all-reduce itself. One process: nothing is exchanged.
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
 
 
 namespace blip2 {
@@ -7682,40 +7757,233 @@ namespace blip2 {
 template <class T, class D>
 class GradientAverager {
  public:
+  // Where the last exchange's time went (seconds; zeros on one process).
+  struct Timing {
+    double backward_s = 0;  // the backward pass, with the packing and, without a thread, the exchange in it
+    double reduce_s = 0;    // all-reduce calls, summed over the buckets
+    double wait_s = 0;      // after backward, until every bucket was reduced and unpacked
+    long buckets = 0;
+    bool threaded = false;  // the all-reduces ran on the communication thread
+    double overlap_s() const { return threaded ? std::max(0.0, reduce_s - wait_s) : 0.0; }
+  };
+
+  enum class Thread { automatic, on, off };  // the communication thread: across machines only, always, never
+
+  explicit GradientAverager(std::size_t bucket_bytes = std::size_t(25) << 20, Thread thread = Thread::automatic)
+      : bucket_bytes_(bucket_bytes), thread_(thread) {}
+
+  // Averages gradients that are already computed (nothing to overlap: no communication thread).
   void operator()(const std::vector<Tensor<T, D>>& params, const Communicator& comm) {
-    if (comm.world_size() == 1) return;
-    NoGrad no_grad;
-    const index_t flags = index_t(params.size());
-    index_t total = flags;
-    for (const auto& p : params) total += p.numel();
-    if (!flat_.defined() || flat_.numel() != total) flat_ = Tensor<T, D>::empty({total});
-    auto slot = [&](index_t at, index_t n) { return flat_.slice(0, at, at + n); };
-    for (index_t i = 0, at = flags; i < flags; at += params[std::size_t(i)].numel(), ++i) {
-      const Tensor<T, D> g = params[std::size_t(i)].grad();
-      copy_(slot(i, 1), Tensor<T, D>::full({1}, T(g.defined() ? 1 : 0)));
-      if (g.defined()) {
-        copy_(slot(at, g.numel()), g.contiguous().reshape({g.numel()}));
-      } else {
-        copy_(slot(at, params[std::size_t(i)].numel()), Tensor<T, D>::zeros({1}));
-      }
+    average(params, comm, [] {}, /*overlap=*/false);
+  }
+
+  // Runs backward() (a callable, e.g. [&] { loss.backward(); }) and averages the gradients of
+  // `params` over the ranks, exchanging buckets while backward runs.
+  template <class Backward>
+  void operator()(const std::vector<Tensor<T, D>>& params, const Communicator& comm, Backward&& backward) {
+    average(params, comm, backward, /*overlap=*/true);
+  }
+
+  const Timing& last_timing() const { return timing_; }
+
+ private:
+  template <class Backward>
+  void average(const std::vector<Tensor<T, D>>& params, const Communicator& comm, Backward&& backward, bool overlap) {
+    using Clock = std::chrono::steady_clock;
+    timing_ = {};
+    if (comm.world_size() == 1) {
+      backward();
+      return;
     }
-    all_reduce_sum_(flat_, comm);
-    const auto had_grad = slot(0, flags).template to<cpu>().to_vector();
-    Backend<D>::unary(UnaryOp::mul_scalar, flat_.data(), flat_.data(), total, T(1.0 / double(comm.world_size())));
-    for (index_t i = 0, at = flags; i < flags; at += params[std::size_t(i)].numel(), ++i) {
-      const Tensor<T, D>& p = params[std::size_t(i)];
-      if (!(had_grad[std::size_t(i)] > T(0))) continue;
-      const Tensor<T, D> mean = slot(at, p.numel()).reshape(p.shape());
+    layout(params);
+    if (comm_ != &comm) {  // collective: every rank makes its thread's communicator at the same step
+      comm_ = &comm;
+      thread_comm_.reset();
+      if constexpr (std::is_same_v<D, cpu>)
+        if (thread_ == Thread::on || (thread_ == Thread::automatic && !comm.one_machine()))
+          thread_comm_ = comm.duplicate_for_thread();
+    }
+    std::fill(packed_.begin(), packed_.end(), false);
+    for (auto& b : buckets_) b.waiting = b.params;
+    next_bucket_ = 0;
+    Exchange exchange(*this, overlap && thread_comm_);
+    timing_.threaded = overlap && thread_comm_;
+    const auto t0 = Clock::now();
+    {
+      autograd::OnLeafGradientReady<T, D> hook([&](const Tensor<T, D>& leaf) {
+        if (const auto it = index_.find(&leaf.impl()); it != index_.end()) pack(it->second, params, exchange);
+      });
+      backward();
+    }
+    const auto t1 = Clock::now();
+    NoGrad no_grad;
+    for (std::size_t i = 0; i < params.size(); ++i)
+      if (!packed_[i]) pack(i, params, exchange);  // never reported: no gradient, or checkpointed
+    exchange.finish();
+    Backend<D>::unary(UnaryOp::mul_scalar, flat_.data(), flat_.data(), flat_.numel(), T(1.0 / double(comm.world_size())));
+    std::vector<T> flags;
+    for (const Bucket& b : buckets_) {  // every parameter's flag, one small copy per bucket
+      const auto f = flat_.slice(0, b.begin, b.begin + index_t(b.params)).template to<cpu>().to_vector();
+      flags.insert(flags.end(), f.begin(), f.end());
+    }
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      if (!(flags[slots_[i].nth] > T(0))) continue;
+      const Tensor<T, D>& p = params[i];
+      const Tensor<T, D> mean = flat_.slice(0, slots_[i].at, slots_[i].at + p.numel()).reshape(p.shape());
       if (const Tensor<T, D> g = p.grad(); g.defined() && g.is_contiguous()) {
         copy_(g, mean);
       } else {
         p.impl().grad = mean.clone().impl_ptr();
       }
     }
+    timing_.backward_s = std::chrono::duration<double>(t1 - t0).count();
+    timing_.wait_s = std::chrono::duration<double>(Clock::now() - t1).count();
+    timing_.buckets = long(buckets_.size());
   }
 
- private:
-  Tensor<T, D> flat_;  // [flags, then every gradient flat], kept between steps
+  struct Slot {
+    index_t flag = 0, at = 0;  // offsets in flat_ of the parameter's flag and of its gradient
+    std::size_t bucket = 0, nth = 0;  // its bucket; its flag's place among all flags, bucket by bucket
+  };
+  struct Bucket {
+    index_t begin = 0, end = 0;  // [begin, end) of flat_: the flags, then the gradients
+    long params = 0, waiting = 0;
+  };
+
+  // Sends buckets in order: on the communication thread, or here where there is none.
+  class Exchange {
+   public:
+    Exchange(GradientAverager& a, bool threaded) : a_(a) {
+      if (threaded) worker_ = std::thread([this] { run(); });
+    }
+    // An exception in backward: buckets not yet started are dropped (this rank's job is ending),
+    // and the thread ends before the buffer can go.
+    ~Exchange() { stop(/*drain=*/false); }
+    void send(const Bucket& b) {
+      const Tensor<T, D> part = a_.flat_.slice(0, b.begin, b.end);
+      if (!worker_.joinable()) {
+        const auto t0 = std::chrono::steady_clock::now();
+        all_reduce_sum_(part, *a_.comm_);
+        a_.timing_.reduce_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        return;
+      }
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        queue_.push_back(part);
+      }
+      ready_.notify_one();
+    }
+    void finish() {
+      stop(/*drain=*/true);
+      if (error_) std::rethrow_exception(error_);
+    }
+
+   private:
+    void run() {
+      for (;;) {
+        Tensor<T, D> part;
+        {
+          std::unique_lock<std::mutex> lock(mutex_);
+          ready_.wait(lock, [&] { return !queue_.empty() || done_; });
+          if (queue_.empty() || (done_ && !drain_)) return;
+          part = queue_.front();
+          queue_.pop_front();
+        }
+        if (error_) continue;  // the collectives are out of step now: drain and report the first error
+        try {
+          const auto t0 = std::chrono::steady_clock::now();
+          a_.thread_comm_->all_reduce_sum(part.data(), std::size_t(part.numel()));
+          a_.timing_.reduce_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        } catch (...) {
+          error_ = std::current_exception();
+        }
+      }
+    }
+    void stop(bool drain) {
+      if (!worker_.joinable()) return;
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        done_ = true;
+        drain_ = drain;
+      }
+      ready_.notify_one();
+      worker_.join();
+    }
+
+    GradientAverager& a_;
+    std::thread worker_;
+    std::mutex mutex_;
+    std::condition_variable ready_;
+    std::deque<Tensor<T, D>> queue_;
+    bool done_ = false, drain_ = true;
+    std::exception_ptr error_;
+  };
+
+  // Buckets in reverse parameter order; the buffer is laid out again only when the parameters change.
+  void layout(const std::vector<Tensor<T, D>>& params) {
+    std::vector<const void*> ids;
+    for (const auto& p : params) ids.push_back(&p.impl());
+    if (ids == ids_ && flat_.defined()) return;
+    ids_ = ids;
+    index_.clear();
+    slots_.assign(params.size(), {});
+    packed_.assign(params.size(), false);
+    buckets_.clear();
+    std::vector<std::vector<std::size_t>> groups(1);
+    std::size_t bytes = 0;
+    for (std::size_t i = params.size(); i-- > 0;) {
+      const std::size_t size = std::size_t(params[i].numel()) * sizeof(T);
+      if (!groups.back().empty() && bytes + size > bucket_bytes_) {
+        groups.emplace_back();
+        bytes = 0;
+      }
+      groups.back().push_back(i);
+      bytes += size;
+    }
+    index_t at = 0;
+    std::size_t nth = 0;
+    for (const auto& group : groups) {
+      Bucket b;
+      b.begin = at;
+      b.params = long(group.size());
+      index_t data = at + index_t(group.size());
+      for (std::size_t i : group) {
+        slots_[i] = {at++, data, buckets_.size(), nth++};
+        data += params[i].numel();
+        index_[ids[i]] = i;
+      }
+      b.end = at = data;
+      buckets_.push_back(b);
+    }
+    flat_ = Tensor<T, D>::empty({at});
+  }
+
+  // Copies parameter i's gradient (or zeros) and its flag into its bucket; sends what is complete.
+  void pack(std::size_t i, const std::vector<Tensor<T, D>>& params, Exchange& exchange) {
+    if (packed_[i]) return;
+    packed_[i] = true;
+    const Slot& s = slots_[i];
+    const Tensor<T, D> g = params[i].grad();
+    copy_(flat_.slice(0, s.flag, s.flag + 1), Tensor<T, D>::full({1}, T(g.defined() ? 1 : 0)));
+    const index_t n = params[i].numel();
+    if (g.defined()) copy_(flat_.slice(0, s.at, s.at + n), g.contiguous().reshape({n}));
+    else copy_(flat_.slice(0, s.at, s.at + n), Tensor<T, D>::zeros({1}));
+    --buckets_[s.bucket].waiting;
+    while (next_bucket_ < buckets_.size() && buckets_[next_bucket_].waiting == 0) exchange.send(buckets_[next_bucket_++]);
+  }
+
+  std::size_t bucket_bytes_;
+  Thread thread_;
+  const Communicator* comm_ = nullptr;
+  std::unique_ptr<Communicator> thread_comm_;
+  std::vector<const void*> ids_;
+  std::unordered_map<const void*, std::size_t> index_;
+  std::vector<Slot> slots_;
+  std::vector<Bucket> buckets_;
+  std::vector<bool> packed_;
+  std::size_t next_bucket_ = 0;
+  Tensor<T, D> flat_;  // the buckets, one after another; kept between steps
+  Timing timing_;
 };
 
 }  // namespace blip2
@@ -8206,6 +8474,8 @@ struct RunConfig {
   long log_every = 10;                  // optimizer steps between progress lines
   bool gradient_checkpointing = false;  // recompute layers in the backward pass
   std::string frozen_dtype = "f32";     // storage of the frozen image encoder / language model
+  double bucket_cap_mb = 25;            // data parallel: gradients exchanged in buckets of this size (PyTorch DDP's name)
+  std::string grad_exchange_thread = "auto";  // buckets sent from a thread during backward: auto (ranks on several machines), on, off
 
   // Reads `j` (a LAVIS project with a "run" section, or the run section itself) over the defaults.
   static RunConfig from_json(const nlohmann::json& j, const std::string& where = "run config") {
@@ -8249,7 +8519,8 @@ struct RunConfig {
             {"accum_grad_iters", accum_grad_iters}, {"max_txt_len", max_txt_len}, {"seed", seed},
             {"num_workers", num_workers}, {"output_dir", output_dir}, {"max_grad_norm", max_grad_norm},
             {"checkpoint_every", checkpoint_every}, {"log_every", log_every},
-            {"gradient_checkpointing", gradient_checkpointing}, {"frozen_dtype", frozen_dtype}};
+            {"gradient_checkpointing", gradient_checkpointing}, {"frozen_dtype", frozen_dtype},
+            {"bucket_cap_mb", bucket_cap_mb}, {"grad_exchange_thread", grad_exchange_thread}};
   }
 
   // The settings that change the numbers a run computes: a resumed run must keep them.
@@ -8307,6 +8578,8 @@ struct RunConfig {
     else if (key == "log_every") get(log_every);
     else if (key == "gradient_checkpointing") get(gradient_checkpointing);
     else if (key == "frozen_dtype") get(frozen_dtype);
+    else if (key == "bucket_cap_mb") get(bucket_cap_mb);
+    else if (key == "grad_exchange_thread") get(grad_exchange_thread);
     else BLIP2_CHECK(lavis_only.count(key), IoError, where, ": unknown run setting '", key, "'");
   }
 
@@ -8315,10 +8588,13 @@ struct RunConfig {
                 "' is not supported (linear_warmup_cosine_lr)");
     BLIP2_CHECK(init_lr > 0 && min_lr >= 0 && weight_decay >= 0 && warmup_steps >= 0 && max_epoch >= 1 &&
                     batch_size_train >= 1 && batch_size_eval >= 1 && accum_grad_iters >= 1 && max_txt_len >= 2 &&
-                    num_workers >= 0 && max_grad_norm >= 0 && checkpoint_every >= 0 && log_every >= 1,
+                    num_workers >= 0 && max_grad_norm >= 0 && checkpoint_every >= 0 && log_every >= 1 &&
+                    bucket_cap_mb > 0,
                 IoError, where, ": a setting is out of range: ", to_json().dump());
     BLIP2_CHECK(frozen_dtype == "f32" || frozen_dtype == "bf16" || frozen_dtype == "f16", IoError, where,
                 ": frozen_dtype '", frozen_dtype, "' (f32, bf16 or f16)");
+    BLIP2_CHECK(grad_exchange_thread == "auto" || grad_exchange_thread == "on" || grad_exchange_thread == "off", IoError,
+                where, ": grad_exchange_thread '", grad_exchange_thread, "' (auto, on or off)");
   }
 };
 
@@ -8429,13 +8705,12 @@ inline std::filesystem::path resolve_checkpoint_dir(const std::filesystem::path&
 // run starts again at the batch after the checkpoint.
 //
 // Data parallel: given a Communicator of W ranks, every rank runs this loop on its rows of the
-// global batch (data/loader.hpp deals them out); before each optimizer step the gradients are
-// averaged over the ranks (gradient_averager.hpp), so every rank takes the same step; the logged
-// losses are averaged too. Rank 0 alone prints progress and writes metrics.jsonl and checkpoints;
-// every rank resumes from them, also with another world size, as long as the global batch
-// (batch_size_train * W) is the same. With one rank (the default) nothing of this runs.
+// global batch (data/loader.hpp deals them out); the gradients are averaged over the ranks in
+// buckets while the step's last backward pass runs (gradient_averager.hpp), so every rank takes
+// the same step; the logged losses are averaged too. Rank 0 alone prints progress and writes
+// metrics.jsonl and checkpoints; every rank resumes from them, also with another world size, as
+// long as the global batch (batch_size_train * W) is the same. With one rank (the default) nothing of this runs.
 
-#include <chrono>
 #include <cstdio>
 
 
@@ -8575,12 +8850,15 @@ class Trainer {
         std::map<std::string, double> logged;
         Tensor<T, D> l = loss(epoch_, batch_, logged);
         if (run_.accum_grad_iters > 1) l = l * T(1.0 / double(run_.accum_grad_iters));
-        l.backward();
         for (const auto& [k, v] : logged) sums[k] += v;
         ++micro;
         ++batch_;
-        if (batch_ % run_.accum_grad_iters != 0 && batch_ != batches_) continue;
-        average_gradients_(optimizer_.parameters(), *comm_);
+        if (batch_ % run_.accum_grad_iters != 0 && batch_ != batches_) {
+          l.backward();
+          continue;
+        }
+        // The optimizer step's last backward: the gradient exchange runs alongside it.
+        average_gradients_(optimizer_.parameters(), *comm_, [&] { l.backward(); });
         if (run_.max_grad_norm > 0) clip_grad_norm(optimizer_.parameters(), run_.max_grad_norm);
         optimizer_.step();
         optimizer_.zero_grad();
@@ -8679,7 +8957,11 @@ class Trainer {
   nlohmann::json model_config_;
   long batches_, examples_per_batch_;
   const Communicator* comm_;
-  GradientAverager<T, D> average_gradients_;
+  GradientAverager<T, D> average_gradients_{
+      std::size_t(run_.bucket_cap_mb * double(1 << 20)),
+      run_.grad_exchange_thread == "on"    ? GradientAverager<T, D>::Thread::on
+      : run_.grad_exchange_thread == "off" ? GradientAverager<T, D>::Thread::off
+                                           : GradientAverager<T, D>::Thread::automatic};
   AdamW<T, D> optimizer_;
   LinearWarmupCosineLR schedule_;
   std::vector<std::string> names_;  // the trainable parameters' names, in the optimizer's order
@@ -13669,7 +13951,6 @@ struct CaptionProcessor {
 // Errors are IoErrors "<file>:<line>: <what>" with the 1-based line where the problem is, raised
 // when the reader reaches the entry (the first one already in the constructor). A file without
 // entries is an error too.
-#include <deque>
 
 
 namespace blip2::data {
@@ -14387,11 +14668,7 @@ class TarShardReader {
 // replaced by the dataset's next example; a whole pass without one readable image is an error) or
 // raised, by option; any other error in a worker is raised. Errors surface in next() at the example
 // they belong to, with the file named, and the loader stays failed until set_epoch.
-#include <condition_variable>
-#include <exception>
 #include <iostream>
-#include <mutex>
-#include <thread>
 
 
 namespace blip2::data {

@@ -1,10 +1,12 @@
 #pragma once
 // Reverse-mode differentiation: visits the graph below a tensor in reverse topological order,
-// sums the gradients each tensor receives, and accumulates them into the leaves' grad().
+// sums the gradients each tensor receives, and accumulates them into the leaves' grad(), telling
+// an installed OnLeafGradientReady hook when a leaf has received its last gradient.
 #include <unordered_map>
 #include <unordered_set>
 
 #include "../ops/elementwise.hpp"
+#include "leaf_hook.hpp"
 #include "node.hpp"
 
 namespace blip2 {
@@ -19,6 +21,11 @@ void run_backward(const Tensor<T, D>& root, const Tensor<T, D>& grad_root) {
   BLIP2_CHECK(grad_root.shape() == root.shape(), ShapeError, "backward: gradient of shape ",
               to_string(grad_root.shape()), " for a tensor of shape ", to_string(root.shape()));
   NoGrad no_grad;  // the backward pass itself records nothing
+  struct Depth {
+    Depth() { ++detail::backward_depth<T, D>; }
+    ~Depth() { --detail::backward_depth<T, D>; }
+  } depth;
+  const LeafReadyFn<T, D>* ready = detail::backward_depth<T, D> == 1 ? detail::leaf_ready_hook<T, D> : nullptr;
 
   auto accumulate_leaf = [](const Tensor<T, D>& leaf, const Tensor<T, D>& g) {
     auto& impl = leaf.impl();
@@ -28,10 +35,12 @@ void run_backward(const Tensor<T, D>& root, const Tensor<T, D>& grad_root) {
   };
   if (!root.grad_fn()) {
     accumulate_leaf(root, grad_root);
+    if (ready && root.requires_grad()) (*ready)(root);
     return;
   }
 
-  // Topological order by iterative depth-first search.
+  // Topological order by iterative depth-first search, counting the edges into each leaf.
+  std::unordered_map<const void*, int> leaf_edges;
   std::vector<NodeT*> order;
   std::unordered_set<NodeT*> seen;
   std::vector<std::pair<NodeT*, std::size_t>> stack{{root.grad_fn().get(), 0}};
@@ -42,6 +51,7 @@ void run_backward(const Tensor<T, D>& root, const Tensor<T, D>& grad_root) {
       const auto& in = node->inputs[next++];
       NodeT* child = in.defined() ? in.grad_fn().get() : nullptr;
       if (child && seen.insert(child).second) stack.push_back({child, 0});
+      if (ready && !child && in.defined() && in.requires_grad()) ++leaf_edges[&in.impl()];
     } else {
       order.push_back(node);
       stack.pop_back();
@@ -56,17 +66,20 @@ void run_backward(const Tensor<T, D>& root, const Tensor<T, D>& grad_root) {
     const Tensor<T, D> g = std::move(found->second);
     grads.erase(found);
     std::vector<Tensor<T, D>> in_grads = node->backward(g);
-    for (std::size_t i = 0; i < node->inputs.size() && i < in_grads.size(); ++i) {
+    for (std::size_t i = 0; i < node->inputs.size(); ++i) {
       const auto& in = node->inputs[i];
-      const auto& gi = in_grads[i];
-      if (!gi.defined() || !in.defined() || !in.requires_grad()) continue;
-      BLIP2_CHECK(gi.shape() == in.shape(), AutogradError, "backward of ", node->op, ": gradient shape ",
-                  to_string(gi.shape()), " for input ", i, " of shape ", to_string(in.shape()));
+      if (!in.defined() || !in.requires_grad()) continue;
+      const bool has_grad = i < in_grads.size() && in_grads[i].defined();
+      if (has_grad)
+        BLIP2_CHECK(in_grads[i].shape() == in.shape(), AutogradError, "backward of ", node->op, ": gradient shape ",
+                    to_string(in_grads[i].shape()), " for input ", i, " of shape ", to_string(in.shape()));
       if (NodeT* child = in.grad_fn().get()) {
-        auto [slot, fresh] = grads.try_emplace(child, gi);
-        if (!fresh) slot->second = add(slot->second, gi);
+        if (!has_grad) continue;
+        auto [slot, fresh] = grads.try_emplace(child, in_grads[i]);
+        if (!fresh) slot->second = add(slot->second, in_grads[i]);
       } else {
-        accumulate_leaf(in, gi);
+        if (has_grad) accumulate_leaf(in, in_grads[i]);
+        if (ready && --leaf_edges[&in.impl()] == 0) (*ready)(in);
       }
     }
   }

@@ -8,6 +8,7 @@
 // this rank's rows).
 #include <cstddef>
 #include <cstring>
+#include <memory>
 #include <type_traits>
 
 #include "../autograd/node.hpp"
@@ -32,6 +33,13 @@ class Communicator {
   // Returns once every rank has called it.
   virtual void barrier() const = 0;
   virtual bool device_memory() const { return false; }
+  // A communicator over the same ranks whose collectives may run on another thread at the same
+  // time as this one's (the gradient exchange during backward), or nullptr where the engine
+  // cannot. Collective: every rank calls it at the same point.
+  virtual std::unique_ptr<Communicator> duplicate_for_thread() const { return nullptr; }
+  // Whether every rank runs on this machine: collectives are then memory copies on the cores the
+  // computation uses, not waits on a network.
+  virtual bool one_machine() const { return true; }
 };
 
 class SingleProcess final : public Communicator {

@@ -15,8 +15,10 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <chrono>
 #include <climits>
 #include <cstdlib>
+#include <thread>
 
 #include "communicator.hpp"
 
@@ -28,8 +30,10 @@ class MpiSession {
     int initialized = 0;
     MPI_Initialized(&initialized);
     if (initialized) return;
-    int provided = 0;  // only the main thread calls MPI (the loader's workers never do)
-    BLIP2_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) == MPI_SUCCESS, CommunicatorError,
+    // MPI_THREAD_MULTIPLE lets the gradient exchange run on its own thread during backward; with
+    // less, the exchange runs on the main thread (MpiCommunicator::duplicate_for_thread).
+    int provided = 0;
+    BLIP2_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided) == MPI_SUCCESS, CommunicatorError,
                 "MPI_Init_thread failed");
     owned_ = true;
   }
@@ -55,11 +59,20 @@ class MpiSession {
 
 class MpiCommunicator final : public Communicator {
  public:
-  explicit MpiCommunicator(MPI_Comm parent = MPI_COMM_WORLD) {
+  // yielding: all-reduce by MPI_Iallreduce, testing for completion with a short sleep in between,
+  // so that a thread waiting for its peers leaves the core to the compute threads (MPI's blocking
+  // calls spin); duplicate_for_thread() makes the communication thread's communicator this way.
+  explicit MpiCommunicator(MPI_Comm parent = MPI_COMM_WORLD, bool yielding = false) : yielding_(yielding) {
     check(MPI_Comm_dup(parent, &comm_), "MPI_Comm_dup");
     check(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
     check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
     check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
+    MPI_Comm local = MPI_COMM_NULL;  // the ranks that share this machine's memory
+    check(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local), "MPI_Comm_split_type");
+    int local_size = 0;
+    check(MPI_Comm_size(local, &local_size), "MPI_Comm_size");
+    MPI_Comm_free(&local);
+    one_machine_ = local_size == size_;
   }
   ~MpiCommunicator() override {
     int finalized = 0;
@@ -71,6 +84,14 @@ class MpiCommunicator final : public Communicator {
 
   int rank() const override { return rank_; }
   int world_size() const override { return size_; }
+  bool one_machine() const override { return one_machine_; }
+
+  std::unique_ptr<Communicator> duplicate_for_thread() const override {
+    int level = MPI_THREAD_SINGLE;
+    check(MPI_Query_thread(&level), "MPI_Query_thread");
+    if (level != MPI_THREAD_MULTIPLE) return nullptr;
+    return std::make_unique<MpiCommunicator>(comm_, /*yielding=*/true);
+  }
 
   void all_gather_bytes(const void* send, void* recv, std::size_t bytes) const override {
     BLIP2_CHECK(bytes <= std::size_t(INT_MAX), CommunicatorError, "MPI all_gather: ", bytes,
@@ -97,9 +118,20 @@ class MpiCommunicator final : public Communicator {
 
   template <class T>
   void reduce(T* data, std::size_t count, MPI_Datatype type) const {
-    for (std::size_t done = 0; done < count; done += kChunk)
-      check(MPI_Allreduce(MPI_IN_PLACE, data + done, int(std::min(kChunk, count - done)), type, MPI_SUM, comm_),
-            "MPI_Allreduce");
+    for (std::size_t done = 0; done < count; done += kChunk) {
+      const int n = int(std::min(kChunk, count - done));
+      if (!yielding_) {
+        check(MPI_Allreduce(MPI_IN_PLACE, data + done, n, type, MPI_SUM, comm_), "MPI_Allreduce");
+        continue;
+      }
+      MPI_Request request = MPI_REQUEST_NULL;
+      check(MPI_Iallreduce(MPI_IN_PLACE, data + done, n, type, MPI_SUM, comm_, &request), "MPI_Iallreduce");
+      for (int finished = 0;;) {
+        check(MPI_Test(&request, &finished, MPI_STATUS_IGNORE), "MPI_Test");
+        if (finished) break;
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+      }
+    }
   }
   void check(int rc, const char* op) const {
     if (rc == MPI_SUCCESS) return;
@@ -111,6 +143,7 @@ class MpiCommunicator final : public Communicator {
 
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1;
+  bool yielding_ = false, one_machine_ = true;
 };
 
 }  // namespace blip2

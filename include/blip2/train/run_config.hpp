@@ -28,6 +28,8 @@ struct RunConfig {
   long log_every = 10;                  // optimizer steps between progress lines
   bool gradient_checkpointing = false;  // recompute layers in the backward pass
   std::string frozen_dtype = "f32";     // storage of the frozen image encoder / language model
+  double bucket_cap_mb = 25;            // data parallel: gradients exchanged in buckets of this size (PyTorch DDP's name)
+  std::string grad_exchange_thread = "auto";  // buckets sent from a thread during backward: auto (ranks on several machines), on, off
 
   // Reads `j` (a LAVIS project with a "run" section, or the run section itself) over the defaults.
   static RunConfig from_json(const nlohmann::json& j, const std::string& where = "run config") {
@@ -71,7 +73,8 @@ struct RunConfig {
             {"accum_grad_iters", accum_grad_iters}, {"max_txt_len", max_txt_len}, {"seed", seed},
             {"num_workers", num_workers}, {"output_dir", output_dir}, {"max_grad_norm", max_grad_norm},
             {"checkpoint_every", checkpoint_every}, {"log_every", log_every},
-            {"gradient_checkpointing", gradient_checkpointing}, {"frozen_dtype", frozen_dtype}};
+            {"gradient_checkpointing", gradient_checkpointing}, {"frozen_dtype", frozen_dtype},
+            {"bucket_cap_mb", bucket_cap_mb}, {"grad_exchange_thread", grad_exchange_thread}};
   }
 
   // The settings that change the numbers a run computes: a resumed run must keep them.
@@ -129,6 +132,8 @@ struct RunConfig {
     else if (key == "log_every") get(log_every);
     else if (key == "gradient_checkpointing") get(gradient_checkpointing);
     else if (key == "frozen_dtype") get(frozen_dtype);
+    else if (key == "bucket_cap_mb") get(bucket_cap_mb);
+    else if (key == "grad_exchange_thread") get(grad_exchange_thread);
     else BLIP2_CHECK(lavis_only.count(key), IoError, where, ": unknown run setting '", key, "'");
   }
 
@@ -137,10 +142,13 @@ struct RunConfig {
                 "' is not supported (linear_warmup_cosine_lr)");
     BLIP2_CHECK(init_lr > 0 && min_lr >= 0 && weight_decay >= 0 && warmup_steps >= 0 && max_epoch >= 1 &&
                     batch_size_train >= 1 && batch_size_eval >= 1 && accum_grad_iters >= 1 && max_txt_len >= 2 &&
-                    num_workers >= 0 && max_grad_norm >= 0 && checkpoint_every >= 0 && log_every >= 1,
+                    num_workers >= 0 && max_grad_norm >= 0 && checkpoint_every >= 0 && log_every >= 1 &&
+                    bucket_cap_mb > 0,
                 IoError, where, ": a setting is out of range: ", to_json().dump());
     BLIP2_CHECK(frozen_dtype == "f32" || frozen_dtype == "bf16" || frozen_dtype == "f16", IoError, where,
                 ": frozen_dtype '", frozen_dtype, "' (f32, bf16 or f16)");
+    BLIP2_CHECK(grad_exchange_thread == "auto" || grad_exchange_thread == "on" || grad_exchange_thread == "off", IoError,
+                where, ": grad_exchange_thread '", grad_exchange_thread, "' (auto, on or off)");
   }
 };
 

@@ -14,11 +14,11 @@
 // run starts again at the batch after the checkpoint.
 //
 // Data parallel: given a Communicator of W ranks, every rank runs this loop on its rows of the
-// global batch (data/loader.hpp deals them out); before each optimizer step the gradients are
-// averaged over the ranks (gradient_averager.hpp), so every rank takes the same step; the logged
-// losses are averaged too. Rank 0 alone prints progress and writes metrics.jsonl and checkpoints;
-// every rank resumes from them, also with another world size, as long as the global batch
-// (batch_size_train * W) is the same. With one rank (the default) nothing of this runs.
+// global batch (data/loader.hpp deals them out); the gradients are averaged over the ranks in
+// buckets while the step's last backward pass runs (gradient_averager.hpp), so every rank takes
+// the same step; the logged losses are averaged too. Rank 0 alone prints progress and writes
+// metrics.jsonl and checkpoints; every rank resumes from them, also with another world size, as
+// long as the global batch (batch_size_train * W) is the same. With one rank (the default) nothing of this runs.
 #include <unistd.h>
 
 #include <chrono>
@@ -174,12 +174,15 @@ class Trainer {
         std::map<std::string, double> logged;
         Tensor<T, D> l = loss(epoch_, batch_, logged);
         if (run_.accum_grad_iters > 1) l = l * T(1.0 / double(run_.accum_grad_iters));
-        l.backward();
         for (const auto& [k, v] : logged) sums[k] += v;
         ++micro;
         ++batch_;
-        if (batch_ % run_.accum_grad_iters != 0 && batch_ != batches_) continue;
-        average_gradients_(optimizer_.parameters(), *comm_);
+        if (batch_ % run_.accum_grad_iters != 0 && batch_ != batches_) {
+          l.backward();
+          continue;
+        }
+        // The optimizer step's last backward: the gradient exchange runs alongside it.
+        average_gradients_(optimizer_.parameters(), *comm_, [&] { l.backward(); });
         if (run_.max_grad_norm > 0) clip_grad_norm(optimizer_.parameters(), run_.max_grad_norm);
         optimizer_.step();
         optimizer_.zero_grad();
@@ -278,7 +281,11 @@ class Trainer {
   nlohmann::json model_config_;
   long batches_, examples_per_batch_;
   const Communicator* comm_;
-  GradientAverager<T, D> average_gradients_;
+  GradientAverager<T, D> average_gradients_{
+      std::size_t(run_.bucket_cap_mb * double(1 << 20)),
+      run_.grad_exchange_thread == "on"    ? GradientAverager<T, D>::Thread::on
+      : run_.grad_exchange_thread == "off" ? GradientAverager<T, D>::Thread::off
+                                           : GradientAverager<T, D>::Thread::automatic};
   AdamW<T, D> optimizer_;
   LinearWarmupCosineLR schedule_;
   std::vector<std::string> names_;  // the trainable parameters' names, in the optimizer's order
