@@ -18,8 +18,9 @@
 # weights agree to ~1e-7 and the losses to ~1e-7 relative. A wrong row, negative or mean moves
 # the losses by 1e-3 or more (a per-rank ITG token mean did: 1.1e-3). Fails (exit 1) above 1e-5 on
 # either. Last, a fault (its own JSON line): rank 1 of a 2-rank run killed mid-run must end the job
-# within 30 s, and the last checkpoint must resume to the end. The whole check takes ~1 minute
-# after the build of blip2_cli.
+# within 30 s, and the last checkpoint must resume to the end. Last, stage 1 on two "hosts"
+# (network namespaces, MPI over TCP) against one process, where namespaces can be made. The whole
+# check takes ~1.5 minutes after the build of blip2_cli.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v mpirun >/dev/null 2>&1; then
@@ -157,5 +158,46 @@ echo "{\"fault\": \"rank 1 of 2 killed\", \"job_exit_code\": $rc, \"stopped_afte
      "\"last_checkpoint\": \"$latest\", \"resumed_to_step\": $resumed_steps}"
 grep -m1 "exited on signal" "$out.log" || true
 
-echo "check-data-parallel: 1, 2 and 3 ranks train the same steps (stage 1 and 2, resumed across world sizes);" \
+# Two hosts: network namespaces joined by veth pairs and a bridge (10.77.0.0/24), one rank in each,
+# launched through scripts/netns-rsh-agent.sh in place of ssh; MPI talks TCP between them (no
+# shared memory), and the communication thread is on by default there (ranks on two machines).
+# Needs root (or CAP_NET_ADMIN and CAP_SYS_ADMIN); where namespaces cannot be made it says so and
+# the check goes on without it.
+hosts=(blip2-host1 blip2-host2)
+multi_host_cleanup() {
+  for h in "${hosts[@]}"; do ip netns del "$h" 2>/dev/null || true; done
+  ip link del blip2-br 2>/dev/null || true
+}
+multi_host_setup() {
+  command -v ip >/dev/null && command -v unshare >/dev/null || return 1
+  multi_host_cleanup
+  ip link add blip2-br type bridge && ip addr add 10.77.0.1/24 dev blip2-br && ip link set blip2-br up || return 1
+  local i=0
+  for h in "${hosts[@]}"; do
+    i=$((i + 1))
+    ip netns add "$h" && ip link add "blip2-v$i" type veth peer name eth0 netns "$h" &&
+      ip link set "blip2-v$i" master blip2-br && ip link set "blip2-v$i" up &&
+      ip netns exec "$h" ip addr add "10.77.0.1$i/24" dev eth0 && ip netns exec "$h" ip link set eth0 up &&
+      ip netns exec "$h" ip link set lo up || return 1
+  done
+  ip netns exec "${hosts[0]}" unshare --uts -- true || return 1
+  mpi=(mpirun --allow-run-as-root --host "$(IFS=,; echo "${hosts[*]}")" --mca plm_rsh_agent "$PWD/scripts/netns-rsh-agent.sh"
+       --mca routed direct --mca oob_tcp_if_include 10.77.0.0/24 --mca btl tcp,self --mca btl_tcp_if_include 10.77.0.0/24)
+  # A launch probe: one rank per namespace, each naming its host.
+  [ "$(timeout 60 "${mpi[@]}" -np 2 hostname 2>/dev/null | sort | tr '\n' ' ')" = "${hosts[*]} " ] || return 1
+}
+if multi_host_setup 2>/dev/null; then
+  trap multi_host_cleanup EXIT
+  epochs=3 every=1  # the 6 steps of the first runs
+  train 2 1 "$work/stage1-two-hosts"
+  compare "$work/stage1-ranks1" "$work/stage1-two-hosts" '{"stage": 1, "ranks": 2, "hosts": 2, "transport": "tcp"}' ||
+    { echo "check-data-parallel: two hosts train differently from one process" >&2; exit 1; }
+  multi_host_cleanup
+  trap - EXIT
+else
+  multi_host_cleanup
+  echo '{"hosts": 2, "skipped": "no network namespaces here, or mpirun cannot start ranks in them (needs root, ip, unshare)"}'
+fi
+
+echo "check-data-parallel: 1, 2 and 3 ranks (and 2 hosts, where namespaces can be made) train the same steps (stage 1 and 2, resumed across world sizes);" \
      "a dead rank ends the job and the last checkpoint resumes"
