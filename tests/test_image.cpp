@@ -470,6 +470,35 @@ TEST_CASE("BMP and GIF decode") {
   }
 }
 
+TEST_CASE("images that would crash stb_image or exhaust memory are refused before decoding") {
+  // A BMP header for a w x h 24-bit image with `compression`, and 16 bytes of pixels.
+  auto bmp = [](std::uint32_t w, std::uint32_t h, std::uint32_t compression) {
+    std::vector<std::uint8_t> b = {'B', 'M', 70, 0, 0, 0, 0, 0, 0, 0, 54, 0, 0, 0, 40, 0, 0, 0};
+    for (std::uint32_t v : {w, h}) for (int k = 0; k < 4; ++k) b.push_back(std::uint8_t(v >> (8 * k)));
+    b.insert(b.end(), {1, 0, 24, 0});
+    for (int k = 0; k < 4; ++k) b.push_back(std::uint8_t(compression >> (8 * k)));
+    b.resize(54 + 16, 0);
+    return b;
+  };
+  CHECK_NOTHROW(decode_image(bmp(2, 2, 0)));
+  CHECK_THROWS_WITH_AS(decode_image(bmp(20000, 20000, 0xFFFFFFFFu), "big.bmp"),
+                       doctest::Contains("big.bmp: BMP declares 20000x20000 pixels"), IoError);
+  CHECK_THROWS_WITH_AS(decode_image(bmp(300, 300, 0xFFFFFFFEu), "odd.bmp"),
+                       doctest::Contains("unsupported BMP compression 4294967294"), IoError);
+  CHECK_THROWS_WITH_AS(decode_image(bmp(0x7FFFFFFF, 0x7FFFFFFF, 0), "huge.bmp"), doctest::Contains("decompression bomb"),
+                       IoError);
+  // A 20000 x 20000 GIF of a few bytes: refused from its declared size, before any allocation.
+  const std::vector<std::uint8_t> gif = {'G', 'I', 'F', '8', '9', 'a', 0x20, 0x4E, 0x20, 0x4E, 0x80, 0, 0, 255, 255, 255,
+                                         0, 0, 0, 0x2C, 0, 0, 0, 0, 0x20, 0x4E, 0x20, 0x4E, 0, 2, 2, 0x44, 0x01, 0, 0x3B};
+  CHECK_THROWS_WITH_AS(decode_image(gif, "bomb.gif"), doctest::Contains("bomb.gif: GIF declares 20000x20000"), IoError);
+  // A JPEG whose Huffman table codes 16 x 255 symbols (at most 256 exist).
+  auto jpg = read_bytes(kImages + "rocket.jpg");
+  std::size_t dht = 2;
+  while (!(jpg[dht] == 0xFF && jpg[dht + 1] == 0xC4)) dht += 2 + ((std::size_t(jpg[dht + 2]) << 8) | jpg[dht + 3]);
+  for (int i = 0; i < 16; ++i) jpg[dht + 5 + std::size_t(i)] = 255;
+  CHECK_THROWS_WITH_AS(decode_image(jpg, "dht.jpg"), doctest::Contains("codes 4080 symbols; at most 256"), IoError);
+}
+
 TEST_CASE("truncated, corrupt and missing files are IoErrors naming the file") {
   SUBCASE("the sample truncated JPEG") {
     const std::string path = kImages + "truncated.jpg";

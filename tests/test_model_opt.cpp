@@ -128,6 +128,23 @@ TEST_CASE("checkpoint loading reports missing and misshaped tensors by name") {
   CHECK_THROWS_WITH_AS(Blip2Config::load(bad), doctest::Contains("unsupported model_type 'llava'"), IoError);
   std::ofstream(bad) << R"({"model_type": "blip-2", "text_config": {"model_type": "llama"}})";
   CHECK_THROWS_WITH_AS(Blip2Config::load(bad), doctest::Contains("'llama'"), IoError);
+  // Integers: a number that does not fit, a fraction, a negative or absurd size are named errors,
+  // not undefined conversions or allocations of gigabytes.
+  for (const auto& [json, message] : std::vector<std::pair<std::string, std::string>>{
+           {R"("num_query_tokens": 4e40)", "key 'num_query_tokens' must be a whole number"},
+           {R"("num_query_tokens": 3.5)", "key 'num_query_tokens' must be a whole number"},
+           {R"("num_query_tokens": -3)", "'num_query_tokens' is -3; expected 1 to 4096"},
+           {R"("num_query_tokens": 1000000000)", "'num_query_tokens' is 1000000000"},
+           {R"("vision_config": {"num_hidden_layers": -3})", "'vision_config.num_hidden_layers' is -3"},
+           {R"("qformer_config": {"hidden_size": 18446744073709551615})", "key 'hidden_size' must be a whole number"},
+           {R"("text_config": {"model_type": "opt", "vocab_size": 0})", "'text_config.vocab_size' is 0"}}) {
+    INFO(json);
+    std::ofstream(bad) << R"({"model_type": "blip-2", )" << json << "}";
+    CHECK_THROWS_WITH_AS(Blip2Config::load(bad), doctest::Contains((bad + ": ").c_str()), IoError);
+    CHECK_THROWS_WITH_AS(Blip2Config::load(bad), doctest::Contains(message.c_str()), IoError);
+  }
+  std::ofstream(bad) << R"({"model_type": "blip-2", "num_query_tokens": 8.0})";
+  CHECK(Blip2Config::load(bad).num_query_tokens == 8);  // a whole number written as a float is one
 }
 
 TEST_CASE("bf16 and f16 storage of the frozen weights (float32 compute)") {

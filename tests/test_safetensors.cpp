@@ -1,8 +1,10 @@
 // safetensors: reading HF files, writing, and refusing corrupt files with a named error.
 #include "support.hpp"
 
+#include <blip2/io/checkpoint.hpp>
 #include <blip2/io/safetensors.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 using namespace blip2;
@@ -92,4 +94,26 @@ TEST_CASE("corrupt files are refused with the file and tensor named") {
       SafeTensorsFile::open(write_raw("neg", R"({"t":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", 8)),
       doctest::Contains("negative"), IoError);
   CHECK_THROWS_WITH_AS(SafeTensorsFile::open(temp_path("does-not-exist")), doctest::Contains("cannot open"), IoError);
+  // 2^40 x 2^22 float64s: the byte count 2^65 wraps to 0 in 64 bits and would pass an empty span.
+  CHECK_THROWS_WITH_AS(SafeTensorsFile::open(write_raw(
+                           "wrap", R"({"t":{"dtype":"F64","shape":[1099511627776,4194304],"data_offsets":[0,0]}})", 8)),
+                       doctest::Contains("need more than 2^64 bytes"), IoError);
+}
+
+TEST_CASE("a sharded checkpoint's index names files in its directory only") {
+  const auto dir = std::filesystem::path(temp_path("sharded"));
+  std::filesystem::create_directories(dir);
+  const std::string ok = R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+  std::filesystem::copy_file(write_raw("shard", ok, 8), dir / "model-1.safetensors",
+                             std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::remove(dir / "model.safetensors");
+  for (const std::string file : {"model-1.safetensors", "../shard", "/etc/passwd", "sub/model-1.safetensors", ".."}) {
+    INFO(file);
+    std::ofstream(dir / "model.safetensors.index.json") << R"({"weight_map": {"t": ")" << file << R"("}})";
+    if (file == "model-1.safetensors") {
+      CHECK(io::Checkpoint::open(dir.string()).contains("t"));
+    } else {
+      CHECK_THROWS_WITH_AS(io::Checkpoint::open(dir.string()), doctest::Contains("not a file in"), IoError);
+    }
+  }
 }

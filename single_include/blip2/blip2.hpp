@@ -5601,6 +5601,8 @@ class SafeTensorsFile {
     const std::uint64_t b = off[0].get<std::uint64_t>(), en = off[1].get<std::uint64_t>();
     if (b > en || en > data_size)
       throw fail(blip2::detail::cat("data_offsets [", b, ", ", en, "] outside the data section of ", data_size, " bytes"));
+    if (count > std::numeric_limits<std::uint64_t>::max() / st->bytes)  // the product would wrap around 2^64
+      throw fail(blip2::detail::cat("dtype ", st->name, " and shape ", to_string(e.shape), " need more than 2^64 bytes"));
     if (en - b != count * st->bytes)
       throw fail(blip2::detail::cat("dtype ", st->name, " and shape ", to_string(e.shape), " need ", count * st->bytes,
                              " bytes but data_offsets span ", en - b));
@@ -5735,6 +5737,10 @@ class Checkpoint {
     for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
       BLIP2_CHECK(it->is_string(), IoError, index.string(), ": weight_map entry '", it.key(), "' is not a file name");
       const std::string file = it->get<std::string>();
+      // A shard is a file name in the directory: a downloaded index must not reach outside it.
+      const fs::path name(file);
+      BLIP2_CHECK(!file.empty() && name.filename() == name && file != "." && file != "..", IoError, index.string(),
+                  ": weight_map entry '", it.key(), "' names '", file, "', not a file in ", path);
       auto [slot, fresh] = shard_of_file.try_emplace(file, c.shards_.size());
       if (fresh) c.shards_.push_back(SafeTensorsFile::open((dir / file).string()));
       const auto& shard = c.shards_[slot->second];
@@ -6042,11 +6048,30 @@ template <class V>
 V json_or(const nlohmann::json& j, const char* key, V fallback) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return fallback;
+  if constexpr (std::is_integral_v<V> && !std::is_same_v<V, bool>) {
+    // nlohmann converts any number by a cast: 4e40 (undefined behaviour) or 3.5 (cut to 3) must not pass.
+    const bool whole = it->is_number_integer() ||
+                       (it->is_number_float() && std::floor(it->get<double>()) == it->get<double>());
+    const long double v = it->is_number_unsigned() ? (long double)it->get<std::uint64_t>()
+                          : it->is_number_integer() ? (long double)it->get<std::int64_t>()
+                          : it->is_number_float()   ? (long double)it->get<double>()
+                                                    : 0.0L;
+    BLIP2_CHECK(it->is_number() && whole && v >= (long double)std::numeric_limits<V>::lowest() &&
+                    v <= (long double)std::numeric_limits<V>::max(),
+                IoError, "config: key '", key, "' must be a whole number from ", std::numeric_limits<V>::lowest(), " to ",
+                std::numeric_limits<V>::max(), ", got ", it->dump());
+    return V(v);
+  }
   try {
     return it->get<V>();
   } catch (const nlohmann::json::exception&) {
     throw IoError(std::string("config: key '") + key + "' has the wrong type: " + it->dump());
   }
+}
+
+// A size read from a config must lie in [lo, hi]: negative or absurd values would reach allocations.
+inline void check_size(const std::string& where, const std::string& key, long long v, long long lo, long long hi) {
+  BLIP2_CHECK(v >= lo && v <= hi, IoError, where, ": '", key, "' is ", v, "; expected ", lo, " to ", hi);
 }
 }  // namespace detail
 
@@ -6229,7 +6254,7 @@ struct Blip2Config {
       c.num_query_tokens = detail::json_or(j, "num_query_tokens", c.num_query_tokens);
       c.image_text_hidden_size = detail::json_or(j, "image_text_hidden_size", c.image_text_hidden_size);
       if (j.contains("image_token_index") && !j["image_token_index"].is_null())
-        c.image_token_index = j["image_token_index"].get<int>();
+        c.image_token_index = detail::json_or(j, "image_token_index", 0);
       c.architectures = detail::json_or(j, "architectures", std::vector<std::string>{});
       const auto text = j.value("text_config", nlohmann::json::object());
       c.text_config_json = text;
@@ -6240,8 +6265,52 @@ struct Blip2Config {
         throw IoError(where + ": unsupported text_config model_type '" + c.text_model_type + "' (expected opt or t5)");
     } catch (const nlohmann::json::exception& e) {
       throw IoError(where + ": " + e.what());
+    } catch (const IoError& e) {  // a key's value, named without the file
+      throw IoError(where + ": " + e.what());
     }
+    c.check_sizes(where);
     return c;
+  }
+
+  // The sizes that shape tensors: positive (layers may be 0) and below limits far above any
+  // BLIP-2 (ViT-g 1408 wide, OPT-6.7B 4096, Flan-T5-XXL 4096 with 64 heads and 10240 FFN).
+  void check_sizes(const std::string& where) const {
+    constexpr long long width = 1 << 16, layers = 1 << 10, vocab = 1 << 26;
+    using detail::check_size;
+    check_size(where, "num_query_tokens", num_query_tokens, 1, 1 << 12);
+    check_size(where, "image_text_hidden_size", image_text_hidden_size, 1, width);
+    // A transformer stack's width, feed-forward width (its key), depth and heads.
+    auto stack = [&](const std::string& section, int hidden, const char* ffn_key, int ffn, int depth, int heads) {
+      check_size(where, section + ".hidden_size", hidden, 1, width);
+      check_size(where, section + "." + ffn_key, ffn, 1, 4 * width);
+      check_size(where, section + ".num_hidden_layers", depth, 0, layers);
+      check_size(where, section + ".num_attention_heads", heads, 1, hidden);
+    };
+    stack("vision_config", vision.hidden_size, "intermediate_size", vision.intermediate_size, vision.num_hidden_layers,
+          vision.num_attention_heads);
+    check_size(where, "vision_config.patch_size", vision.patch_size, 1, 1 << 10);
+    check_size(where, "vision_config.image_size", vision.image_size, vision.patch_size, 1 << 14);
+    stack("qformer_config", qformer.hidden_size, "intermediate_size", qformer.intermediate_size,
+          qformer.num_hidden_layers, qformer.num_attention_heads);
+    check_size(where, "qformer_config.vocab_size", qformer.vocab_size, 1, vocab);
+    check_size(where, "qformer_config.max_position_embeddings", qformer.max_position_embeddings, 1, 1 << 20);
+    check_size(where, "qformer_config.cross_attention_frequency", qformer.cross_attention_frequency, 1, layers);
+    check_size(where, "qformer_config.encoder_hidden_size", qformer.encoder_hidden_size, 1, width);
+    if (text_model_type == "opt") {
+      stack("text_config", opt.hidden_size, "ffn_dim", opt.ffn_dim, opt.num_hidden_layers, opt.num_attention_heads);
+      check_size(where, "text_config.vocab_size", opt.vocab_size, 1, vocab);
+      check_size(where, "text_config.max_position_embeddings", opt.max_position_embeddings, 1, 1 << 20);
+      check_size(where, "text_config.word_embed_proj_dim", opt.word_embed_proj_dim, 0, width);
+    } else if (text_model_type == "t5") {
+      check_size(where, "text_config.d_model", t5.d_model, 1, width);
+      check_size(where, "text_config.d_kv", t5.d_kv, 1, width);
+      check_size(where, "text_config.d_ff", t5.d_ff, 1, 4 * width);
+      check_size(where, "text_config.num_layers", t5.num_layers, 0, layers);
+      check_size(where, "text_config.num_decoder_layers", t5.num_decoder_layers, 0, layers);
+      check_size(where, "text_config.num_heads", t5.num_heads, 1, 1 << 12);
+      check_size(where, "text_config.vocab_size", t5.vocab_size, 1, vocab);
+      check_size(where, "text_config.relative_attention_num_buckets", t5.relative_attention_num_buckets, 1, 1 << 16);
+    }
   }
 
   static Blip2Config load(const std::string& path) { return from_json(io::read_json_file(path), path); }
@@ -12021,6 +12090,14 @@ inline std::uint32_t crc32(const std::uint8_t* p, std::size_t n) {
 #undef STB_IMAGE_IMPLEMENTATION
 #endif  // !BLIP2_STB_IMAGE_EXTERNAL
 
+namespace blip2::image::detail {
+// stb_image's reason for its last failure: it gives none (a null pointer) for some inputs.
+inline const char* stb_failure() {
+  const char* reason = stbi_failure_reason();
+  return reason ? reason : "no reason given";
+}
+}  // namespace blip2::image::detail
+
 #endif  // BLIP2_STB_IMAGE_IMPL_DONE
 // ---- end blip2/image/stb_image_impl.hpp ----
 
@@ -12187,7 +12264,7 @@ inline Image decode_jpeg_libjpeg(const std::uint8_t* p, std::size_t n, const std
   stbi__setup_jpeg(j);
   j->idct_block_kernel = jpeg_idct_islow;
   if (!stbi__decode_jpeg_image(j))
-    throw IoError(name + ": cannot decode JPEG (" + stbi_failure_reason() + ")");
+    throw IoError(name + ": cannot decode JPEG (" + stb_failure() + ")");
   const int width = int(ctx.img_x), height = int(ctx.img_y), nc = ctx.img_n;
   BLIP2_CHECK(width > 0 && height > 0, IoError, name, ": JPEG has an empty ", width, "x", height, " frame");
   if (nc != 1 && nc != 3) return Image();
@@ -12301,6 +12378,24 @@ inline PngInfo check_png(const std::uint8_t* p, std::size_t n, const std::string
   return info;
 }
 
+// A DHT segment's tables (at `at` in the file): each a class/id byte, 16 code-length counts that
+// add up to at most 256 symbols, and the symbols. Debian's stb_image (2.27) writes past its
+// 257-entry arrays when the counts add up to more.
+inline void check_jpeg_huffman_tables(const std::uint8_t* q, std::size_t n, std::size_t at, const std::string& name) {
+  for (std::size_t pos = 0; pos < n;) {
+    BLIP2_CHECK(pos + 17 <= n, IoError, name, ": corrupt JPEG (Huffman table segment at byte ", at,
+                " ends inside a table header)");
+    BLIP2_CHECK((q[pos] >> 4) <= 1 && (q[pos] & 15) <= 3, IoError, name, ": corrupt JPEG (Huffman table class/id 0x",
+                std::hex, int(q[pos]), std::dec, " in the segment at byte ", at, ")");
+    std::size_t symbols = 0;
+    for (int i = 1; i <= 16; ++i) symbols += q[pos + std::size_t(i)];
+    BLIP2_CHECK(symbols <= 256, IoError, name, ": corrupt JPEG (a Huffman table in the segment at byte ", at, " codes ",
+                symbols, " symbols; at most 256)");
+    pos += 17 + symbols;
+    BLIP2_CHECK(pos <= n, IoError, name, ": corrupt JPEG (Huffman table segment at byte ", at, " ends inside its symbols)");
+  }
+}
+
 inline void check_jpeg(const std::uint8_t* p, std::size_t n, const std::string& name) {
   std::size_t pos = 2;  // after SOI
   bool seen_frame = false, seen_scan = false;
@@ -12328,6 +12423,7 @@ inline void check_jpeg(const std::uint8_t* p, std::size_t n, const std::string& 
     BLIP2_CHECK(pos + len <= n, IoError, name, ": truncated JPEG (segment 0xFF", std::uppercase, std::hex, m, std::dec, " at byte ",
                 pos - 2, " of length ", len, " runs past the end of the ", n, "-byte file)");
     if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) seen_frame = true;
+    if (m == 0xC4) check_jpeg_huffman_tables(p + pos + 2, len - 2, pos - 2, name);
     pos += len;
     if (m == 0xDA) {  // SOS: entropy-coded data follows until the next marker that is not RSTn
       seen_scan = true;
@@ -12388,6 +12484,16 @@ inline void check_gif(const std::uint8_t* p, std::size_t n, const std::string& n
   }
 }
 
+// PIL's decompression-bomb limit: Image.open refuses more than twice MAX_IMAGE_PIXELS (89478485)
+// pixels. Checked on the declared size, before anything is allocated.
+inline constexpr std::int64_t kMaxImagePixels = 2 * std::int64_t(89478485);
+
+inline void check_pixel_count(std::int64_t w, std::int64_t h, const std::string& name, const char* format) {
+  BLIP2_CHECK(w > 0 && h > 0, IoError, name, ": ", format, " declares an empty ", w, "x", h, " image");
+  BLIP2_CHECK(w <= kMaxImagePixels / h, IoError, name, ": ", format, " declares ", w, "x", h,
+              " pixels, more than the limit of ", kMaxImagePixels, " (a decompression bomb, as PIL calls it)");
+}
+
 inline void check_bmp(const std::uint8_t* p, std::size_t n, const std::string& name) {
   BLIP2_CHECK(n >= 26, IoError, name, ": truncated BMP (", n, " bytes, no complete header)");
   const std::uint32_t offset = le32(p + 10), hsz = le32(p + 14);
@@ -12406,7 +12512,12 @@ inline void check_bmp(const std::uint8_t* p, std::size_t n, const std::string& n
     compression = le32(p + 30);
   }
   if (h < 0) h = -h;
-  if (compression == 0 || compression == 3 || compression == 6) {  // uncompressed (and bit-field) pixel arrays
+  check_pixel_count(w, h, name, "BMP");
+  // stb_image reads uncompressed and bit-field pixel arrays only; any other value (RLE, embedded
+  // JPEG/PNG, or garbage) would make it invent pixels.
+  BLIP2_CHECK(compression == 0 || compression == 3 || compression == 6, IoError, name,
+              ": unsupported BMP compression ", compression, " (0, 3 or 6: uncompressed or bit fields)");
+  {
     const std::int64_t stride = ((w * std::int64_t(bpp) + 31) / 32) * 4;
     const std::int64_t need = std::int64_t(offset) + stride * h;
     BLIP2_CHECK(w > 0 && need <= std::int64_t(n), IoError, name, ": truncated BMP (pixel data needs ", need,
@@ -12419,12 +12530,15 @@ inline Image stb_decode_rgb(const std::uint8_t* p, std::size_t n, const std::str
                             const PngInfo& info) {
   BLIP2_CHECK(n <= std::size_t(0x7FFFFFFF), IoError, name, ": file too large to decode (", n, " bytes)");
   int w = 0, h = 0, comp = 0;
+  BLIP2_CHECK(stbi_info_from_memory(p, int(n), &w, &h, &comp), IoError, name, ": cannot decode ", format_name(fmt), " (",
+              stb_failure(), ")");
+  check_pixel_count(w, h, name, format_name(fmt));
   if (fmt == ImageFormat::png && info.bit_depth == 16 && info.colour_type == 0) {
     // PIL opens 16-bit grey as I;16 and converts it to RGB by clamping to 255, not by scaling.
     // (16-bit grey+alpha, RGB and RGBA keep the high byte in PIL, as stb_image's 8-bit load does.)
     std::unique_ptr<stbi_us, void (*)(void*)> px(stbi_load_16_from_memory(p, int(n), &w, &h, &comp, 1),
                                                  stbi_image_free);
-    BLIP2_CHECK(px, IoError, name, ": cannot decode ", format_name(fmt), " (", stbi_failure_reason(), ")");
+    BLIP2_CHECK(px, IoError, name, ": cannot decode ", format_name(fmt), " (", stb_failure(), ")");
     Image img(w, h);
     const std::size_t count = std::size_t(w) * std::size_t(h);
     for (std::size_t i = 0; i < count; ++i) {
@@ -12440,7 +12554,7 @@ inline Image stb_decode_rgb(const std::uint8_t* p, std::size_t n, const std::str
   }
 #endif
   std::unique_ptr<stbi_uc, void (*)(void*)> px(stbi_load_from_memory(p, int(n), &w, &h, &comp, 3), stbi_image_free);
-  BLIP2_CHECK(px, IoError, name, ": cannot decode ", format_name(fmt), " (", stbi_failure_reason(), ")");
+  BLIP2_CHECK(px, IoError, name, ": cannot decode ", format_name(fmt), " (", stb_failure(), ")");
   BLIP2_CHECK(w > 0 && h > 0, IoError, name, ": decoded an empty ", w, "x", h, " image");
   const std::size_t bytes = std::size_t(w) * std::size_t(h) * 3;
   return Image(w, h, std::vector<std::uint8_t>(px.get(), px.get() + bytes));
@@ -16639,13 +16753,13 @@ struct ImageProcessorConfig {
     try {
       if (j.contains("size")) {
         const auto& s = j["size"];
-        if (s.is_number_integer()) {
-          c.width = c.height = s.get<int>();
+        if (s.is_number()) {
+          c.width = c.height = detail::json_or(j, "size", 0);
         } else if (s.contains("height") && s.contains("width")) {
-          c.height = s["height"].get<int>();
-          c.width = s["width"].get<int>();
+          c.height = detail::json_or(s, "height", 0);
+          c.width = detail::json_or(s, "width", 0);
         } else if (s.contains("shortest_edge")) {
-          c.width = c.height = s["shortest_edge"].get<int>();
+          c.width = c.height = detail::json_or(s, "shortest_edge", 0);
         }
       }
       auto stats = [&](const char* key, std::array<float, 3>& out) {
@@ -16658,8 +16772,12 @@ struct ImageProcessorConfig {
       stats("image_std", c.std);
     } catch (const nlohmann::json::exception& e) {
       throw IoError(path + ": " + e.what());
+    } catch (const IoError& e) {  // a key's value, named without the file
+      throw IoError(path + ": " + e.what());
     }
-    BLIP2_CHECK(c.width > 0 && c.height > 0, IoError, path, ": image size ", c.width, "x", c.height, " is not positive");
+    // The pixel tensor is [3, height, width] floats per image: 4096 (16 times ViT-g's 224) is plenty.
+    BLIP2_CHECK(c.width > 0 && c.height > 0 && c.width <= 4096 && c.height <= 4096, IoError, path, ": image size ",
+                c.width, "x", c.height, " is outside 1 to 4096");
     return c;
   }
 };

@@ -101,6 +101,24 @@ inline PngInfo check_png(const std::uint8_t* p, std::size_t n, const std::string
   return info;
 }
 
+// A DHT segment's tables (at `at` in the file): each a class/id byte, 16 code-length counts that
+// add up to at most 256 symbols, and the symbols. Debian's stb_image (2.27) writes past its
+// 257-entry arrays when the counts add up to more.
+inline void check_jpeg_huffman_tables(const std::uint8_t* q, std::size_t n, std::size_t at, const std::string& name) {
+  for (std::size_t pos = 0; pos < n;) {
+    BLIP2_CHECK(pos + 17 <= n, IoError, name, ": corrupt JPEG (Huffman table segment at byte ", at,
+                " ends inside a table header)");
+    BLIP2_CHECK((q[pos] >> 4) <= 1 && (q[pos] & 15) <= 3, IoError, name, ": corrupt JPEG (Huffman table class/id 0x",
+                std::hex, int(q[pos]), std::dec, " in the segment at byte ", at, ")");
+    std::size_t symbols = 0;
+    for (int i = 1; i <= 16; ++i) symbols += q[pos + std::size_t(i)];
+    BLIP2_CHECK(symbols <= 256, IoError, name, ": corrupt JPEG (a Huffman table in the segment at byte ", at, " codes ",
+                symbols, " symbols; at most 256)");
+    pos += 17 + symbols;
+    BLIP2_CHECK(pos <= n, IoError, name, ": corrupt JPEG (Huffman table segment at byte ", at, " ends inside its symbols)");
+  }
+}
+
 inline void check_jpeg(const std::uint8_t* p, std::size_t n, const std::string& name) {
   std::size_t pos = 2;  // after SOI
   bool seen_frame = false, seen_scan = false;
@@ -128,6 +146,7 @@ inline void check_jpeg(const std::uint8_t* p, std::size_t n, const std::string& 
     BLIP2_CHECK(pos + len <= n, IoError, name, ": truncated JPEG (segment 0xFF", std::uppercase, std::hex, m, std::dec, " at byte ",
                 pos - 2, " of length ", len, " runs past the end of the ", n, "-byte file)");
     if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) seen_frame = true;
+    if (m == 0xC4) check_jpeg_huffman_tables(p + pos + 2, len - 2, pos - 2, name);
     pos += len;
     if (m == 0xDA) {  // SOS: entropy-coded data follows until the next marker that is not RSTn
       seen_scan = true;
@@ -188,6 +207,16 @@ inline void check_gif(const std::uint8_t* p, std::size_t n, const std::string& n
   }
 }
 
+// PIL's decompression-bomb limit: Image.open refuses more than twice MAX_IMAGE_PIXELS (89478485)
+// pixels. Checked on the declared size, before anything is allocated.
+inline constexpr std::int64_t kMaxImagePixels = 2 * std::int64_t(89478485);
+
+inline void check_pixel_count(std::int64_t w, std::int64_t h, const std::string& name, const char* format) {
+  BLIP2_CHECK(w > 0 && h > 0, IoError, name, ": ", format, " declares an empty ", w, "x", h, " image");
+  BLIP2_CHECK(w <= kMaxImagePixels / h, IoError, name, ": ", format, " declares ", w, "x", h,
+              " pixels, more than the limit of ", kMaxImagePixels, " (a decompression bomb, as PIL calls it)");
+}
+
 inline void check_bmp(const std::uint8_t* p, std::size_t n, const std::string& name) {
   BLIP2_CHECK(n >= 26, IoError, name, ": truncated BMP (", n, " bytes, no complete header)");
   const std::uint32_t offset = le32(p + 10), hsz = le32(p + 14);
@@ -206,7 +235,12 @@ inline void check_bmp(const std::uint8_t* p, std::size_t n, const std::string& n
     compression = le32(p + 30);
   }
   if (h < 0) h = -h;
-  if (compression == 0 || compression == 3 || compression == 6) {  // uncompressed (and bit-field) pixel arrays
+  check_pixel_count(w, h, name, "BMP");
+  // stb_image reads uncompressed and bit-field pixel arrays only; any other value (RLE, embedded
+  // JPEG/PNG, or garbage) would make it invent pixels.
+  BLIP2_CHECK(compression == 0 || compression == 3 || compression == 6, IoError, name,
+              ": unsupported BMP compression ", compression, " (0, 3 or 6: uncompressed or bit fields)");
+  {
     const std::int64_t stride = ((w * std::int64_t(bpp) + 31) / 32) * 4;
     const std::int64_t need = std::int64_t(offset) + stride * h;
     BLIP2_CHECK(w > 0 && need <= std::int64_t(n), IoError, name, ": truncated BMP (pixel data needs ", need,
@@ -219,12 +253,15 @@ inline Image stb_decode_rgb(const std::uint8_t* p, std::size_t n, const std::str
                             const PngInfo& info) {
   BLIP2_CHECK(n <= std::size_t(0x7FFFFFFF), IoError, name, ": file too large to decode (", n, " bytes)");
   int w = 0, h = 0, comp = 0;
+  BLIP2_CHECK(stbi_info_from_memory(p, int(n), &w, &h, &comp), IoError, name, ": cannot decode ", format_name(fmt), " (",
+              stb_failure(), ")");
+  check_pixel_count(w, h, name, format_name(fmt));
   if (fmt == ImageFormat::png && info.bit_depth == 16 && info.colour_type == 0) {
     // PIL opens 16-bit grey as I;16 and converts it to RGB by clamping to 255, not by scaling.
     // (16-bit grey+alpha, RGB and RGBA keep the high byte in PIL, as stb_image's 8-bit load does.)
     std::unique_ptr<stbi_us, void (*)(void*)> px(stbi_load_16_from_memory(p, int(n), &w, &h, &comp, 1),
                                                  stbi_image_free);
-    BLIP2_CHECK(px, IoError, name, ": cannot decode ", format_name(fmt), " (", stbi_failure_reason(), ")");
+    BLIP2_CHECK(px, IoError, name, ": cannot decode ", format_name(fmt), " (", stb_failure(), ")");
     Image img(w, h);
     const std::size_t count = std::size_t(w) * std::size_t(h);
     for (std::size_t i = 0; i < count; ++i) {
@@ -240,7 +277,7 @@ inline Image stb_decode_rgb(const std::uint8_t* p, std::size_t n, const std::str
   }
 #endif
   std::unique_ptr<stbi_uc, void (*)(void*)> px(stbi_load_from_memory(p, int(n), &w, &h, &comp, 3), stbi_image_free);
-  BLIP2_CHECK(px, IoError, name, ": cannot decode ", format_name(fmt), " (", stbi_failure_reason(), ")");
+  BLIP2_CHECK(px, IoError, name, ": cannot decode ", format_name(fmt), " (", stb_failure(), ")");
   BLIP2_CHECK(w > 0 && h > 0, IoError, name, ": decoded an empty ", w, "x", h, " image");
   const std::size_t bytes = std::size_t(w) * std::size_t(h) * 3;
   return Image(w, h, std::vector<std::uint8_t>(px.get(), px.get() + bytes));

@@ -187,7 +187,7 @@ inline Image decode_jpeg_libjpeg(const std::uint8_t* p, std::size_t n, const std
   stbi__setup_jpeg(j);
   j->idct_block_kernel = jpeg_idct_islow;
   if (!stbi__decode_jpeg_image(j))
-    throw IoError(name + ": cannot decode JPEG (" + stbi_failure_reason() + ")");
+    throw IoError(name + ": cannot decode JPEG (" + stb_failure() + ")");
   const int width = int(ctx.img_x), height = int(ctx.img_y), nc = ctx.img_n;
   BLIP2_CHECK(width > 0 && height > 0, IoError, name, ": JPEG has an empty ", width, "x", height, " frame");
   if (nc != 1 && nc != 3) return Image();

@@ -48,4 +48,12 @@
 #undef STB_IMAGE_IMPLEMENTATION
 #endif  // !BLIP2_STB_IMAGE_EXTERNAL
 
+namespace blip2::image::detail {
+// stb_image's reason for its last failure: it gives none (a null pointer) for some inputs.
+inline const char* stb_failure() {
+  const char* reason = stbi_failure_reason();
+  return reason ? reason : "no reason given";
+}
+}  // namespace blip2::image::detail
+
 #endif  // BLIP2_STB_IMAGE_IMPL_DONE

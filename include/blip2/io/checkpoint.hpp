@@ -35,6 +35,10 @@ class Checkpoint {
     for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
       BLIP2_CHECK(it->is_string(), IoError, index.string(), ": weight_map entry '", it.key(), "' is not a file name");
       const std::string file = it->get<std::string>();
+      // A shard is a file name in the directory: a downloaded index must not reach outside it.
+      const fs::path name(file);
+      BLIP2_CHECK(!file.empty() && name.filename() == name && file != "." && file != "..", IoError, index.string(),
+                  ": weight_map entry '", it.key(), "' names '", file, "', not a file in ", path);
       auto [slot, fresh] = shard_of_file.try_emplace(file, c.shards_.size());
       if (fresh) c.shards_.push_back(SafeTensorsFile::open((dir / file).string()));
       const auto& shard = c.shards_[slot->second];

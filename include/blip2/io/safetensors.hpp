@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -162,6 +163,8 @@ class SafeTensorsFile {
     const std::uint64_t b = off[0].get<std::uint64_t>(), en = off[1].get<std::uint64_t>();
     if (b > en || en > data_size)
       throw fail(blip2::detail::cat("data_offsets [", b, ", ", en, "] outside the data section of ", data_size, " bytes"));
+    if (count > std::numeric_limits<std::uint64_t>::max() / st->bytes)  // the product would wrap around 2^64
+      throw fail(blip2::detail::cat("dtype ", st->name, " and shape ", to_string(e.shape), " need more than 2^64 bytes"));
     if (en - b != count * st->bytes)
       throw fail(blip2::detail::cat("dtype ", st->name, " and shape ", to_string(e.shape), " need ", count * st->bytes,
                              " bytes but data_offsets span ", en - b));

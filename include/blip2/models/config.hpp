@@ -2,9 +2,12 @@
 // BLIP-2 configuration as Hugging Face's config.json holds it (model_type "blip-2", with nested
 // vision_config, qformer_config and text_config of model_type "opt" or "t5"). Keys that are absent
 // take transformers' defaults.
+#include <cmath>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <type_traits>
 
 #include "../core/error.hpp"
 #include "../io/json.hpp"
@@ -16,11 +19,30 @@ template <class V>
 V json_or(const nlohmann::json& j, const char* key, V fallback) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return fallback;
+  if constexpr (std::is_integral_v<V> && !std::is_same_v<V, bool>) {
+    // nlohmann converts any number by a cast: 4e40 (undefined behaviour) or 3.5 (cut to 3) must not pass.
+    const bool whole = it->is_number_integer() ||
+                       (it->is_number_float() && std::floor(it->get<double>()) == it->get<double>());
+    const long double v = it->is_number_unsigned() ? (long double)it->get<std::uint64_t>()
+                          : it->is_number_integer() ? (long double)it->get<std::int64_t>()
+                          : it->is_number_float()   ? (long double)it->get<double>()
+                                                    : 0.0L;
+    BLIP2_CHECK(it->is_number() && whole && v >= (long double)std::numeric_limits<V>::lowest() &&
+                    v <= (long double)std::numeric_limits<V>::max(),
+                IoError, "config: key '", key, "' must be a whole number from ", std::numeric_limits<V>::lowest(), " to ",
+                std::numeric_limits<V>::max(), ", got ", it->dump());
+    return V(v);
+  }
   try {
     return it->get<V>();
   } catch (const nlohmann::json::exception&) {
     throw IoError(std::string("config: key '") + key + "' has the wrong type: " + it->dump());
   }
+}
+
+// A size read from a config must lie in [lo, hi]: negative or absurd values would reach allocations.
+inline void check_size(const std::string& where, const std::string& key, long long v, long long lo, long long hi) {
+  BLIP2_CHECK(v >= lo && v <= hi, IoError, where, ": '", key, "' is ", v, "; expected ", lo, " to ", hi);
 }
 }  // namespace detail
 
@@ -203,7 +225,7 @@ struct Blip2Config {
       c.num_query_tokens = detail::json_or(j, "num_query_tokens", c.num_query_tokens);
       c.image_text_hidden_size = detail::json_or(j, "image_text_hidden_size", c.image_text_hidden_size);
       if (j.contains("image_token_index") && !j["image_token_index"].is_null())
-        c.image_token_index = j["image_token_index"].get<int>();
+        c.image_token_index = detail::json_or(j, "image_token_index", 0);
       c.architectures = detail::json_or(j, "architectures", std::vector<std::string>{});
       const auto text = j.value("text_config", nlohmann::json::object());
       c.text_config_json = text;
@@ -214,8 +236,52 @@ struct Blip2Config {
         throw IoError(where + ": unsupported text_config model_type '" + c.text_model_type + "' (expected opt or t5)");
     } catch (const nlohmann::json::exception& e) {
       throw IoError(where + ": " + e.what());
+    } catch (const IoError& e) {  // a key's value, named without the file
+      throw IoError(where + ": " + e.what());
     }
+    c.check_sizes(where);
     return c;
+  }
+
+  // The sizes that shape tensors: positive (layers may be 0) and below limits far above any
+  // BLIP-2 (ViT-g 1408 wide, OPT-6.7B 4096, Flan-T5-XXL 4096 with 64 heads and 10240 FFN).
+  void check_sizes(const std::string& where) const {
+    constexpr long long width = 1 << 16, layers = 1 << 10, vocab = 1 << 26;
+    using detail::check_size;
+    check_size(where, "num_query_tokens", num_query_tokens, 1, 1 << 12);
+    check_size(where, "image_text_hidden_size", image_text_hidden_size, 1, width);
+    // A transformer stack's width, feed-forward width (its key), depth and heads.
+    auto stack = [&](const std::string& section, int hidden, const char* ffn_key, int ffn, int depth, int heads) {
+      check_size(where, section + ".hidden_size", hidden, 1, width);
+      check_size(where, section + "." + ffn_key, ffn, 1, 4 * width);
+      check_size(where, section + ".num_hidden_layers", depth, 0, layers);
+      check_size(where, section + ".num_attention_heads", heads, 1, hidden);
+    };
+    stack("vision_config", vision.hidden_size, "intermediate_size", vision.intermediate_size, vision.num_hidden_layers,
+          vision.num_attention_heads);
+    check_size(where, "vision_config.patch_size", vision.patch_size, 1, 1 << 10);
+    check_size(where, "vision_config.image_size", vision.image_size, vision.patch_size, 1 << 14);
+    stack("qformer_config", qformer.hidden_size, "intermediate_size", qformer.intermediate_size,
+          qformer.num_hidden_layers, qformer.num_attention_heads);
+    check_size(where, "qformer_config.vocab_size", qformer.vocab_size, 1, vocab);
+    check_size(where, "qformer_config.max_position_embeddings", qformer.max_position_embeddings, 1, 1 << 20);
+    check_size(where, "qformer_config.cross_attention_frequency", qformer.cross_attention_frequency, 1, layers);
+    check_size(where, "qformer_config.encoder_hidden_size", qformer.encoder_hidden_size, 1, width);
+    if (text_model_type == "opt") {
+      stack("text_config", opt.hidden_size, "ffn_dim", opt.ffn_dim, opt.num_hidden_layers, opt.num_attention_heads);
+      check_size(where, "text_config.vocab_size", opt.vocab_size, 1, vocab);
+      check_size(where, "text_config.max_position_embeddings", opt.max_position_embeddings, 1, 1 << 20);
+      check_size(where, "text_config.word_embed_proj_dim", opt.word_embed_proj_dim, 0, width);
+    } else if (text_model_type == "t5") {
+      check_size(where, "text_config.d_model", t5.d_model, 1, width);
+      check_size(where, "text_config.d_kv", t5.d_kv, 1, width);
+      check_size(where, "text_config.d_ff", t5.d_ff, 1, 4 * width);
+      check_size(where, "text_config.num_layers", t5.num_layers, 0, layers);
+      check_size(where, "text_config.num_decoder_layers", t5.num_decoder_layers, 0, layers);
+      check_size(where, "text_config.num_heads", t5.num_heads, 1, 1 << 12);
+      check_size(where, "text_config.vocab_size", t5.vocab_size, 1, vocab);
+      check_size(where, "text_config.relative_attention_num_buckets", t5.relative_attention_num_buckets, 1, 1 << 16);
+    }
   }
 
   static Blip2Config load(const std::string& path) { return from_json(io::read_json_file(path), path); }

@@ -36,13 +36,13 @@ struct ImageProcessorConfig {
     try {
       if (j.contains("size")) {
         const auto& s = j["size"];
-        if (s.is_number_integer()) {
-          c.width = c.height = s.get<int>();
+        if (s.is_number()) {
+          c.width = c.height = detail::json_or(j, "size", 0);
         } else if (s.contains("height") && s.contains("width")) {
-          c.height = s["height"].get<int>();
-          c.width = s["width"].get<int>();
+          c.height = detail::json_or(s, "height", 0);
+          c.width = detail::json_or(s, "width", 0);
         } else if (s.contains("shortest_edge")) {
-          c.width = c.height = s["shortest_edge"].get<int>();
+          c.width = c.height = detail::json_or(s, "shortest_edge", 0);
         }
       }
       auto stats = [&](const char* key, std::array<float, 3>& out) {
@@ -55,8 +55,12 @@ struct ImageProcessorConfig {
       stats("image_std", c.std);
     } catch (const nlohmann::json::exception& e) {
       throw IoError(path + ": " + e.what());
+    } catch (const IoError& e) {  // a key's value, named without the file
+      throw IoError(path + ": " + e.what());
     }
-    BLIP2_CHECK(c.width > 0 && c.height > 0, IoError, path, ": image size ", c.width, "x", c.height, " is not positive");
+    // The pixel tensor is [3, height, width] floats per image: 4096 (16 times ViT-g's 224) is plenty.
+    BLIP2_CHECK(c.width > 0 && c.height > 0 && c.width <= 4096 && c.height <= 4096, IoError, path, ": image size ",
+                c.width, "x", c.height, " is outside 1 to 4096");
     return c;
   }
 };
