@@ -374,6 +374,20 @@ TEST_CASE("tokenizers report missing and corrupt files and unknown tokens by nam
     }
   }
   CHECK(contains(error_of<IoError>([&] { load_tokenizer(temp_path("empty_dir_does_not_exist")); }), "no tokenizer"));
+
+  // A sparse id near the 2^26 limit is stored as one entry (an array indexed by id took 2 GB).
+  const std::string sparse = write_temp("sparse.json", R"({"a": 0, "b": 67108863})");
+  const auto far = ByteLevelBPE::from_files(sparse, write_temp("no_merges.txt", ""));
+  CHECK(far.vocab_size() == std::size_t(1) << 26);
+  CHECK(far.decode({67108863, 0}) == "ba");
+  CHECK(contains(error_of<ValueError>([&] { far.decode({5}); }), "id 5"));
+  // A post-processor that adds a token the vocabulary lacks would make encode emit an unknown id.
+  const std::string bad_post = write_temp("bad_post.json", R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},
+      "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true},
+      "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>"}}, {"Sequence": {"id": "A"}}],
+                         "special_tokens": {"<s>": {"id": "<s>", "ids": [7]}}}})");
+  CHECK(contains(error_of<IoError>([&] { ByteLevelBPE::from_tokenizer_json(bad_post); }),
+                 "post_processor adds id 7, which is not in the vocabulary"));
 }
 
 TEST_CASE("load_tokenizer picks the tokenizer a directory holds") {

@@ -261,7 +261,8 @@ class ByteLevelBPE : public Tokenizer {
       t.vocab_.add(a.content, a.id, true);
       t.added_.add(a);
     }
-    t.post_ = hf_json::post_processor(j, path, [&](const std::string& s) { return t.vocab_.find(s); });
+    t.post_ = hf_json::post_processor(
+        j, path, [&](const std::string& s) { return t.vocab_.find(s); }, [&](Id id) { return t.vocab_.contains(id); });
     // tokenizer.json does not name BOS/EOS/PAD (tokenizer_config.json does): the post-processor's
     // first id is BOS (OPT's template puts "</s>" there), its last id EOS, else the usual names.
     auto find_any = [&](std::initializer_list<const char*> names) {

@@ -109,11 +109,16 @@ inline void add_processor(const nlohmann::json& p, const std::string& path, Post
 }
 }  // namespace detail
 
-// The ids the "post_processor" puts around a single sequence.
+// The ids the "post_processor" puts around a single sequence; each must be one the vocabulary
+// holds (`known`), or encode would emit ids the tokenizer itself cannot decode.
 inline PostProcessor post_processor(const nlohmann::json& j, const std::string& path,
-                                    const std::function<Id(const std::string&)>& id_of) {
+                                    const std::function<Id(const std::string&)>& id_of,
+                                    const std::function<bool(Id)>& known) {
   PostProcessor out;
   if (j.contains("post_processor")) detail::add_processor(j["post_processor"], path, out, id_of);
+  for (const auto* ids : {&out.prefix, &out.suffix})
+    for (Id id : *ids)
+      BLIP2_CHECK(known(id), IoError, path, ": the post_processor adds id ", id, ", which is not in the vocabulary");
   return out;
 }
 

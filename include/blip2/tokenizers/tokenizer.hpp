@@ -40,36 +40,38 @@ inline std::string quote(std::string_view s) {
   return out + "'";
 }
 
-// token <-> id, ids need not be contiguous.
+// token <-> id, ids need not be contiguous. Stored by entry, not by id: a file may declare any id
+// below 2^26, and one such id must not cost an array of 2^26 strings (2 GB).
 class Vocab {
  public:
   // Adds or replaces `token` with `id`; a token already present keeps its first id unless `replace`.
   void add(std::string token, Id id, bool replace = false) {
     BLIP2_CHECK(id >= 0 && id < (Id(1) << 26), ValueError, "tokenizer vocabulary: id ", id, " for token ", quote(token),
                 " out of range");
-    if (std::size_t(id) >= tokens_.size()) {
-      tokens_.resize(std::size_t(id) + 1);
-      present_.resize(std::size_t(id) + 1, false);
-    }
+    end_ = std::max(end_, id + 1);
     auto it = ids_.find(token);
     if (it == ids_.end() || replace) ids_[token] = id;
-    tokens_[std::size_t(id)] = std::move(token);
-    present_[std::size_t(id)] = true;
+    tokens_[id] = std::move(token);
   }
   Id find(std::string_view token) const {
     auto it = ids_.find(std::string(token));
     return it == ids_.end() ? kNoId : it->second;
   }
-  bool contains(Id id) const { return id >= 0 && std::size_t(id) < tokens_.size() && present_[std::size_t(id)]; }
-  const std::string& token(Id id) const { return tokens_[std::size_t(id)]; }
+  bool contains(Id id) const { return tokens_.count(id) != 0; }
+  // The token of `id`; empty for an id the vocabulary does not hold.
+  const std::string& token(Id id) const {
+    static const std::string none;
+    const auto it = tokens_.find(id);
+    return it == tokens_.end() ? none : it->second;
+  }
   // One more than the largest id.
-  std::size_t size() const { return tokens_.size(); }
+  std::size_t size() const { return std::size_t(end_); }
   std::size_t count() const { return ids_.size(); }
 
  private:
   std::unordered_map<std::string, Id> ids_;
-  std::vector<std::string> tokens_;
-  std::vector<bool> present_;
+  std::unordered_map<Id, std::string> tokens_;
+  Id end_ = 0;
 };
 
 // A token matched in the raw text before the model sees it ("</s>", "[MASK]", "<extra_id_0>", ...).

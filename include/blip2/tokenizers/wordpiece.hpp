@@ -107,7 +107,8 @@ class WordPieceTokenizer : public Tokenizer {
       t.added_.add(a);
     }
     t.finish();
-    t.post_ = hf_json::post_processor(j, path, [&](const std::string& s) { return t.vocab_.find(s); });
+    t.post_ = hf_json::post_processor(
+        j, path, [&](const std::string& s) { return t.vocab_.find(s); }, [&](Id id) { return t.vocab_.contains(id); });
     return t;
   }
 
