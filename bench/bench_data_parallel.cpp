@@ -130,9 +130,7 @@ void stage1_step(const Args& a, const Communicator& comm, const Blip2Stage1<floa
   o.generator = &negatives;
   o.comm = &comm;
   using Averager = GradientAverager<float, cpu>;
-  Averager average_gradients(std::size_t(25) << 20, a.overlap == "on"    ? Averager::Thread::on
-                                                    : a.overlap == "off" ? Averager::Thread::off
-                                                                         : Averager::Thread::automatic);
+  Averager average_gradients(std::size_t(25) << 20, Averager::thread_from(a.overlap));
   std::vector<double> step, forward, backward, exchange, exposed, overlap, optimizer;
   long buckets = 0;
   bool threaded = false;

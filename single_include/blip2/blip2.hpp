@@ -7837,6 +7837,10 @@ class GradientAverager {
   };
 
   enum class Thread { automatic, on, off };  // the communication thread: across machines only, always, never
+  // "auto", "on" or "off" (RunConfig's grad_exchange_thread, which checks the spelling).
+  static Thread thread_from(const std::string& name) {
+    return name == "on" ? Thread::on : name == "off" ? Thread::off : Thread::automatic;
+  }
 
   explicit GradientAverager(std::size_t bucket_bytes = std::size_t(25) << 20, Thread thread = Thread::automatic)
       : bucket_bytes_(bucket_bytes), thread_(thread) {}
@@ -9026,11 +9030,8 @@ class Trainer {
   nlohmann::json model_config_;
   long batches_, examples_per_batch_;
   const Communicator* comm_;
-  GradientAverager<T, D> average_gradients_{
-      std::size_t(run_.bucket_cap_mb * double(1 << 20)),
-      run_.grad_exchange_thread == "on"    ? GradientAverager<T, D>::Thread::on
-      : run_.grad_exchange_thread == "off" ? GradientAverager<T, D>::Thread::off
-                                           : GradientAverager<T, D>::Thread::automatic};
+  GradientAverager<T, D> average_gradients_{std::size_t(run_.bucket_cap_mb * double(1 << 20)),
+                                            GradientAverager<T, D>::thread_from(run_.grad_exchange_thread)};
   AdamW<T, D> optimizer_;
   LinearWarmupCosineLR schedule_;
   std::vector<std::string> names_;  // the trainable parameters' names, in the optimizer's order

@@ -21,6 +21,7 @@
 #include <deque>
 #include <exception>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <type_traits>
 #include <unordered_map>
@@ -45,6 +46,10 @@ class GradientAverager {
   };
 
   enum class Thread { automatic, on, off };  // the communication thread: across machines only, always, never
+  // "auto", "on" or "off" (RunConfig's grad_exchange_thread, which checks the spelling).
+  static Thread thread_from(const std::string& name) {
+    return name == "on" ? Thread::on : name == "off" ? Thread::off : Thread::automatic;
+  }
 
   explicit GradientAverager(std::size_t bucket_bytes = std::size_t(25) << 20, Thread thread = Thread::automatic)
       : bucket_bytes_(bucket_bytes), thread_(thread) {}

@@ -281,11 +281,8 @@ class Trainer {
   nlohmann::json model_config_;
   long batches_, examples_per_batch_;
   const Communicator* comm_;
-  GradientAverager<T, D> average_gradients_{
-      std::size_t(run_.bucket_cap_mb * double(1 << 20)),
-      run_.grad_exchange_thread == "on"    ? GradientAverager<T, D>::Thread::on
-      : run_.grad_exchange_thread == "off" ? GradientAverager<T, D>::Thread::off
-                                           : GradientAverager<T, D>::Thread::automatic};
+  GradientAverager<T, D> average_gradients_{std::size_t(run_.bucket_cap_mb * double(1 << 20)),
+                                            GradientAverager<T, D>::thread_from(run_.grad_exchange_thread)};
   AdamW<T, D> optimizer_;
   LinearWarmupCosineLR schedule_;
   std::vector<std::string> names_;  // the trainable parameters' names, in the optimizer's order
