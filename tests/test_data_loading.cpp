@@ -12,6 +12,7 @@
 #include <blip2/data/tar_shards.hpp>
 #include <blip2/image/encode_png.hpp>
 #include <blip2/image/normalize.hpp>
+#include <blip2/train/image_feature_cache.hpp>
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -743,4 +744,83 @@ TEST_CASE("loader: training augmentation is seeded per example") {
   a.set_epoch(1);
   REQUIRE(a.next(x));
   CHECK(values(x.pixel_values) != vy);
+}
+
+TEST_CASE("image feature cache: each image encoded once, rows read back from the shards, refused for another encoder") {
+  std::vector<CaptionRecord> records = example_records(0, 6);
+  records.push_back({records[2].image, "Example two again.", {}});  // a second caption of an image
+  records.push_back({tmp() + "/bad/not-there.png", "missing", {}});
+  const auto list = std::make_shared<CaptionList>(records);
+  // A stand-in encoder: image b's features [2, 3] are its channel means, then those plus one.
+  long encoded = 0;
+  const auto encode = [&](const Tensor<float>& pixels) {
+    const index_t B = pixels.size(0), hw = pixels.size(2) * pixels.size(3);
+    std::vector<float> out;
+    for (index_t b = 0; b < B; ++b)
+      for (int k = 0; k < 2; ++k)
+        for (index_t c = 0; c < 3; ++c) {
+          const float* p = pixels.data() + (b * 3 + c) * hw;
+          out.push_back(std::accumulate(p, p + hw, 0.0f) / float(hw) + float(k));
+        }
+    encoded += B;
+    return Tensor<float>::from_vector({B, 2, 3}, out);
+  };
+  ImageFeatureCache::BuildOptions o;
+  o.image_size = 8;
+  o.batch_size = 4;
+  o.shard_bytes = 3 * 24;  // rows of 24 bytes: a shard after each batch of 4
+  std::vector<std::string> warnings;
+  o.warn = [&](const std::string& w) { warnings.push_back(w); };
+  const nlohmann::json identity = {{"encoder", "channel means"}, {"image_size", 8}};
+  const std::string dir = tmp() + "/feature-cache";
+  CHECK_FALSE(ImageFeatureCache::exists(dir));
+  const auto cache = ImageFeatureCache::build(dir, {list}, identity, encode, o);
+  CHECK(encoded == 6);
+  CHECK(cache.size() == 6);
+  REQUIRE(warnings.size() == 1);
+  CHECK(contains(warnings[0], "not-there.png"));
+  CHECK(ImageFeatureCache::exists(dir));
+  CHECK(std::filesystem::exists(dir + "/features-1.safetensors"));
+
+  const auto reopened = ImageFeatureCache::open(dir, identity);
+  const auto f = reopened.features({records[4].image, records[1].image, records[4].image});
+  REQUIRE(f.shape() == Shape{3, 2, 3});
+  for (int row = 0; row < 3; ++row) {
+    const int example = row == 1 ? 1 : 4;
+    const float red = (float(colour_of(example)[0]) / 255.0f - image::kClipMean[0]) / image::kClipStd[0];
+    CHECK(f.data()[row * 6] == doctest::Approx(red).epsilon(1e-4));
+    CHECK(f.data()[row * 6 + 3] == doctest::Approx(red + 1).epsilon(1e-4));
+  }
+  CHECK(values(cache.features({records[5].image})) == values(reopened.features({records[5].image})));
+  CHECK_THROWS_WITH_AS(reopened.features({"nowhere.png"}), doctest::Contains("no features of nowhere.png"), ValueError);
+  CHECK_THROWS_WITH_AS(ImageFeatureCache::open(dir, {{"encoder", "another"}, {"image_size", 8}}),
+                       doctest::Contains("cached for another encoder"), ValueError);
+  o.bad_image = OnBadImage::raise;
+  CHECK(contains(io_error([&] { ImageFeatureCache::build(tmp() + "/strict-cache", {list}, identity, encode, o); }),
+                 "not-there.png"));
+
+  // The loader without decoding: image names and captions, no pixels; an image the cache lacks is
+  // a bad image, skipped with a warning.
+  LoaderOptions lo = eval_options(2);
+  lo.shuffle = false;
+  lo.decode_images = false;
+  lo.has_image = [&](const std::string& image) { return cache.contains(image); };
+  warnings.clear();
+  lo.warn = [&](const std::string& w) { warnings.push_back(w); };
+  Loader loader(list, lo);
+  Batch b;
+  std::vector<std::string> captions;
+  while (loader.next(b)) {
+    CHECK_FALSE(b.pixel_values.defined());
+    REQUIRE(b.images.size() == b.captions.size());
+    for (std::size_t i = 0; i < b.images.size(); ++i) {
+      CHECK(cache.contains(b.images[i]));
+      captions.push_back(b.captions[i]);
+    }
+  }
+  CHECK(captions.size() == 7);
+  CHECK(captions[0] == clean_caption(0));
+  CHECK(captions[6] == "example two again");
+  REQUIRE(warnings.size() == 1);
+  CHECK(contains(warnings[0], "not-there.png: not in the image feature cache"));
 }

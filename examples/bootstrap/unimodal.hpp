@@ -95,17 +95,24 @@ inline std::vector<StepRecord> pretrain_vision(std::shared_ptr<VisionModel<float
     const auto logits = (*model.head)(pooled).to_vector();  // [N, positions, words]
     const std::size_t V = vocab.size();
     long exact = 0;
+    std::vector<long> right(std::size_t(positions), 0), seen(std::size_t(positions), 0);
     for (std::size_t i = 0; i < w.heldout.size(); ++i) {
       const auto words = data::words_of(w.shapes.canonical_caption(w.heldout[i]));
       bool same = true;
       for (std::size_t k = 0; k < words.size(); ++k) {
         const auto row = logits.begin() + std::ptrdiff_t((i * std::size_t(positions) + k) * V);
-        same = same && vocab[std::size_t(std::max_element(row, row + std::ptrdiff_t(V)) - row)] == words[k];
+        const bool word_right = vocab[std::size_t(std::max_element(row, row + std::ptrdiff_t(V)) - row)] == words[k];
+        same = same && word_right;
+        right[k] += word_right;
+        ++seen[k];
       }
       exact += same;
     }
-    std::fprintf(stderr, "      its caption head reads %.1f%% of the held-out images exactly\n",
-                 100.0 * double(exact) / double(w.heldout.size()));
+    std::string per_word;  // which attributes it misses: "a small red circle to the left of a large blue square"
+    for (std::size_t k = 0; k < right.size(); ++k)
+      if (seen[k]) per_word += " " + std::to_string(100 * right[k] / seen[k]);
+    std::fprintf(stderr, "      its caption head reads %.1f%% of the held-out images exactly (per word position, %%:%s)\n",
+                 100.0 * double(exact) / double(w.heldout.size()), per_word.c_str());
   }
   return trainer.history();
 }

@@ -23,6 +23,20 @@
 // a complete model directory the pipelines load (the trained weights, config.json and the input
 // directory's tokenizer and generation files). The last line of stdout is one JSON object.
 //
+// Cached image features (--cache-image-features DIR): the frozen image encoder runs once over every
+// training image (evaluation transform: no crop or flip) and its features are kept in DIR as
+// memory-mapped safetensors shards (train/image_feature_cache.hpp); every later epoch and run reads
+// them instead of decoding and encoding images. A cache made with another encoder or image size is
+// refused; one made from other data lacks images, which are skipped as bad images.
+//
+// Evaluation (--eval-annotations FILE [--eval-images ROOT] [--eval-max-images N], a LAVIS annotation
+// file such as coco_karpathy_val.json): after every epoch, as LAVIS's runner evaluates its valid
+// split: stage 1 retrieval recall@1/5/10 both ways (ITC top k_test re-scored by ITM,
+// eval/evaluate_retrieval.hpp), stage 2 BLEU-1..4 and CIDEr-D of captions generated with num_beams,
+// max_len and min_len (eval/evaluate_captioning.hpp; the captions in output_dir/eval/). The scores
+// go to metrics.jsonl as {"eval": ...} lines and the last ones into the summary. Rank 0 evaluates
+// alone while the other ranks wait.
+//
 // Data parallel (job.hpp: mpirun -np W blip2 train ...): batch_size_train is each rank's, as in
 // LAVIS, so the global batch is batch_size_train * W; rank r trains on rows [r b, (r + 1) b) of
 // each global batch, and W ranks train the same steps as one process with the global batch (to
@@ -32,9 +46,13 @@
 #include <unistd.h>
 
 #include <blip2/data/loader.hpp>
+#include <blip2/eval/evaluate_captioning.hpp>
+#include <blip2/eval/evaluate_retrieval.hpp>
 #include <blip2/io/yaml.hpp>
 #include <blip2/pipelines/model_dir.hpp>
+#include <blip2/tokenizers/batch.hpp>
 #include <blip2/tokenizers/load.hpp>
+#include <blip2/train/image_feature_cache.hpp>
 #include <blip2/train/loss_curves.hpp>
 #include <blip2/train/stage1_objectives.hpp>
 #include <blip2/train/stage2_objectives.hpp>
@@ -54,12 +72,15 @@ namespace train_detail {
 namespace fs = std::filesystem;
 using Ids = Tensor<std::int64_t>;
 using tokenizers::Id;
+using tokenizers::framed;
+using tokenizers::pad_right;
 
 // The flags of `blip2 train` besides the run settings (RunConfig's keys, also accepted as flags).
 inline const std::vector<std::string>& own_flags() {
   static const std::vector<std::string> names{
       "stage",  "model",       "annotations", "images",       "shards",          "ratio",  "config",
-      "resume", "init_qformer", "prompt",     "on_bad_image", "iters_per_epoch", "threads"};
+      "resume", "init_qformer", "prompt",     "on_bad_image", "iters_per_epoch", "threads",
+      "eval_annotations", "eval_images", "eval_max_images", "cache_image_features"};
   return names;
 }
 
@@ -102,6 +123,7 @@ inline std::vector<std::string> values(const Args& a, const std::string& name) {
 struct TrainSetup {
   int stage = 1;
   std::string model_dir, resume_from, init_qformer, prompt;
+  std::string feature_cache;  // --cache-image-features: the folder of the cached frozen image features
   RunConfig run;
   Blip2Config config;
   std::vector<data::LoaderSource> sources;
@@ -110,6 +132,7 @@ struct TrainSetup {
   data::OnBadImage bad_image = data::OnBadImage::skip;
   std::unique_ptr<tokenizers::Tokenizer> tokenizer;  // stage 1: the Q-Former's WordPiece; stage 2: the LM's
   const Communicator* comm = nullptr;                 // the job's ranks
+  std::shared_ptr<const data::EvalSet> eval_set;      // --eval-annotations: evaluated after every epoch
   long global_batch() const { return run.batch_size_train * comm->world_size(); }
 };
 
@@ -160,11 +183,34 @@ inline std::size_t add_datasets(const Args& a, bool count_shards, TrainSetup& s)
   return examples;
 }
 
+// The evaluation split of --eval-annotations [--eval-images ROOT] [--eval-max-images N], with every
+// image it names checked to be there.
+inline void add_eval_set(const Args& a, TrainSetup& s) {
+  BLIP2_CHECK(given(a, "eval_annotations") || (!given(a, "eval_images") && !given(a, "eval_max_images")), ValueError,
+              "--eval-images and --eval-max-images need --eval-annotations");
+  if (!given(a, "eval_annotations")) return;
+  const std::string path = value(a, "eval_annotations");
+  std::string root = given(a, "eval_images") ? value(a, "eval_images") : fs::path(path).parent_path().string();
+  if (root.empty()) root = ".";
+  BLIP2_CHECK(fs::is_directory(root), IoError, root, ": no such image folder (for --eval-annotations ", path, ")");
+  long long max_images = 0;
+  if (given(a, "eval_max_images")) {
+    max_images = parse_int("eval-max-images", value(a, "eval_max_images"));
+    BLIP2_CHECK(max_images >= 1, ValueError, "--eval-max-images must be >= 1, got ", max_images);
+  }
+  BLIP2_CHECK(s.run.min_len <= s.run.max_len, ValueError, "min_len ", s.run.min_len, " is above max_len ", s.run.max_len,
+              " (the evaluation's caption lengths)");
+  auto set = std::make_shared<data::EvalSet>(data::EvalSet::load(path, root, std::size_t(max_images)));
+  for (std::size_t i = 0; i < set->size(); ++i)
+    BLIP2_CHECK(fs::is_regular_file((*set)[i].path), IoError, path, ": evaluation image ", (*set)[i].path, " is not there");
+  s.eval_set = std::move(set);
+}
+
 // The output folder, or the nearest existing folder above it, must be a folder we may write to.
-inline void check_writable(const std::string& output_dir) {
+inline void check_writable(const std::string& output_dir, const char* flag = "--output_dir") {
   fs::path p = fs::absolute(output_dir);
   while (!fs::exists(p) && p.has_parent_path() && p.parent_path() != p) p = p.parent_path();
-  BLIP2_CHECK(fs::is_directory(p) && ::access(p.c_str(), W_OK) == 0, IoError, "--output_dir ", output_dir, ": ",
+  BLIP2_CHECK(fs::is_directory(p) && ::access(p.c_str(), W_OK) == 0, IoError, flag, " ", output_dir, ": ",
               p.string(), fs::is_directory(p) ? " is not writable" : " is not a folder");
 }
 
@@ -228,6 +274,10 @@ inline TrainSetup prepare(const Args& a, const Communicator& comm) {
     s.bad_image = v == "skip" ? data::OnBadImage::skip : data::OnBadImage::raise;
   }
   if (given(a, "prompt")) s.prompt = value(a, "prompt");
+  if (given(a, "cache_image_features")) {
+    s.feature_cache = value(a, "cache_image_features");
+    check_writable(s.feature_cache, "--cache-image-features");
+  }
   if (given(a, "init_qformer")) s.init_qformer = value(a, "init_qformer");
   if (given(a, "resume")) {
     const auto v = a.all(spelling(a, "resume"));  // none: the output folder
@@ -279,6 +329,7 @@ inline TrainSetup prepare(const Args& a, const Communicator& comm) {
                 " tokens with the BOS: no room for a caption within max_txt_len ", s.run.max_txt_len);
   }
 
+  add_eval_set(a, s);
   const std::size_t examples = add_datasets(a, iters_per_epoch == 0, s);
   for (auto& source : s.sources) source.captions.prompt = s.prompt;
   if (iters_per_epoch > 0) {
@@ -300,7 +351,8 @@ inline TrainSetup prepare(const Args& a, const Communicator& comm) {
 // images: resuming in the middle of an epoch costs the loading up to the checkpoint.
 class BatchFeed {
  public:
-  explicit BatchFeed(const TrainSetup& s) : loader_(s.sources, options(s)) {}
+  // With a feature cache the loader reads no image: batches carry names to look the features up by.
+  BatchFeed(const TrainSetup& s, const ImageFeatureCache* cache) : loader_(s.sources, options(s, cache)) {}
 
   const data::Batch& at(long epoch, long index) {
     if (epoch != epoch_) {
@@ -317,8 +369,12 @@ class BatchFeed {
   std::size_t skipped_images() const { return loader_.stats().skipped; }
 
  private:
-  static data::LoaderOptions options(const TrainSetup& s) {
+  static data::LoaderOptions options(const TrainSetup& s, const ImageFeatureCache* cache) {
     data::LoaderOptions o;
+    if (cache) {
+      o.decode_images = false;
+      o.has_image = [cache](const std::string& image) { return cache->contains(image); };
+    }
     o.batch_size = int(s.run.batch_size_train);
     o.image_size = s.config.vision.image_size;
     o.seed = s.run.seed;
@@ -337,29 +393,6 @@ class BatchFeed {
   data::Batch batch_;
   long epoch_ = -1, next_ = 0;
 };
-
-// `body` cut so that head + body + tail fits max_len (Hugging Face truncation keeps the special tokens).
-inline std::vector<Id> framed(const std::vector<Id>& head, std::vector<Id> body, const std::vector<Id>& tail, long max_len) {
-  const long room = std::max(0L, max_len - long(head.size() + tail.size()));
-  if (long(body.size()) > room) body.resize(std::size_t(room));
-  std::vector<Id> out = head;
-  out.insert(out.end(), body.begin(), body.end());
-  out.insert(out.end(), tail.begin(), tail.end());
-  return out;
-}
-
-// Rows right-padded with `pad` to `width` (0: the longest row): ids and attention mask [B, width].
-inline std::pair<Ids, Ids> pad_right(const std::vector<std::vector<Id>>& rows, Id pad, std::size_t width = 0) {
-  for (const auto& r : rows) width = std::max(width, r.size());
-  std::vector<std::int64_t> ids(rows.size() * width, pad), mask(rows.size() * width, 0);
-  for (std::size_t i = 0; i < rows.size(); ++i)
-    for (std::size_t t = 0; t < rows[i].size(); ++t) {
-      ids[i * width + t] = rows[i][t];
-      mask[i * width + t] = 1;
-    }
-  const Shape shape{index_t(rows.size()), index_t(width)};
-  return {Ids::from_vector(shape, ids), Ids::from_vector(shape, mask)};
-}
 
 inline std::size_t word_count(const std::string& text) {
   std::istringstream in(text);
@@ -393,11 +426,46 @@ inline std::string write_final(const TrainSetup& s, const std::function<void(con
   return out.string();
 }
 
+// The frozen image features of the training data, cached in --cache-image-features (built there by
+// rank 0 on first use, with batch_size_eval images per encoder call); null without the flag.
+template <class Vision>
+std::unique_ptr<const ImageFeatureCache> image_feature_cache(const TrainSetup& s, const Vision& vision) {
+  if (s.feature_cache.empty()) return nullptr;
+  const auto identity = ImageFeatureCache::identity_of(vision, s.config.vision.image_size);
+  if (s.comm->rank() == 0 && !ImageFeatureCache::exists(s.feature_cache)) {
+    const Stopwatch watch;
+    ImageFeatureCache::BuildOptions o;
+    o.image_size = s.config.vision.image_size;
+    o.batch_size = std::size_t(s.run.batch_size_eval);
+    o.bad_image = s.bad_image;
+    o.warn = [](const std::string& w) { std::fprintf(stderr, "blip2 train: warning: %s\n", w.c_str()); };
+    std::vector<std::shared_ptr<const data::Dataset>> datasets;
+    for (const auto& source : s.sources) datasets.push_back(source.dataset);
+    const auto cache = ImageFeatureCache::build(s.feature_cache, datasets, identity,
+                                                [&](const Tensor<float>& pixels) { return vision.encode(pixels); }, o);
+    std::fprintf(stderr, "train: cached the image features of %zu images in %s (%.1f s)\n", cache.size(),
+                 s.feature_cache.c_str(), watch.seconds());
+  }
+  s.comm->barrier();
+  auto cache = std::make_unique<const ImageFeatureCache>(ImageFeatureCache::open(s.feature_cache, identity));
+  if (s.comm->rank() == 0)
+    std::fprintf(stderr, "train: image features of %zu images from %s (no augmentation)\n", cache->size(),
+                 s.feature_cache.c_str());
+  return cache;
+}
+
+// The frozen image encoder's features of a batch: from the cache, or computed from its pixels.
+template <class Vision>
+Tensor<float> batch_features(const data::Batch& batch, const ImageFeatureCache* cache, const Vision& vision) {
+  return cache ? cache->features(batch.images) : vision.encode(batch.pixel_values);
+}
+
 struct TrainResult {
   std::vector<StepRecord> history;
   std::string final_dir;
   long steps = 0;
   std::size_t skipped_images = 0;
+  nlohmann::json evaluation;  // the last epoch's (--eval-annotations)
 };
 
 inline void report_load(const TrainSetup& s, const char* what, const Stopwatch& load) {
@@ -425,25 +493,34 @@ inline TrainResult train_stage1(const TrainSetup& s) {
   Generator negatives(s.run.seed + 2);
   trainer.track_generator("negatives", negatives);
   if (!s.resume_from.empty()) trainer.resume(s.resume_from);
+  if (s.eval_set)
+    trainer.evaluate_after_each_epoch([&](long) -> nlohmann::json {
+      if (s.comm->rank() != 0) return nullptr;
+      const eval::RetrievalEvalOptions o{s.run.k_test, s.run.batch_size_eval, s.run.max_txt_len};
+      return eval::to_json(eval::evaluate_retrieval(*model, *s.eval_set, *s.tokenizer, o));
+    });
   Stage1Options options;
   options.generator = &negatives;
   options.comm = s.comm;
   const auto& special = s.tokenizer->special_ids();
-  BatchFeed feed(s);
+  const auto cache = image_feature_cache(s, *model->vision_model);
+  BatchFeed feed(s, cache.get());
   trainer.train([&](long epoch, long b, std::map<std::string, double>& logged) {
     const data::Batch& batch = feed.at(epoch, b);
     std::vector<std::vector<Id>> rows;
     for (const auto& caption : batch.captions)
       rows.push_back(framed({special.cls}, s.tokenizer->encode(caption, false), {special.sep}, s.run.max_txt_len));
     const auto [ids, mask] = pad_right(rows, s.config.qformer.pad_token_id, std::size_t(s.run.max_txt_len));
-    const auto out = stage1_losses(*model, batch.pixel_values, ids, mask, options);
+    const auto out =
+        stage1_losses_from_features(*model, batch_features(batch, cache.get(), *model->vision_model), ids, mask, options);
     logged["loss_itc"] = out.loss_itc.item();
     logged["loss_itm"] = out.loss_itm.item();
     logged["loss_itg"] = out.loss_itg.item();
     logged["loss"] = out.loss.item();
     return out.loss;
   });
-  TrainResult r{trainer.history(), "", trainer.global_step(), feed.skipped_images()};
+  TrainResult r{trainer.history(), "", trainer.global_step(), feed.skipped_images(),
+                trainer.evaluations().empty() ? nlohmann::json() : trainer.evaluations().back()["eval"]};
   r.final_dir = write_final(s, [&](const fs::path& dir) {
     model->save(dir.string());
     copy_tokenizer_files(s.model_dir, dir);
@@ -462,6 +539,27 @@ void init_qformer_from_stage1(const Model& model, const std::string& dir) {
   BLIP2_CHECK(copied > 0, ValueError, "--init-qformer ", dir, ": no Q-Former tensor with a matching name and shape");
   std::fprintf(stderr, "train: %zu tensors from the stage-1 model %s (%zu without a match kept)\n", copied, dir.c_str(),
                skipped);
+}
+
+// Captions of the evaluation split with the run's num_beams, max_len and min_len, continuing the
+// training prompt (its trailing spaces dropped, as LAVIS's generation prompt "a photo of" has none);
+// the captions go to output_dir/eval/captions_epoch<E>.json (LAVIS's result file), the scores back.
+template <class Model>
+nlohmann::json evaluate_captions(const Model& model, const TrainSetup& s, long epoch) {
+  eval::CaptionEvalOptions o;
+  o.prompt = s.prompt.substr(0, s.prompt.find_last_not_of(' ') + 1);
+  o.batch_size = s.run.batch_size_eval;
+  o.generation.num_beams = int(s.run.num_beams);
+  o.generation.max_new_tokens = int(s.run.max_len);
+  o.generation.min_new_tokens = int(s.run.min_len);
+  const auto e = eval::evaluate_captioning(model, *s.eval_set, *s.tokenizer, o);
+  nlohmann::json results = nlohmann::json::array();
+  for (std::size_t i = 0; i < e.captions.size(); ++i)
+    results.push_back({{"image", (*s.eval_set)[i].path}, {"caption", e.captions[i]}});
+  const fs::path dir = fs::path(s.run.output_dir) / "eval";
+  fs::create_directories(dir);
+  io::write_json_file((dir / ("captions_epoch" + std::to_string(epoch) + ".json")).string(), results);
+  return eval::to_json(e.scores);
 }
 
 template <class Model>
@@ -484,9 +582,14 @@ TrainResult train_stage2(const TrainSetup& s) {
   Trainer<float, cpu> trainer(*model, s.run, model->config.to_json(), s.batches_per_epoch, s.run.batch_size_train,
                               s.comm);
   if (!s.resume_from.empty()) trainer.resume(s.resume_from);
+  if (s.eval_set)
+    trainer.evaluate_after_each_epoch([&](long epoch) -> nlohmann::json {
+      return s.comm->rank() == 0 ? evaluate_captions(*model, s, epoch) : nullptr;
+    });
   const tokenizers::Tokenizer& tok = *s.tokenizer;
   const long max_len = s.run.max_txt_len;
-  BatchFeed feed(s);
+  const auto cache = image_feature_cache(s, *model->vision_model);
+  BatchFeed feed(s, cache.get());
   trainer.train([&](long epoch, long b, std::map<std::string, double>& logged) {
     const data::Batch& batch = feed.at(epoch, b);
     Tensor<float> loss;
@@ -509,7 +612,8 @@ TrainResult train_stage2(const TrainSetup& s) {
       const Id pad = model->config.t5.pad_token_id;
       const auto [in_ids, in_mask] = pad_right(prefixes, pad);
       const auto [out_ids, out_mask] = pad_right(suffixes, pad);
-      const auto out = stage2_t5_loss(*model, batch.pixel_values, in_ids, in_mask, out_ids, out_mask);
+      const auto out = stage2_t5_loss_from_features(*model, batch_features(batch, cache.get(), *model->vision_model), in_ids,
+                                                    in_mask, out_ids, out_mask);
       loss = global_mean(out.loss, scored_tokens(out.targets), *s.comm);
     } else {
       const Id bos = special_or(tok.bos_id(), model->config.opt.bos_token_id);
@@ -517,13 +621,15 @@ TrainResult train_stage2(const TrainSetup& s) {
       for (const auto& caption : batch.captions)
         rows.push_back(framed({bos}, tok.encode(caption + "\n", false), {}, max_len));
       const auto [ids, mask] = pad_right(rows, model->config.opt.pad_token_id);
-      const auto out = stage2_opt_loss(*model, batch.pixel_values, ids, mask, s.prompt_length);
+      const auto out = stage2_opt_loss_from_features(*model, batch_features(batch, cache.get(), *model->vision_model), ids,
+                                                     mask, s.prompt_length);
       loss = global_mean(out.loss, scored_tokens(out.targets.slice(1, 1, out.targets.size(1))), *s.comm);
     }
     logged["loss"] = loss.item();
     return loss;
   });
-  TrainResult r{trainer.history(), "", trainer.global_step(), feed.skipped_images()};
+  TrainResult r{trainer.history(), "", trainer.global_step(), feed.skipped_images(),
+                trainer.evaluations().empty() ? nlohmann::json() : trainer.evaluations().back()["eval"]};
   r.final_dir = write_final(s, [&](const fs::path& dir) {
     Blip2Config c = model->config;
     c.architectures = {"Blip2ForConditionalGeneration"};
@@ -545,6 +651,7 @@ TrainResult with_frozen_type(const std::string& dtype, F&& f) {
 // blip2 train --stage 1|2 --model DIR --output_dir OUT (--annotations FILE [--images ROOT] | --shards PATTERN)...
 //             [--ratio R...] [--config FILE] [--resume [DIR]] [--init-qformer DIR] [--prompt TEXT]
 //             [--on-bad-image skip|stop] [--iters-per-epoch N] [--threads N] [--<run setting> VALUE]...
+//             [--eval-annotations FILE [--eval-images ROOT] [--eval-max-images N]] [--cache-image-features DIR]
 inline int train_on(const Args& a, const Communicator& comm) {
   const Stopwatch watch;
   const TrainSetup s = prepare(a, comm);
@@ -573,6 +680,7 @@ inline int train_on(const Args& a, const Communicator& comm) {
                             {"output", r.final_dir}, {"losses", nlohmann::json::object()},
                             {"skipped_images", r.skipped_images}};
   if (!r.history.empty()) summary["losses"] = r.history.back().losses;
+  if (!r.evaluation.is_null()) summary["eval"] = r.evaluation;
   if (comm.world_size() > 1) summary["ranks"] = comm.world_size();
   std::printf("%s\n", summary.dump().c_str());
   return 0;

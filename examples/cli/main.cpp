@@ -29,11 +29,15 @@ const char* kUsage =
     "  train    --stage 1|2 --model DIR --output_dir OUT (--annotations FILE [--images ROOT] | --shards PATTERN)...\n"
     "           [--ratio R...] [--config FILE.yaml|json] [--resume [DIR]] [--init-qformer STAGE1_DIR]\n"
     "           [--prompt TEXT] [--on-bad-image skip|stop] [--iters-per-epoch N] [--threads N] [--<run key> VALUE]\n"
+    "           [--eval-annotations FILE [--eval-images ROOT] [--eval-max-images N]] [--cache-image-features DIR]\n"
     "           fine-tunes stage 1 (ITC + ITM + ITG) or stage 2 (through the frozen OPT / Flan-T5) with LAVIS's\n"
     "           recipe; run keys as in LAVIS's run: section (init_lr, max_epoch, batch_size_train, ...,\n"
     "           '-' or '_'); --ratio mixes the datasets (annotation files first, then shards); images\n"
     "           default to the annotation file's folder; writes checkpoints, metrics.jsonl,\n"
-    "           loss_curves.svg and OUT/final (a model directory); --resume alone continues OUT\n"
+    "           loss_curves.svg and OUT/final (a model directory); --resume alone continues OUT;\n"
+    "           --eval-annotations evaluates after every epoch: stage 1 retrieval recall@1/5/10 (k_test),\n"
+    "           stage 2 BLEU-4 and CIDEr-D of generated captions (num_beams, max_len, min_len);\n"
+    "           --cache-image-features encodes every training image once (no augmentation) into DIR\n"
     "model options (caption, vqa, chat, generate, retrieve):\n";
 
 void usage(std::FILE* f) {

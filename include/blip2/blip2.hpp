@@ -76,6 +76,7 @@
 #include "tokenizers/sentencepiece.hpp"
 #include "tokenizers/load.hpp"
 #include "tokenizers/word_level_files.hpp"
+#include "tokenizers/batch.hpp"
 // images
 #include "image/image.hpp"
 #include "image/decode.hpp"
@@ -95,12 +96,17 @@
 #include "data/tar_shards.hpp"
 #include "data/loader.hpp"
 #include "data/shapes_world.hpp"
-// evaluation: BLEU / CIDEr-D as pycocoevalcap, retrieval recall as LAVIS
-#include "eval/caption_metrics.hpp"
-#include "eval/retrieval_metrics.hpp"
+#include "data/eval_set.hpp"
+#include "train/image_feature_cache.hpp"
 // pipelines
 #include "pipelines/dump.hpp"
 #include "pipelines/image_to_text.hpp"
 #include "pipelines/presets.hpp"
 #include "pipelines/processor.hpp"
 #include "pipelines/retrieval.hpp"
+// evaluation: BLEU / CIDEr-D as pycocoevalcap, retrieval recall as LAVIS, and the tasks that
+// evaluate a model on a split with them
+#include "eval/caption_metrics.hpp"
+#include "eval/retrieval_metrics.hpp"
+#include "eval/evaluate_captioning.hpp"
+#include "eval/evaluate_retrieval.hpp"

@@ -8549,6 +8549,9 @@ struct RunConfig {
   std::string frozen_dtype = "f32";     // storage of the frozen image encoder / language model
   double bucket_cap_mb = 25;            // data parallel: gradients exchanged in buckets of this size (PyTorch DDP's name)
   std::string grad_exchange_thread = "auto";  // buckets sent from a thread during backward: auto (ranks on several machines), on, off
+  // Evaluation (LAVIS's evaluation run keys): retrieval re-scores each query's k_test best by ITM;
+  // captioning generates with num_beams beams, min_len to max_len new tokens.
+  long k_test = 128, num_beams = 5, max_len = 30, min_len = 8;
 
   // Reads `j` (a LAVIS project with a "run" section, or the run section itself) over the defaults.
   static RunConfig from_json(const nlohmann::json& j, const std::string& where = "run config") {
@@ -8593,7 +8596,8 @@ struct RunConfig {
             {"num_workers", num_workers}, {"output_dir", output_dir}, {"max_grad_norm", max_grad_norm},
             {"checkpoint_every", checkpoint_every}, {"log_every", log_every},
             {"gradient_checkpointing", gradient_checkpointing}, {"frozen_dtype", frozen_dtype},
-            {"bucket_cap_mb", bucket_cap_mb}, {"grad_exchange_thread", grad_exchange_thread}};
+            {"bucket_cap_mb", bucket_cap_mb}, {"grad_exchange_thread", grad_exchange_thread},
+            {"k_test", k_test}, {"num_beams", num_beams}, {"max_len", max_len}, {"min_len", min_len}};
   }
 
   // The settings that change the numbers a run computes: a resumed run must keep them.
@@ -8608,7 +8612,7 @@ struct RunConfig {
   void set_json(const std::string& key, const nlohmann::json& v, const std::string& where) {
     static const std::set<std::string> lavis_only{
         "task", "amp", "device", "world_size", "dist_url", "distributed", "evaluate", "train_splits", "valid_splits",
-        "test_splits", "resume_ckpt_path", "max_len", "min_len", "num_beams", "k_test", "use_dist_eval_sampler",
+        "test_splits", "resume_ckpt_path", "use_dist_eval_sampler",
         "report_metric", "prompt", "lr_layer_decay", "iters_per_inner_epoch", "max_iters", "inference_method",
         "num_ans_candidates", "answer_list"};
     auto get = [&](auto& field) {
@@ -8653,6 +8657,10 @@ struct RunConfig {
     else if (key == "frozen_dtype") get(frozen_dtype);
     else if (key == "bucket_cap_mb") get(bucket_cap_mb);
     else if (key == "grad_exchange_thread") get(grad_exchange_thread);
+    else if (key == "k_test") get(k_test);
+    else if (key == "num_beams") get(num_beams);
+    else if (key == "max_len") get(max_len);
+    else if (key == "min_len") get(min_len);
     else BLIP2_CHECK(lavis_only.count(key), IoError, where, ": unknown run setting '", key, "'");
   }
 
@@ -8662,7 +8670,7 @@ struct RunConfig {
     BLIP2_CHECK(init_lr > 0 && min_lr >= 0 && weight_decay >= 0 && warmup_steps >= 0 && max_epoch >= 1 &&
                     batch_size_train >= 1 && batch_size_eval >= 1 && accum_grad_iters >= 1 && max_txt_len >= 2 &&
                     num_workers >= 0 && max_grad_norm >= 0 && checkpoint_every >= 0 && log_every >= 1 &&
-                    bucket_cap_mb > 0,
+                    bucket_cap_mb > 0 && k_test >= 1 && num_beams >= 1 && max_len >= 1 && min_len >= 0,
                 IoError, where, ": a setting is out of range: ", to_json().dump());
     BLIP2_CHECK(frozen_dtype == "f32" || frozen_dtype == "bf16" || frozen_dtype == "f16", IoError, where,
                 ": frozen_dtype '", frozen_dtype, "' (f32, bf16 or f16)");
@@ -8819,7 +8827,9 @@ inline std::vector<StepRecord> read_metrics_jsonl(const std::string& path) {
   for (long n = 1; std::getline(in, line); ++n) {
     if (line.empty()) continue;
     try {
-      history.push_back(record_from_json(nlohmann::json::parse(line)));
+      const nlohmann::json j = nlohmann::json::parse(line);
+      if (j.contains("eval")) continue;  // an evaluation's line (Trainer::evaluate_after_each_epoch)
+      history.push_back(record_from_json(j));
     } catch (const nlohmann::json::exception& e) {
       throw IoError(path + ":" + std::to_string(n) + ": not a metrics record: " + e.what());
     }
@@ -8853,6 +8863,15 @@ class Trainer {
 
   // A generator whose position is saved in checkpoints and restored by resume().
   void track_generator(const std::string& name, Generator& g) { generators_[name] = &g; }
+
+  // Evaluation after every epoch, as LAVIS's runner evaluates its valid_splits: `evaluate(epoch)`
+  // runs on every rank once the epoch's last step and checkpoint are done (rank 0's result is kept;
+  // other ranks may return null). Rank 0 appends {"epoch", "step", "seconds", "eval": result} to
+  // metrics.jsonl and prints it with the progress.
+  using EvalFn = std::function<nlohmann::json(long epoch)>;
+  void evaluate_after_each_epoch(EvalFn evaluate) { evaluate_ = std::move(evaluate); }
+  // The evaluations of this run so far (rank 0), as written to metrics.jsonl.
+  const std::vector<nlohmann::json>& evaluations() const { return evaluations_; }
 
   // Continues from a checkpoint directory (or a run directory's latest checkpoint). A checkpoint of
   // another model or of a run with other math settings is refused, naming the field that differs.
@@ -8944,7 +8963,7 @@ class Trainer {
         const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         r.seconds = elapsed;
         history_.push_back(r);
-        append_metrics(r);
+        append_metrics(record_to_json(r));
         const bool last = global_step_ == total_steps;
         if (progress && (global_step_ % run_.log_every == 0 || last))
           report(progress, tty, r, elapsed, global_step_ - first_step, total_steps);
@@ -8952,6 +8971,7 @@ class Trainer {
             (run_.checkpoint_every == 0 && batch_ == batches_) || last)
           save_checkpoint();
       }
+      if (evaluate_) run_evaluation(progress, tty);
     }
     if (progress && tty) std::fputc('\n', progress);
   }
@@ -9007,11 +9027,26 @@ class Trainer {
     for (auto& kv : values) kv.second = *it++ / double(comm_->world_size());
   }
 
-  void append_metrics(const StepRecord& r) const {
+  void append_metrics(const nlohmann::json& line) const {
     if (comm_->rank() != 0) return;
     std::filesystem::create_directories(run_.output_dir);
     std::ofstream out(std::filesystem::path(run_.output_dir) / "metrics.jsonl", std::ios::app);
-    out << record_to_json(r).dump() << "\n";
+    out << line.dump() << "\n";
+  }
+
+  void run_evaluation(std::FILE* progress, bool tty) {
+    const auto start = std::chrono::steady_clock::now();
+    nlohmann::json result = evaluate_(epoch_);
+    comm_->barrier();
+    if (comm_->rank() != 0) return;
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    nlohmann::json line = {{"epoch", epoch_}, {"step", global_step_}, {"seconds", seconds}, {"eval", std::move(result)}};
+    append_metrics(line);
+    if (progress) {
+      std::fprintf(progress, "%seval epoch %ld (%.1f s): %s\n", tty ? "\n" : "", epoch_, seconds, line["eval"].dump().c_str());
+      std::fflush(progress);
+    }
+    evaluations_.push_back(std::move(line));
   }
 
   void report(std::FILE* f, bool tty, const StepRecord& r, double elapsed, long done, long total) const {
@@ -9037,6 +9072,8 @@ class Trainer {
   std::vector<std::string> names_;  // the trainable parameters' names, in the optimizer's order
   std::map<std::string, Generator*> generators_;
   std::vector<StepRecord> history_;
+  EvalFn evaluate_;
+  std::vector<nlohmann::json> evaluations_;
   long epoch_ = 0, batch_ = 0, global_step_ = 0;
 };
 
@@ -11935,6 +11972,41 @@ inline WordLevelVocab write_word_level_tokenizer_files(const std::vector<std::st
 
 }  // namespace blip2::tokenizers
 // ---- end blip2/tokenizers/word_level_files.hpp ----
+// ---- begin blip2/tokenizers/batch.hpp ----
+// Token rows made into model inputs as Hugging Face tokenizers make them: truncation that keeps
+// the special tokens around a text, and right padding with an attention mask.
+
+
+namespace blip2::tokenizers {
+
+// head + body + tail with `body` cut so that the whole fits max_len (truncation=True keeps the
+// special tokens of the head and tail).
+inline std::vector<Id> framed(const std::vector<Id>& head, std::vector<Id> body, const std::vector<Id>& tail, long max_len) {
+  const long room = std::max(0L, max_len - long(head.size() + tail.size()));
+  if (long(body.size()) > room) body.resize(std::size_t(room));
+  std::vector<Id> out = head;
+  out.insert(out.end(), body.begin(), body.end());
+  out.insert(out.end(), tail.begin(), tail.end());
+  return out;
+}
+
+// Rows right-padded with `pad` to `width` (0: the longest row; a longer row widens it): input ids
+// and attention mask, both [rows, width].
+inline std::pair<Tensor<std::int64_t>, Tensor<std::int64_t>> pad_right(const std::vector<std::vector<Id>>& rows, Id pad,
+                                                                       std::size_t width = 0) {
+  for (const auto& r : rows) width = std::max(width, r.size());
+  std::vector<std::int64_t> ids(rows.size() * width, pad), mask(rows.size() * width, 0);
+  for (std::size_t i = 0; i < rows.size(); ++i)
+    for (std::size_t t = 0; t < rows[i].size(); ++t) {
+      ids[i * width + t] = rows[i][t];
+      mask[i * width + t] = 1;
+    }
+  const Shape shape{index_t(rows.size()), index_t(width)};
+  return {Tensor<std::int64_t>::from_vector(shape, ids), Tensor<std::int64_t>::from_vector(shape, mask)};
+}
+
+}  // namespace blip2::tokenizers
+// ---- end blip2/tokenizers/batch.hpp ----
 // images
 // ---- begin blip2/image/image.hpp ----
 // An 8-bit RGB image: width x height pixels, three interleaved channels per pixel, rows top to
@@ -15071,10 +15143,14 @@ struct LoaderOptions {
   int prefetch_batches = 2;                // how far the workers may run ahead
   OnBadImage bad_image = OnBadImage::skip;
   std::function<void(const std::string&)> warn;  // skipped images; null: written to std::cerr
+  // Without decoding (cached image features, feature_cache.hpp): batches carry the image names and
+  // captions, no pixels; an image `has_image` denies is a bad image (skipped, or an error).
+  bool decode_images = true;
+  std::function<bool(const std::string& image)> has_image;
 };
 
 struct Batch {
-  Tensor<float> pixel_values;         // [B, 3, S, S], CLIP-normalised
+  Tensor<float> pixel_values;         // [B, 3, S, S], CLIP-normalised (undefined without decode_images)
   std::vector<std::string> captions;  // processed: prompt + pre_caption
   std::vector<std::string> images;    // image paths, or "<shard>:<member>"
   std::size_t source = 0;             // the LoaderSource all of them came from
@@ -15185,11 +15261,12 @@ class Loader {
     if (done) return false;
 
     const index_t size = opt_.image_size, per = 3 * size * size;
-    batch.pixel_values = Tensor<float>::empty({index_t(taken.size()), 3, size, size});
+    batch.pixel_values = opt_.decode_images ? Tensor<float>::empty({index_t(taken.size()), 3, size, size}) : Tensor<float>();
     batch.captions.clear();
     batch.images.clear();
     for (std::size_t i = 0; i < taken.size(); ++i) {
-      std::copy(taken[i].pixels.data(), taken[i].pixels.data() + per, batch.pixel_values.data() + index_t(i) * per);
+      if (opt_.decode_images)
+        std::copy(taken[i].pixels.data(), taken[i].pixels.data() + per, batch.pixel_values.data() + index_t(i) * per);
       batch.captions.push_back(std::move(taken[i].caption));
       batch.images.push_back(std::move(taken[i].name));
     }
@@ -15370,6 +15447,20 @@ class Loader {
     slot.ready = true;
     slot.name = task.sample.name;
     slot.pass = task.pass;
+    if (!opt_.decode_images) {
+      if (opt_.has_image && !opt_.has_image(task.sample.name)) {
+        slot.error = std::make_exception_ptr(IoError(task.sample.name + ": not in the image feature cache"));
+        slot.bad_image = true;
+        slot.message = task.sample.name + ": not in the image feature cache";
+        return slot;
+      }
+      try {
+        slot.caption = sources_[task.source].captions(task.sample.caption);
+      } catch (...) {
+        slot.error = std::current_exception();
+      }
+      return slot;
+    }
     image::Image img;
     try {
       img = task.sample.bytes.empty() ? image::load_image(task.sample.name)
@@ -15945,561 +16036,265 @@ class ShapesWorld {
 
 }  // namespace blip2::data
 // ---- end blip2/data/shapes_world.hpp ----
-// evaluation: BLEU / CIDEr-D as pycocoevalcap, retrieval recall as LAVIS
-// ---- begin blip2/eval/caption_metrics.hpp ----
-// Caption metrics as the COCO caption evaluation (pycocoevalcap 1.2, which LAVIS reports) computes
-// them: BLEU-1..4 (bleu/bleu_scorer.py) and CIDEr-D (cider/cider_scorer.py) on tokenized captions,
-// whose tokens are separated by whitespace, and coco_tokenize, which approximates the tokenization
-// pycocoevalcap applies before scoring.
+// ---- begin blip2/data/eval_set.hpp ----
+// An evaluation split as LAVIS's retrieval and captioning tasks read one (coco_karpathy_val.json,
+// coco_karpathy_test.json): images, each with its reference captions. The annotation file is a
+// LAVIS one (annotations.hpp); entries naming the same image add their captions to it, in file
+// order, so both the one-entry-per-image layout of LAVIS's test files and the one-entry-per-caption
+// layout of its training files work. Images are decoded when asked for, with LAVIS's evaluation
+// transform (bicubic resize to S x S, CLIP normalisation; no crop, no flip).
 
 
-namespace blip2::eval {
+namespace blip2::data {
 
-// Tokens of a tokenized caption, split where Python's str.split() splits: runs of ASCII
-// whitespace, \x1c-\x1f and the Unicode spaces (in UTF-8).
-inline std::vector<std::string> split_tokens(std::string_view text);
-
-// Corpus and per-image BLEU-1..4, as pycocoevalcap's Bleu(4).compute_score returns them.
-struct BleuScores {
-  std::array<double, 4> corpus{};                // BLEU-1..4 over the whole set
-  std::vector<std::array<double, 4>> per_image;  // the same formula on each image alone
+struct EvalImage {
+  std::string path;                   // the annotation's "image" under the image root
+  std::vector<std::string> captions;  // as written in the file
 };
 
-// Corpus CIDEr-D (the mean over images) and each image's, as pycocoevalcap's Cider returns them.
-struct CiderScores {
-  double corpus = 0;
-  std::vector<double> per_image;
+class EvalSet {
+ public:
+  // Reads `annotation_path` (images relative to `image_root`); max_images > 0 keeps the first
+  // max_images images named (an evaluation subset, since every image's features are held at once).
+  static EvalSet load(const std::string& annotation_path, const std::string& image_root, std::size_t max_images = 0) {
+    EvalSet set;
+    set.name_ = annotation_path;
+    AnnotationReader reader(annotation_path, image_root);
+    std::unordered_map<std::string, std::size_t> index;
+    for (CaptionRecord r; reader.next(r);) {
+      auto it = index.find(r.image);
+      if (it == index.end()) {
+        if (max_images > 0 && set.images_.size() == max_images) continue;
+        it = index.emplace(r.image, set.images_.size()).first;
+        set.images_.push_back({r.image, {}});
+      }
+      set.images_[it->second].captions.push_back(std::move(r.caption));
+    }
+    return set;
+  }
+
+  std::size_t size() const { return images_.size(); }
+  const EvalImage& operator[](std::size_t i) const { return images_.at(i); }
+  const std::string& name() const { return name_; }
+
+  // Pixel values [end - begin, 3, S, S] of images [begin, end). An image that cannot be read is an
+  // IoError naming it and this set: an evaluation does not skip images.
+  Tensor<float> pixel_values(std::size_t begin, std::size_t end, int image_size) const {
+    BLIP2_CHECK(begin < end && end <= images_.size(), ValueError, name_, ": images [", begin, ", ", end, ") of ",
+                images_.size());
+    std::vector<image::Image> batch;
+    for (std::size_t i = begin; i < end; ++i) {
+      try {
+        batch.push_back(image::resize_bicubic(image::load_image(images_[i].path), image_size, image_size));
+      } catch (const IoError& e) {
+        throw IoError(name_ + ": evaluation image " + std::to_string(i) + ": " + e.what());
+      }
+    }
+    return image::to_pixel_values(batch);
+  }
+
+  // Every caption, image after image, and LAVIS's maps between the two: img2txt[i] lists the
+  // captions of image i, txt2img[t] is the image of caption t.
+  std::vector<std::string> texts() const {
+    std::vector<std::string> t;
+    for (const auto& im : images_) t.insert(t.end(), im.captions.begin(), im.captions.end());
+    return t;
+  }
+  std::vector<std::vector<std::size_t>> img2txt() const {
+    std::vector<std::vector<std::size_t>> m;
+    std::size_t t = 0;
+    for (const auto& im : images_) {
+      m.emplace_back();
+      for (std::size_t k = 0; k < im.captions.size(); ++k) m.back().push_back(t++);
+    }
+    return m;
+  }
+  std::vector<std::size_t> txt2img() const {
+    std::vector<std::size_t> m;
+    for (std::size_t i = 0; i < images_.size(); ++i) m.insert(m.end(), images_[i].captions.size(), i);
+    return m;
+  }
+
+ private:
+  std::string name_;
+  std::vector<EvalImage> images_;
 };
 
-struct CaptionScores {
-  std::array<double, 4> bleu{};  // BLEU-1..4, corpus level
-  double cider = 0;              // CIDEr-D, the mean of per_image_cider
-  std::vector<double> per_image_cider;
-};
-
-// candidates[i]: the caption generated for image i; references[i]: its ground-truth captions
-// (at least one). All tokenized already (see coco_tokenize). Throws ValueError on mismatched sizes
-// or an empty set.
-inline BleuScores bleu(const std::vector<std::string>& candidates, const std::vector<std::vector<std::string>>& references);
-inline CiderScores cider_d(const std::vector<std::string>& candidates, const std::vector<std::vector<std::string>>& references,
-                           double sigma = 6.0);
-inline CaptionScores score_captions(const std::vector<std::string>& candidates,
-                                    const std::vector<std::vector<std::string>>& references);
-
-// An approximation of pycocoevalcap's PTBTokenizer (Stanford CoreNLP 3.4.1's Java PTBTokenizer run
-// with -preserveLines -lowerCase, then the tokens '' ' `` ` . ? ! , : - -- ... ; dropped), for
-// use without Java. It lower-cases (ASCII and Latin-1 letters), splits off punctuation, clitics
-// ('s 'm 'd 're 've 'll n't) and the symbols $ % # & + = *, keeps commas, colons and periods inside
-// numbers and abbreviations (1,000 10:30 3.5 u.s.), hyphens inside words (t-shirt), and writes
-// brackets as PTB does: -lrb- -rrb- -lsb- -rsb- -lcb- -rcb- (kept, since pycocoevalcap's list holds
-// the upper-case forms only), and keeps runs such as ?! and !!! as that list does. It misses rarer PTB rules (abbreviations it does not list, URLs,
-// emoticons, most non-Latin-1 text). Returns the tokens joined by single spaces.
-inline std::string coco_tokenize(std::string_view caption);
-
-namespace detail {
-
-inline constexpr int kMaxNgram = 4;
-
-// Byte length of the whitespace character at text[i] (Python's str.isspace), 0 if none.
-inline std::size_t space_length(std::string_view text, std::size_t i) {
-  const auto d = tokenizers::unicode::decode_utf8(text, i);
-  return d.valid && tokenizers::unicode::is_python_space(d.cp) ? d.len : 0;
-}
-
-// counts[n - 1]: how often each n-gram of n tokens occurs; an n-gram is its tokens joined by single
-// spaces, which is unambiguous since tokens hold no whitespace.
-using NgramCounts = std::array<std::unordered_map<std::string, int>, kMaxNgram>;
-
-struct CookedCaption {
-  int length = 0;  // tokens
-  NgramCounts counts;
-};
-
-inline CookedCaption cook(std::string_view caption) {
-  const std::vector<std::string> words = split_tokens(caption);
-  CookedCaption out;
-  out.length = static_cast<int>(words.size());
-  for (std::size_t start = 0; start < words.size(); ++start) {
-    std::string ngram;
-    for (std::size_t n = 1; n <= kMaxNgram && start + n <= words.size(); ++n) {
-      if (n > 1) ngram += ' ';
-      ngram += words[start + n - 1];
-      ++out.counts[n - 1][ngram];
-    }
-  }
-  return out;
-}
-
-struct CookedImage {
-  CookedCaption candidate;
-  std::vector<CookedCaption> references;
-};
-
-inline std::vector<CookedImage> cook_all(const char* what, const std::vector<std::string>& candidates,
-                                         const std::vector<std::vector<std::string>>& references) {
-  BLIP2_CHECK(candidates.size() == references.size(), ValueError, what, ": ", candidates.size(), " candidates but ",
-              references.size(), " reference lists");
-  BLIP2_CHECK(!candidates.empty(), ValueError, what, ": no captions to score");
-  std::vector<CookedImage> images(candidates.size());
-  for (std::size_t i = 0; i < candidates.size(); ++i) {
-    BLIP2_CHECK(!references[i].empty(), ValueError, what, ": image ", i, " has no reference captions");
-    images[i].candidate = cook(candidates[i]);
-    for (const auto& ref : references[i]) images[i].references.push_back(cook(ref));
-  }
-  return images;
-}
-
-// Matches made and n-grams guessed by one candidate, and its "closest" reference length.
-struct BleuCounts {
-  int test_length = 0, ref_length = 0;
-  std::array<int, kMaxNgram> correct{}, guess{};
-};
-
-inline BleuCounts bleu_counts(const CookedImage& image) {
-  BleuCounts out;
-  const CookedCaption& test = image.candidate;
-  out.test_length = test.length;
-  // The reference length closest to the candidate's; a tie goes to the shorter reference.
-  out.ref_length = image.references.front().length;
-  for (const auto& ref : image.references) {
-    const int d = std::abs(ref.length - test.length), best = std::abs(out.ref_length - test.length);
-    if (d < best || (d == best && ref.length < out.ref_length)) out.ref_length = ref.length;
-  }
-  for (int n = 0; n < kMaxNgram; ++n) {
-    out.guess[n] = std::max(0, test.length - n);
-    for (const auto& [ngram, count] : test.counts[n]) {
-      int clip = 0;  // the most times any single reference holds this n-gram
-      for (const auto& ref : image.references) {
-        const auto it = ref.counts[n].find(ngram);
-        if (it != ref.counts[n].end()) clip = std::max(clip, it->second);
-      }
-      out.correct[n] += std::min(count, clip);
-    }
-  }
-  return out;
-}
-
-// BLEU-1..4 from summed counts, with pycocoevalcap's constants: 1e-15 added to the matches keeps a
-// zero precision finite in the log-free product, 1e-9 added to the guesses avoids 0/0.
-inline std::array<double, 4> bleu_from_counts(double test_length, double ref_length, const std::array<double, kMaxNgram>& correct,
-                                              const std::array<double, kMaxNgram>& guess) {
-  constexpr double kTiny = 1e-15, kSmall = 1e-9;
-  std::array<double, 4> out{};
-  double product = 1.0;
-  for (int n = 0; n < kMaxNgram; ++n) {
-    product *= (correct[n] + kTiny) / (guess[n] + kSmall);
-    out[n] = std::pow(product, 1.0 / (n + 1));
-  }
-  const double ratio = (test_length + kTiny) / (ref_length + kSmall);
-  if (ratio < 1)
-    for (double& b : out) b *= std::exp(1 - 1 / ratio);  // brevity penalty
-  return out;
-}
-
-inline BleuScores bleu(const std::vector<CookedImage>& images) {
-  BleuScores out;
-  double test_length = 0, ref_length = 0;
-  std::array<double, kMaxNgram> correct{}, guess{};
-  for (const auto& image : images) {
-    const BleuCounts c = bleu_counts(image);
-    std::array<double, kMaxNgram> image_correct{}, image_guess{};
-    for (int n = 0; n < kMaxNgram; ++n) {
-      image_correct[n] = c.correct[n];
-      image_guess[n] = c.guess[n];
-      correct[n] += c.correct[n];
-      guess[n] += c.guess[n];
-    }
-    test_length += c.test_length;
-    ref_length += c.ref_length;
-    out.per_image.push_back(bleu_from_counts(c.test_length, c.ref_length, image_correct, image_guess));
-  }
-  out.corpus = bleu_from_counts(test_length, ref_length, correct, guess);
-  return out;
-}
-
-// A caption as CIDEr sees it: tf-idf weights per n-gram order, their norms, and the length the
-// Gaussian penalty compares.
-struct TfIdf {
-  std::array<std::unordered_map<std::string, double>, kMaxNgram> weights;
-  std::array<double, kMaxNgram> norm{};
-  double length = 0;
-};
-
-inline CiderScores cider_d(const std::vector<CookedImage>& images, double sigma) {
-  BLIP2_CHECK(sigma > 0, ValueError, "cider_d: sigma must be > 0, got ", sigma);
-  // Document frequency: in how many images' reference sets each n-gram occurs.
-  std::array<std::unordered_map<std::string, double>, kMaxNgram> df;
-  for (const auto& image : images)
-    for (int n = 0; n < kMaxNgram; ++n) {
-      std::unordered_set<std::string> seen;
-      for (const auto& ref : image.references)
-        for (const auto& entry : ref.counts[n]) seen.insert(entry.first);
-      for (const auto& ngram : seen) df[n][ngram] += 1;
-    }
-  const double log_images = std::log(double(images.size()));
-
-  const auto tfidf = [&](const CookedCaption& caption) {
-    TfIdf out;
-    for (int n = 0; n < kMaxNgram; ++n) {
-      for (const auto& [ngram, tf] : caption.counts[n]) {
-        const auto it = df[n].find(ngram);
-        const double idf = log_images - std::log(std::max(1.0, it == df[n].end() ? 0.0 : it->second));
-        const double w = tf * idf;
-        out.weights[n].emplace(ngram, w);
-        out.norm[n] += w * w;
-      }
-      out.norm[n] = std::sqrt(out.norm[n]);
-    }
-    // cider_scorer.py adds term frequencies where its 0-based order index is 1, i.e. it counts
-    // bigrams: tokens - 1, and 0 for an empty caption (which scores 0 whatever the penalty).
-    for (const auto& entry : caption.counts[1]) out.length += entry.second;
-    return out;
-  };
-
-  CiderScores out;
-  for (const auto& image : images) {
-    const TfIdf test = tfidf(image.candidate);
-    std::array<double, kMaxNgram> sum{};
-    for (const auto& ref_caption : image.references) {
-      const TfIdf ref = tfidf(ref_caption);
-      const double delta = test.length - ref.length;
-      const double penalty = std::exp(-(delta * delta) / (2 * sigma * sigma));
-      for (int n = 0; n < kMaxNgram; ++n) {
-        double val = 0;
-        for (const auto& [ngram, w] : test.weights[n]) {
-          const auto it = ref.weights[n].find(ngram);
-          if (it != ref.weights[n].end()) val += std::min(w, it->second) * it->second;  // candidate clipped by reference
-        }
-        if (test.norm[n] != 0 && ref.norm[n] != 0) val /= test.norm[n] * ref.norm[n];
-        sum[n] += val * penalty;
-      }
-    }
-    const double mean_over_orders = (sum[0] + sum[1] + sum[2] + sum[3]) / kMaxNgram;
-    out.per_image.push_back(mean_over_orders / double(image.references.size()) * 10.0);
-  }
-  for (double s : out.per_image) out.corpus += s;
-  out.corpus /= double(out.per_image.size());
-  return out;
-}
-
-inline bool is_ascii_alnum(char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-inline bool is_ascii_digit(char c) { return c >= '0' && c <= '9'; }
-
-// Lower-cases ASCII and Latin-1 capitals (U+00C0-U+00DE but U+00D7) and maps the typographic
-// quotes, dashes and ellipsis to the ASCII forms PTB gives them.
-inline std::string normalise_characters(std::string_view text) {
-  std::string out;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    const auto next = [&](std::size_t k) { return i + k < text.size() ? static_cast<unsigned char>(text[i + k]) : 0u; };
-    if (c >= 'A' && c <= 'Z') {
-      out += char(c + 32);
-    } else if (c == 0xc3 && next(1) >= 0x80 && next(1) <= 0x9e && next(1) != 0x97) {
-      out += char(c);
-      out += char(next(1) + 0x20);
-      ++i;
-    } else if (c == 0xe2 && next(1) == 0x80 && (next(2) == 0x98 || next(2) == 0x99)) {  // ' '
-      out += '\'';
-      i += 2;
-    } else if (c == 0xe2 && next(1) == 0x80 && (next(2) == 0x9c || next(2) == 0x9d)) {  // " "
-      out += '"';
-      i += 2;
-    } else if (c == 0xe2 && next(1) == 0x80 && (next(2) == 0x93 || next(2) == 0x94)) {  // en and em dash
-      out += " -- ";
-      i += 2;
-    } else if (c == 0xe2 && next(1) == 0x80 && next(2) == 0xa6) {  // ellipsis
-      out += " ... ";
-      i += 2;
-    } else {
-      out += char(c);
-    }
-  }
-  return out;
-}
-
-// PTB's tokens for one whitespace-free chunk (already lower-cased); last: the caption's final chunk.
-inline void ptb_chunk(std::string_view chunk, bool last, std::vector<std::string>& tokens) {
-  static const std::unordered_set<std::string> kAbbreviations = {"mr", "mrs", "ms", "dr", "st", "jr",
-                                                                 "sr", "etc", "vs", "ft", "mt"};
-  static const std::unordered_map<std::string, std::string> kClitics = {  // PTB's split forms
-      {"cannot", "can not"}, {"gonna", "gon na"}, {"gotta", "got ta"}, {"wanna", "wan na"},
-      {"lemme", "lem me"},   {"gimme", "gim me"}};
-  std::string word;
-  const auto flush = [&] {
-    if (word.empty()) return;
-    const auto it = kClitics.find(word);
-    if (it == kClitics.end()) {
-      tokens.push_back(word);
-    } else {
-      const std::string& split = it->second;
-      const std::size_t space = split.find(' ');
-      tokens.push_back(split.substr(0, space));
-      tokens.push_back(split.substr(space + 1));
-    }
-    word.clear();
-  };
-  const auto emit = [&](std::string token) {
-    flush();
-    tokens.push_back(std::move(token));
-  };
-  const std::size_t size = chunk.size();
-  const auto at = [&](std::size_t i) { return i < size ? chunk[i] : '\0'; };
-  const auto clitic_at = [&](std::size_t i) -> std::size_t {  // length of 's 'm 'd 're 've 'll at i, 0 if none
-    for (std::string_view c : {"'s", "'m", "'d", "'re", "'ve", "'ll"})
-      if (chunk.substr(i, c.size()) == c && !is_ascii_alnum(at(i + c.size()))) return c.size();
-    return 0;
-  };
-  for (std::size_t i = 0; i < size; ++i) {
-    const char c = chunk[i];
-    switch (c) {
-      case '(': emit("-lrb-"); break;
-      case ')': emit("-rrb-"); break;
-      case '[': emit("-lsb-"); break;
-      case ']': emit("-rsb-"); break;
-      case '{': emit("-lcb-"); break;
-      case '}': emit("-rcb-"); break;
-      case '"': emit(word.empty() ? "``" : "''"); break;
-      case '`': emit("`"); break;
-      case ';': emit(";"); break;
-      case '$': case '%': case '#': case '&': case '+': case '=': case '*': emit(std::string(1, c)); break;
-      case '?':
-      case '!': {  // a run of ? and ! is one token
-        std::size_t end = i;
-        while (at(end) == '?' || at(end) == '!') ++end;
-        emit(std::string(chunk.substr(i, end - i)));
-        i = end - 1;
-        break;
-      }
-      case ',':
-      case ':':  // inside numbers: 1,000 10:30
-        if (is_ascii_digit(at(i + 1)) && !word.empty() && is_ascii_digit(word.back())) word += c;
-        else emit(std::string(1, c));
-        break;
-      case '-': {  // one hyphen inside a word: t-shirt; otherwise a token of its own (toy--a)
-        std::size_t end = i;
-        while (at(end) == '-') ++end;
-        if (end - i == 1 && !word.empty() && is_ascii_alnum(word.back()) && is_ascii_alnum(at(end))) word += c;
-        else emit(std::string(chunk.substr(i, end - i)));
-        i = end - 1;
-        break;
-      }
-      case '.': {
-        std::size_t end = i;
-        while (at(end) == '.') ++end;
-        if (end - i > 1) {
-          emit(std::string(chunk.substr(i, end - i)));
-        } else if (is_ascii_alnum(at(i + 1))) {
-          word += c;  // 3.5, u.s
-        } else {
-          // A period ending a word stays on abbreviations (u.s. a.m. b. mr.), except after the
-          // caption's last word, where only dotted abbreviations keep it.
-          const bool dotted = word.find('.') != std::string::npos &&
-                              std::all_of(word.begin(), word.end(), [](char w) { return w == '.' || (w >= 'a' && w <= 'z'); });
-          const bool short_form = word.size() == 1 || kAbbreviations.count(word) > 0;
-          if (!word.empty() && (dotted || (!last && short_form))) word += c;
-          else emit(".");
-        }
-        i = end - 1;
-        break;
-      }
-      case '\'': {
-        if (const std::size_t n = clitic_at(i); n > 0) {
-          emit(std::string(chunk.substr(i, n)));
-          i += n - 1;
-        } else if (at(i + 1) == 't' && !is_ascii_alnum(at(i + 2)) && word.size() > 1 && word.back() == 'n') {
-          word.pop_back();  // n't
-          emit("n't");
-          ++i;
-        } else if (!word.empty() && is_ascii_alnum(word.back()) && is_ascii_alnum(at(i + 1))) {
-          word += c;  // o'clock
-        } else {
-          emit(word.empty() ? "`" : "'");
-        }
-        break;
-      }
-      default: word += c;
-    }
-  }
-  flush();
-}
-
-}  // namespace detail
-
-inline std::vector<std::string> split_tokens(std::string_view text) {
-  std::vector<std::string> tokens;
-  std::size_t i = 0, start = 0;
-  while (i < text.size()) {
-    if (const std::size_t n = detail::space_length(text, i)) {
-      if (i > start) tokens.emplace_back(text.substr(start, i - start));
-      i += n;
-      start = i;
-    } else {
-      ++i;
-    }
-  }
-  if (i > start) tokens.emplace_back(text.substr(start, i - start));
-  return tokens;
-}
-
-inline BleuScores bleu(const std::vector<std::string>& candidates, const std::vector<std::vector<std::string>>& references) {
-  return detail::bleu(detail::cook_all("bleu", candidates, references));
-}
-
-inline CiderScores cider_d(const std::vector<std::string>& candidates, const std::vector<std::vector<std::string>>& references,
-                           double sigma) {
-  return detail::cider_d(detail::cook_all("cider_d", candidates, references), sigma);
-}
-
-inline CaptionScores score_captions(const std::vector<std::string>& candidates,
-                                    const std::vector<std::vector<std::string>>& references) {
-  const auto images = detail::cook_all("score_captions", candidates, references);
-  CiderScores cider = detail::cider_d(images, 6.0);
-  return {detail::bleu(images).corpus, cider.corpus, std::move(cider.per_image)};
-}
-
-inline std::string coco_tokenize(std::string_view caption) {
-  static const std::unordered_set<std::string> kDropped = {"''", "'", "``", "`", ".", "?", "!", ",", ":", "-", "--", "...", ";"};
-  const std::vector<std::string> chunks = split_tokens(detail::normalise_characters(caption));
-  std::vector<std::string> tokens;
-  for (std::size_t i = 0; i < chunks.size(); ++i) detail::ptb_chunk(chunks[i], i + 1 == chunks.size(), tokens);
-  std::string out;
-  for (const auto& token : tokens) {
-    if (kDropped.count(token)) continue;
-    if (!out.empty()) out += ' ';
-    out += token;
-  }
-  return out;
-}
-
-}  // namespace blip2::eval
-// ---- end blip2/eval/caption_metrics.hpp ----
-// ---- begin blip2/eval/retrieval_metrics.hpp ----
-// Image-text retrieval recall as LAVIS's RetrievalTask._report_metrics (lavis/tasks/retrieval.py)
-// computes it, from score matrices with several texts per image. Recalls here are fractions in
-// [0, 1]; LAVIS reports the same numbers times 100.
+}  // namespace blip2::data
+// ---- end blip2/data/eval_set.hpp ----
+// ---- begin blip2/train/image_feature_cache.hpp ----
+// Frozen image features computed once and kept on disk (blip2 train --cache-image-features), which
+// makes Q-Former training on a CPU practical: the frozen image encoder's output for every image
+// of the training data (VisionModel::encode, before ln_vision, which trains), with LAVIS's
+// evaluation transform (bicubic resize, no crop, no flip: a cached feature cannot be augmented),
+// in safetensors shards of about 1 GiB that training memory-maps and reads row by row.
 //
-// A query's candidates are ordered as LAVIS's np.argsort(score)[::-1] orders them: by score,
-// highest first, and among equal scores the higher index first (the reversed order of a stable
-// sort; numpy's default quicksort leaves ties in rows longer than 16 unspecified). Ties matter only
-// in LAVIS's -100 fill outside the re-scored top k, which lies beyond rank 10 when k >= 10.
+// The manifest, cache.json, is written last and atomically: a cache is complete or absent. It
+// holds the identity the features depend on (the encoder's config and a checksum of its weights,
+// the image size), the shards and the image of every row. Opening a cache made for another
+// identity is refused, naming the field that differs.
 
 
-namespace blip2::eval {
+namespace blip2 {
 
-struct RetrievalRecall {
-  double txt_r1 = 0, txt_r5 = 0, txt_r10 = 0;  // image -> text: an image is a hit when any of its texts is in the top k
-  double txt_r_mean = 0;                       // (txt_r1 + txt_r5 + txt_r10) / 3, also LAVIS's agg_metrics
-  double img_r1 = 0, img_r5 = 0, img_r10 = 0;  // text -> image
-  double img_r_mean = 0;
-  double r_mean = 0;                           // (txt_r_mean + img_r_mean) / 2
+class ImageFeatureCache {
+ public:
+  // pixel_values [B, 3, S, S] -> features [B, N, C]
+  using Encoder = std::function<Tensor<float>(const Tensor<float>& pixel_values)>;
+
+  struct BuildOptions {
+    int image_size = 224;
+    std::size_t batch_size = 16;               // images per encoder call
+    std::size_t shard_bytes = std::size_t(1) << 30;
+    data::OnBadImage bad_image = data::OnBadImage::skip;  // skip: left out of the cache (and of training)
+    std::function<void(const std::string&)> warn;        // skipped images and progress
+  };
+
+  // What the features of `vision` depend on: its config, a checksum of its weights (post_layernorm,
+  // LAVIS's ln_vision, is applied after the cache and left out), their storage type, the image size.
+  template <class VisionModelT>
+  static nlohmann::json identity_of(const VisionModelT& vision, int image_size) {
+    std::uint64_t sum = 0;
+    auto add = [&](const std::string& name, const auto& t) {
+      if (name.rfind("post_layernorm.", 0) == 0) return;
+      const auto host = t.template to<cpu>().contiguous();
+      const auto* bytes = reinterpret_cast<const char*>(host.data());
+      sum = data::detail::mix_seed({sum, data::detail::fnv1a(name),
+                                    data::detail::fnv1a({bytes, std::size_t(host.numel()) * sizeof(*host.data())})});
+    };
+    std::string storage = "float32";
+    for (const auto& [name, p] : vision.named_parameters()) add(name, p);
+    for (const auto& [name, w] : vision.named_half_weights())
+      std::visit([&, n = name](const auto& t) {
+        add(n, t);
+        storage = std::string(dtype_traits<typename std::decay_t<decltype(t)>::value_type>::name);
+      }, w);
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(sum));
+    return {{"vision_config", vision.config.to_json()}, {"weights", hex}, {"weights_dtype", storage},
+            {"image_size", image_size}, {"features", "VisionModel::encode (before ln_vision)"}};
+  }
+
+  static bool exists(const std::string& dir) { return std::filesystem::exists(std::filesystem::path(dir) / "cache.json"); }
+
+  // Opens the cache in `dir`; refused when its identity differs from `identity` in any field.
+  static ImageFeatureCache open(const std::string& dir, const nlohmann::json& identity) {
+    const auto root = std::filesystem::path(dir);
+    const auto where = (root / "cache.json").string();
+    const nlohmann::json m = io::read_json_file(where);
+    ImageFeatureCache c;
+    try {
+      const nlohmann::json& saved = m.at("identity");
+      for (auto it = identity.begin(); it != identity.end(); ++it)
+        BLIP2_CHECK(saved.contains(it.key()) && saved[it.key()] == it.value(), ValueError, where,
+                    ": the image features were cached for another ", it.key(), " (", saved.value(it.key(), nlohmann::json()).dump(),
+                    " there, ", it.value().dump(), " here); delete the folder or give another --cache-image-features");
+      const auto& images = m.at("images");
+      std::size_t row = 0;
+      for (const auto& shard : m.at("shards")) {
+        const auto file = io::SafeTensorsFile::open((root / shard.at("file").get<std::string>()).string());
+        c.shards_.push_back(file.load<float>("features"));
+        const index_t rows = c.shards_.back().size(0);
+        BLIP2_CHECK(rows == shard.at("rows").get<index_t>() && c.shards_.back().dim() == 3, IoError, file.path(),
+                    ": ", to_string(c.shards_.back().shape()), " features where cache.json says ", shard.at("rows").dump(),
+                    " rows");
+        for (index_t r = 0; r < rows; ++r, ++row) {
+          BLIP2_CHECK(row < images.size(), IoError, where, ": fewer image names than feature rows");
+          c.rows_[images[row].get<std::string>()] = {c.shards_.size() - 1, r};
+        }
+      }
+      BLIP2_CHECK(row == images.size(), IoError, where, ": ", images.size(), " image names for ", row, " feature rows");
+    } catch (const nlohmann::json::exception& e) {
+      throw IoError(where + ": not an image feature cache manifest (" + e.what() + ")");
+    }
+    return c;
+  }
+
+  // Encodes every image the datasets name, once each, and writes the cache into `dir` (created if
+  // needed; an older cache there is replaced); returns it opened.
+  static ImageFeatureCache build(const std::string& dir, const std::vector<std::shared_ptr<const data::Dataset>>& datasets,
+                                 const nlohmann::json& identity, const Encoder& encode, const BuildOptions& o) {
+    namespace fs = std::filesystem;
+    const fs::path root(dir);
+    fs::create_directories(root);
+    fs::remove(root / "cache.json");
+    nlohmann::json manifest = {{"identity", identity}, {"shards", nlohmann::json::array()}, {"images", nlohmann::json::array()}};
+    std::unordered_set<std::string> seen;
+    std::vector<std::string> names, pending_names;  // this shard's rows; the batch waiting for the encoder
+    std::vector<image::Image> pending;
+    std::vector<Tensor<float>> parts;
+    std::size_t part_rows = 0, row_bytes = 0, skipped = 0;
+    auto write_shard = [&] {
+      if (parts.empty()) return;
+      const std::string file = "features-" + std::to_string(manifest["shards"].size()) + ".safetensors";
+      const auto features = concat(parts, 0);
+      io::save_safetensors((root / file).string(), {io::TensorRecord::from("features", features)});
+      sync_path(root / file);
+      manifest["shards"].push_back({{"file", file}, {"rows", features.size(0)}});
+      for (auto& n : names) manifest["images"].push_back(std::move(n));
+      names.clear();
+      parts.clear();
+      part_rows = 0;
+    };
+    auto flush = [&] {
+      if (pending.empty()) return;
+      NoGrad no_grad;
+      const auto features = encode(image::to_pixel_values(pending)).contiguous();
+      BLIP2_CHECK(features.dim() == 3 && features.size(0) == index_t(pending.size()), ShapeError,
+                  "ImageFeatureCache: the encoder returned ", to_string(features.shape()), " for ", pending.size(), " images");
+      row_bytes = std::size_t(features.size(1) * features.size(2)) * sizeof(float);
+      parts.push_back(features);
+      part_rows += pending.size();
+      names.insert(names.end(), pending_names.begin(), pending_names.end());
+      pending.clear();
+      pending_names.clear();
+      if (part_rows * row_bytes >= o.shard_bytes) write_shard();
+    };
+    for (const auto& dataset : datasets) {
+      const auto stream = dataset->open(data::Pass{0, false});
+      for (data::Sample s; stream->next(s);) {
+        if (!seen.insert(s.name).second) continue;
+        try {
+          const auto img = s.bytes.empty() ? image::load_image(s.name) : image::decode_image(s.bytes, s.name);
+          pending.push_back(image::resize_bicubic(img, o.image_size, o.image_size));
+        } catch (const IoError& e) {
+          if (o.bad_image == data::OnBadImage::raise) throw;
+          ++skipped;
+          if (o.warn) o.warn(std::string("skipped an image: ") + e.what());
+          continue;
+        }
+        pending_names.push_back(s.name);
+        if (pending.size() == o.batch_size) flush();
+      }
+    }
+    flush();
+    write_shard();
+    BLIP2_CHECK(!manifest["images"].empty(), ValueError, dir, ": no image could be read to cache (", skipped, " skipped)");
+    write_file_atomically(root / "cache.json", manifest.dump());
+    return open(dir, identity);
+  }
+
+  std::size_t size() const { return rows_.size(); }
+  bool contains(const std::string& image) const { return rows_.count(image) != 0; }
+
+  // The features of `images` [B, N, C], in their order; an image not in the cache is a ValueError.
+  Tensor<float> features(const std::vector<std::string>& images) const {
+    std::vector<Tensor<float>> rows;
+    for (const auto& name : images) {
+      const auto it = rows_.find(name);
+      BLIP2_CHECK(it != rows_.end(), ValueError, "image feature cache: no features of ", name);
+      rows.push_back(shards_[it->second.first].slice(0, it->second.second, it->second.second + 1));
+    }
+    return concat(rows, 0);
+  }
+
+ private:
+  std::vector<Tensor<float>> shards_;  // [rows, N, C] each, views of the memory-mapped files
+  std::unordered_map<std::string, std::pair<std::size_t, index_t>> rows_;
 };
 
-namespace detail {
-
-// Position (0 = first) of column `target` in row `row` of a [rows x cols] row-major matrix ordered
-// as described above: the entries scored higher, plus the equal ones at higher columns.
-template <class T>
-std::size_t rank_in_row(const std::vector<T>& scores, std::size_t row, std::size_t cols, std::size_t target) {
-  const T* s = scores.data() + row * cols;
-  std::size_t rank = 0;
-  for (std::size_t c = 0; c < cols; ++c) rank += s[c] > s[target] || (s[c] == s[target] && c > target);
-  return rank;
-}
-
-template <class T>
-void check_scores(const char* what, const std::vector<T>& scores, std::size_t rows, std::size_t cols) {
-  static_assert(std::is_floating_point_v<T>, "retrieval scores must be float or double");
-  BLIP2_CHECK(rows > 0 && cols > 0, ValueError, what, ": empty score matrix [", rows, " x ", cols, "]");
-  BLIP2_CHECK(scores.size() == rows * cols, ValueError, what, ": ", scores.size(), " scores for a [", rows, " x ",
-              cols, "] matrix");
-  for (std::size_t i = 0; i < scores.size(); ++i)
-    BLIP2_CHECK(!std::isnan(scores[i]), ValueError, what, ": score [", i / cols, ", ", i % cols, "] is NaN");
-}
-
-}  // namespace detail
-
-// For each image, the best rank among its texts. scores_i2t: [num_images x num_texts], row-major;
-// img2txt[i]: the texts of image i (at least one).
-template <class T>
-std::vector<std::size_t> image_to_text_ranks(const std::vector<T>& scores_i2t, std::size_t num_images, std::size_t num_texts,
-                                             const std::vector<std::vector<std::size_t>>& img2txt) {
-  detail::check_scores("image_to_text_ranks", scores_i2t, num_images, num_texts);
-  BLIP2_CHECK(img2txt.size() == num_images, ValueError, "image_to_text_ranks: img2txt lists ", img2txt.size(),
-              " images, the scores ", num_images);
-  std::vector<std::size_t> ranks(num_images);
-  for (std::size_t i = 0; i < num_images; ++i) {
-    BLIP2_CHECK(!img2txt[i].empty(), ValueError, "image_to_text_ranks: image ", i, " has no texts");
-    // The image's text that comes first in the order; its rank is the best.
-    const T* s = scores_i2t.data() + i * num_texts;
-    std::size_t best = img2txt[i].front();
-    for (std::size_t t : img2txt[i]) {
-      BLIP2_CHECK(t < num_texts, ValueError, "image_to_text_ranks: text ", t, " of image ", i, " is out of range for ",
-                  num_texts, " texts");
-      if (s[t] > s[best] || (s[t] == s[best] && t > best)) best = t;
-    }
-    ranks[i] = detail::rank_in_row(scores_i2t, i, num_texts, best);
-  }
-  return ranks;
-}
-
-// For each text, the rank of its image. scores_t2i: [num_texts x num_images], row-major;
-// txt2img[t]: the image of text t.
-template <class T>
-std::vector<std::size_t> text_to_image_ranks(const std::vector<T>& scores_t2i, std::size_t num_texts, std::size_t num_images,
-                                             const std::vector<std::size_t>& txt2img) {
-  detail::check_scores("text_to_image_ranks", scores_t2i, num_texts, num_images);
-  BLIP2_CHECK(txt2img.size() == num_texts, ValueError, "text_to_image_ranks: txt2img lists ", txt2img.size(),
-              " texts, the scores ", num_texts);
-  std::vector<std::size_t> ranks(num_texts);
-  for (std::size_t t = 0; t < num_texts; ++t) {
-    BLIP2_CHECK(txt2img[t] < num_images, ValueError, "text_to_image_ranks: image ", txt2img[t], " of text ", t,
-                " is out of range for ", num_images, " images");
-    ranks[t] = detail::rank_in_row(scores_t2i, t, num_images, txt2img[t]);
-  }
-  return ranks;
-}
-
-// The fraction of queries whose rank is below k (recall@k).
-inline double recall_at(const std::vector<std::size_t>& ranks, std::size_t k) {
-  BLIP2_CHECK(!ranks.empty(), ValueError, "recall_at: no ranks");
-  std::size_t hits = 0;
-  for (std::size_t r : ranks) hits += r < k;
-  return double(hits) / double(ranks.size());
-}
-
-// LAVIS's metrics from its two matrices: scores_i2t [num_images x num_texts] and scores_t2i
-// [num_texts x num_images] (each direction re-scored by ITM separately), both row-major.
-template <class T>
-RetrievalRecall retrieval_recall(const std::vector<T>& scores_i2t, const std::vector<T>& scores_t2i, std::size_t num_images,
-                                 std::size_t num_texts, const std::vector<std::vector<std::size_t>>& img2txt,
-                                 const std::vector<std::size_t>& txt2img) {
-  const auto i2t = image_to_text_ranks(scores_i2t, num_images, num_texts, img2txt);
-  const auto t2i = text_to_image_ranks(scores_t2i, num_texts, num_images, txt2img);
-  RetrievalRecall r;
-  r.txt_r1 = recall_at(i2t, 1), r.txt_r5 = recall_at(i2t, 5), r.txt_r10 = recall_at(i2t, 10);
-  r.img_r1 = recall_at(t2i, 1), r.img_r5 = recall_at(t2i, 5), r.img_r10 = recall_at(t2i, 10);
-  r.txt_r_mean = (r.txt_r1 + r.txt_r5 + r.txt_r10) / 3;
-  r.img_r_mean = (r.img_r1 + r.img_r5 + r.img_r10) / 3;
-  r.r_mean = (r.txt_r_mean + r.img_r_mean) / 2;
-  return r;
-}
-
-// The same from one matrix [num_images x num_texts] (e.g. ITC similarities); text -> image ranks
-// read its transpose.
-template <class T>
-RetrievalRecall retrieval_recall(const std::vector<T>& scores, std::size_t num_images, std::size_t num_texts,
-                                 const std::vector<std::vector<std::size_t>>& img2txt, const std::vector<std::size_t>& txt2img) {
-  detail::check_scores("retrieval_recall", scores, num_images, num_texts);
-  std::vector<T> transposed(scores.size());
-  for (std::size_t i = 0; i < num_images; ++i)
-    for (std::size_t t = 0; t < num_texts; ++t) transposed[t * num_images + i] = scores[i * num_texts + t];
-  return retrieval_recall(scores, transposed, num_images, num_texts, img2txt, txt2img);
-}
-
-}  // namespace blip2::eval
-// ---- end blip2/eval/retrieval_metrics.hpp ----
+}  // namespace blip2
+// ---- end blip2/train/image_feature_cache.hpp ----
 // pipelines
 // ---- begin blip2/pipelines/dump.hpp ----
 // `blip2 dump`: runs the model a directory holds on inputs named as in the reference fixtures and
@@ -17199,3 +16994,721 @@ class ImageTextRetrieval {
 
 }  // namespace blip2
 // ---- end blip2/pipelines/retrieval.hpp ----
+// evaluation: BLEU / CIDEr-D as pycocoevalcap, retrieval recall as LAVIS, and the tasks that
+// evaluate a model on a split with them
+// ---- begin blip2/eval/caption_metrics.hpp ----
+// Caption metrics as the COCO caption evaluation (pycocoevalcap 1.2, which LAVIS reports) computes
+// them: BLEU-1..4 (bleu/bleu_scorer.py) and CIDEr-D (cider/cider_scorer.py) on tokenized captions,
+// whose tokens are separated by whitespace, and coco_tokenize, which approximates the tokenization
+// pycocoevalcap applies before scoring.
+
+
+namespace blip2::eval {
+
+// Tokens of a tokenized caption, split where Python's str.split() splits: runs of ASCII
+// whitespace, \x1c-\x1f and the Unicode spaces (in UTF-8).
+inline std::vector<std::string> split_tokens(std::string_view text);
+
+// Corpus and per-image BLEU-1..4, as pycocoevalcap's Bleu(4).compute_score returns them.
+struct BleuScores {
+  std::array<double, 4> corpus{};                // BLEU-1..4 over the whole set
+  std::vector<std::array<double, 4>> per_image;  // the same formula on each image alone
+};
+
+// Corpus CIDEr-D (the mean over images) and each image's, as pycocoevalcap's Cider returns them.
+struct CiderScores {
+  double corpus = 0;
+  std::vector<double> per_image;
+};
+
+struct CaptionScores {
+  std::array<double, 4> bleu{};  // BLEU-1..4, corpus level
+  double cider = 0;              // CIDEr-D, the mean of per_image_cider
+  std::vector<double> per_image_cider;
+};
+
+// candidates[i]: the caption generated for image i; references[i]: its ground-truth captions
+// (at least one). All tokenized already (see coco_tokenize). Throws ValueError on mismatched sizes
+// or an empty set.
+inline BleuScores bleu(const std::vector<std::string>& candidates, const std::vector<std::vector<std::string>>& references);
+inline CiderScores cider_d(const std::vector<std::string>& candidates, const std::vector<std::vector<std::string>>& references,
+                           double sigma = 6.0);
+inline CaptionScores score_captions(const std::vector<std::string>& candidates,
+                                    const std::vector<std::vector<std::string>>& references);
+
+// An approximation of pycocoevalcap's PTBTokenizer (Stanford CoreNLP 3.4.1's Java PTBTokenizer run
+// with -preserveLines -lowerCase, then the tokens '' ' `` ` . ? ! , : - -- ... ; dropped), for
+// use without Java. It lower-cases (ASCII and Latin-1 letters), splits off punctuation, clitics
+// ('s 'm 'd 're 've 'll n't) and the symbols $ % # & + = *, keeps commas, colons and periods inside
+// numbers and abbreviations (1,000 10:30 3.5 u.s.), hyphens inside words (t-shirt), and writes
+// brackets as PTB does: -lrb- -rrb- -lsb- -rsb- -lcb- -rcb- (kept, since pycocoevalcap's list holds
+// the upper-case forms only), and keeps runs such as ?! and !!! as that list does. It misses rarer PTB rules (abbreviations it does not list, URLs,
+// emoticons, most non-Latin-1 text). Returns the tokens joined by single spaces.
+inline std::string coco_tokenize(std::string_view caption);
+
+namespace detail {
+
+inline constexpr int kMaxNgram = 4;
+
+// Byte length of the whitespace character at text[i] (Python's str.isspace), 0 if none.
+inline std::size_t space_length(std::string_view text, std::size_t i) {
+  const auto d = tokenizers::unicode::decode_utf8(text, i);
+  return d.valid && tokenizers::unicode::is_python_space(d.cp) ? d.len : 0;
+}
+
+// counts[n - 1]: how often each n-gram of n tokens occurs; an n-gram is its tokens joined by single
+// spaces, which is unambiguous since tokens hold no whitespace.
+using NgramCounts = std::array<std::unordered_map<std::string, int>, kMaxNgram>;
+
+struct CookedCaption {
+  int length = 0;  // tokens
+  NgramCounts counts;
+};
+
+inline CookedCaption cook(std::string_view caption) {
+  const std::vector<std::string> words = split_tokens(caption);
+  CookedCaption out;
+  out.length = static_cast<int>(words.size());
+  for (std::size_t start = 0; start < words.size(); ++start) {
+    std::string ngram;
+    for (std::size_t n = 1; n <= kMaxNgram && start + n <= words.size(); ++n) {
+      if (n > 1) ngram += ' ';
+      ngram += words[start + n - 1];
+      ++out.counts[n - 1][ngram];
+    }
+  }
+  return out;
+}
+
+struct CookedImage {
+  CookedCaption candidate;
+  std::vector<CookedCaption> references;
+};
+
+inline std::vector<CookedImage> cook_all(const char* what, const std::vector<std::string>& candidates,
+                                         const std::vector<std::vector<std::string>>& references) {
+  BLIP2_CHECK(candidates.size() == references.size(), ValueError, what, ": ", candidates.size(), " candidates but ",
+              references.size(), " reference lists");
+  BLIP2_CHECK(!candidates.empty(), ValueError, what, ": no captions to score");
+  std::vector<CookedImage> images(candidates.size());
+  for (std::size_t i = 0; i < candidates.size(); ++i) {
+    BLIP2_CHECK(!references[i].empty(), ValueError, what, ": image ", i, " has no reference captions");
+    images[i].candidate = cook(candidates[i]);
+    for (const auto& ref : references[i]) images[i].references.push_back(cook(ref));
+  }
+  return images;
+}
+
+// Matches made and n-grams guessed by one candidate, and its "closest" reference length.
+struct BleuCounts {
+  int test_length = 0, ref_length = 0;
+  std::array<int, kMaxNgram> correct{}, guess{};
+};
+
+inline BleuCounts bleu_counts(const CookedImage& image) {
+  BleuCounts out;
+  const CookedCaption& test = image.candidate;
+  out.test_length = test.length;
+  // The reference length closest to the candidate's; a tie goes to the shorter reference.
+  out.ref_length = image.references.front().length;
+  for (const auto& ref : image.references) {
+    const int d = std::abs(ref.length - test.length), best = std::abs(out.ref_length - test.length);
+    if (d < best || (d == best && ref.length < out.ref_length)) out.ref_length = ref.length;
+  }
+  for (int n = 0; n < kMaxNgram; ++n) {
+    out.guess[n] = std::max(0, test.length - n);
+    for (const auto& [ngram, count] : test.counts[n]) {
+      int clip = 0;  // the most times any single reference holds this n-gram
+      for (const auto& ref : image.references) {
+        const auto it = ref.counts[n].find(ngram);
+        if (it != ref.counts[n].end()) clip = std::max(clip, it->second);
+      }
+      out.correct[n] += std::min(count, clip);
+    }
+  }
+  return out;
+}
+
+// BLEU-1..4 from summed counts, with pycocoevalcap's constants: 1e-15 added to the matches keeps a
+// zero precision finite in the log-free product, 1e-9 added to the guesses avoids 0/0.
+inline std::array<double, 4> bleu_from_counts(double test_length, double ref_length, const std::array<double, kMaxNgram>& correct,
+                                              const std::array<double, kMaxNgram>& guess) {
+  constexpr double kTiny = 1e-15, kSmall = 1e-9;
+  std::array<double, 4> out{};
+  double product = 1.0;
+  for (int n = 0; n < kMaxNgram; ++n) {
+    product *= (correct[n] + kTiny) / (guess[n] + kSmall);
+    out[n] = std::pow(product, 1.0 / (n + 1));
+  }
+  const double ratio = (test_length + kTiny) / (ref_length + kSmall);
+  if (ratio < 1)
+    for (double& b : out) b *= std::exp(1 - 1 / ratio);  // brevity penalty
+  return out;
+}
+
+inline BleuScores bleu(const std::vector<CookedImage>& images) {
+  BleuScores out;
+  double test_length = 0, ref_length = 0;
+  std::array<double, kMaxNgram> correct{}, guess{};
+  for (const auto& image : images) {
+    const BleuCounts c = bleu_counts(image);
+    std::array<double, kMaxNgram> image_correct{}, image_guess{};
+    for (int n = 0; n < kMaxNgram; ++n) {
+      image_correct[n] = c.correct[n];
+      image_guess[n] = c.guess[n];
+      correct[n] += c.correct[n];
+      guess[n] += c.guess[n];
+    }
+    test_length += c.test_length;
+    ref_length += c.ref_length;
+    out.per_image.push_back(bleu_from_counts(c.test_length, c.ref_length, image_correct, image_guess));
+  }
+  out.corpus = bleu_from_counts(test_length, ref_length, correct, guess);
+  return out;
+}
+
+// A caption as CIDEr sees it: tf-idf weights per n-gram order, their norms, and the length the
+// Gaussian penalty compares.
+struct TfIdf {
+  std::array<std::unordered_map<std::string, double>, kMaxNgram> weights;
+  std::array<double, kMaxNgram> norm{};
+  double length = 0;
+};
+
+inline CiderScores cider_d(const std::vector<CookedImage>& images, double sigma) {
+  BLIP2_CHECK(sigma > 0, ValueError, "cider_d: sigma must be > 0, got ", sigma);
+  // Document frequency: in how many images' reference sets each n-gram occurs.
+  std::array<std::unordered_map<std::string, double>, kMaxNgram> df;
+  for (const auto& image : images)
+    for (int n = 0; n < kMaxNgram; ++n) {
+      std::unordered_set<std::string> seen;
+      for (const auto& ref : image.references)
+        for (const auto& entry : ref.counts[n]) seen.insert(entry.first);
+      for (const auto& ngram : seen) df[n][ngram] += 1;
+    }
+  const double log_images = std::log(double(images.size()));
+
+  const auto tfidf = [&](const CookedCaption& caption) {
+    TfIdf out;
+    for (int n = 0; n < kMaxNgram; ++n) {
+      for (const auto& [ngram, tf] : caption.counts[n]) {
+        const auto it = df[n].find(ngram);
+        const double idf = log_images - std::log(std::max(1.0, it == df[n].end() ? 0.0 : it->second));
+        const double w = tf * idf;
+        out.weights[n].emplace(ngram, w);
+        out.norm[n] += w * w;
+      }
+      out.norm[n] = std::sqrt(out.norm[n]);
+    }
+    // cider_scorer.py adds term frequencies where its 0-based order index is 1, i.e. it counts
+    // bigrams: tokens - 1, and 0 for an empty caption (which scores 0 whatever the penalty).
+    for (const auto& entry : caption.counts[1]) out.length += entry.second;
+    return out;
+  };
+
+  CiderScores out;
+  for (const auto& image : images) {
+    const TfIdf test = tfidf(image.candidate);
+    std::array<double, kMaxNgram> sum{};
+    for (const auto& ref_caption : image.references) {
+      const TfIdf ref = tfidf(ref_caption);
+      const double delta = test.length - ref.length;
+      const double penalty = std::exp(-(delta * delta) / (2 * sigma * sigma));
+      for (int n = 0; n < kMaxNgram; ++n) {
+        double val = 0;
+        for (const auto& [ngram, w] : test.weights[n]) {
+          const auto it = ref.weights[n].find(ngram);
+          if (it != ref.weights[n].end()) val += std::min(w, it->second) * it->second;  // candidate clipped by reference
+        }
+        if (test.norm[n] != 0 && ref.norm[n] != 0) val /= test.norm[n] * ref.norm[n];
+        sum[n] += val * penalty;
+      }
+    }
+    const double mean_over_orders = (sum[0] + sum[1] + sum[2] + sum[3]) / kMaxNgram;
+    out.per_image.push_back(mean_over_orders / double(image.references.size()) * 10.0);
+  }
+  for (double s : out.per_image) out.corpus += s;
+  out.corpus /= double(out.per_image.size());
+  return out;
+}
+
+inline bool is_ascii_alnum(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+inline bool is_ascii_digit(char c) { return c >= '0' && c <= '9'; }
+
+// Lower-cases ASCII and Latin-1 capitals (U+00C0-U+00DE but U+00D7) and maps the typographic
+// quotes, dashes and ellipsis to the ASCII forms PTB gives them.
+inline std::string normalise_characters(std::string_view text) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    const auto next = [&](std::size_t k) { return i + k < text.size() ? static_cast<unsigned char>(text[i + k]) : 0u; };
+    if (c >= 'A' && c <= 'Z') {
+      out += char(c + 32);
+    } else if (c == 0xc3 && next(1) >= 0x80 && next(1) <= 0x9e && next(1) != 0x97) {
+      out += char(c);
+      out += char(next(1) + 0x20);
+      ++i;
+    } else if (c == 0xe2 && next(1) == 0x80 && (next(2) == 0x98 || next(2) == 0x99)) {  // ' '
+      out += '\'';
+      i += 2;
+    } else if (c == 0xe2 && next(1) == 0x80 && (next(2) == 0x9c || next(2) == 0x9d)) {  // " "
+      out += '"';
+      i += 2;
+    } else if (c == 0xe2 && next(1) == 0x80 && (next(2) == 0x93 || next(2) == 0x94)) {  // en and em dash
+      out += " -- ";
+      i += 2;
+    } else if (c == 0xe2 && next(1) == 0x80 && next(2) == 0xa6) {  // ellipsis
+      out += " ... ";
+      i += 2;
+    } else {
+      out += char(c);
+    }
+  }
+  return out;
+}
+
+// PTB's tokens for one whitespace-free chunk (already lower-cased); last: the caption's final chunk.
+inline void ptb_chunk(std::string_view chunk, bool last, std::vector<std::string>& tokens) {
+  static const std::unordered_set<std::string> kAbbreviations = {"mr", "mrs", "ms", "dr", "st", "jr",
+                                                                 "sr", "etc", "vs", "ft", "mt"};
+  static const std::unordered_map<std::string, std::string> kClitics = {  // PTB's split forms
+      {"cannot", "can not"}, {"gonna", "gon na"}, {"gotta", "got ta"}, {"wanna", "wan na"},
+      {"lemme", "lem me"},   {"gimme", "gim me"}};
+  std::string word;
+  const auto flush = [&] {
+    if (word.empty()) return;
+    const auto it = kClitics.find(word);
+    if (it == kClitics.end()) {
+      tokens.push_back(word);
+    } else {
+      const std::string& split = it->second;
+      const std::size_t space = split.find(' ');
+      tokens.push_back(split.substr(0, space));
+      tokens.push_back(split.substr(space + 1));
+    }
+    word.clear();
+  };
+  const auto emit = [&](std::string token) {
+    flush();
+    tokens.push_back(std::move(token));
+  };
+  const std::size_t size = chunk.size();
+  const auto at = [&](std::size_t i) { return i < size ? chunk[i] : '\0'; };
+  const auto clitic_at = [&](std::size_t i) -> std::size_t {  // length of 's 'm 'd 're 've 'll at i, 0 if none
+    for (std::string_view c : {"'s", "'m", "'d", "'re", "'ve", "'ll"})
+      if (chunk.substr(i, c.size()) == c && !is_ascii_alnum(at(i + c.size()))) return c.size();
+    return 0;
+  };
+  for (std::size_t i = 0; i < size; ++i) {
+    const char c = chunk[i];
+    switch (c) {
+      case '(': emit("-lrb-"); break;
+      case ')': emit("-rrb-"); break;
+      case '[': emit("-lsb-"); break;
+      case ']': emit("-rsb-"); break;
+      case '{': emit("-lcb-"); break;
+      case '}': emit("-rcb-"); break;
+      case '"': emit(word.empty() ? "``" : "''"); break;
+      case '`': emit("`"); break;
+      case ';': emit(";"); break;
+      case '$': case '%': case '#': case '&': case '+': case '=': case '*': emit(std::string(1, c)); break;
+      case '?':
+      case '!': {  // a run of ? and ! is one token
+        std::size_t end = i;
+        while (at(end) == '?' || at(end) == '!') ++end;
+        emit(std::string(chunk.substr(i, end - i)));
+        i = end - 1;
+        break;
+      }
+      case ',':
+      case ':':  // inside numbers: 1,000 10:30
+        if (is_ascii_digit(at(i + 1)) && !word.empty() && is_ascii_digit(word.back())) word += c;
+        else emit(std::string(1, c));
+        break;
+      case '-': {  // one hyphen inside a word: t-shirt; otherwise a token of its own (toy--a)
+        std::size_t end = i;
+        while (at(end) == '-') ++end;
+        if (end - i == 1 && !word.empty() && is_ascii_alnum(word.back()) && is_ascii_alnum(at(end))) word += c;
+        else emit(std::string(chunk.substr(i, end - i)));
+        i = end - 1;
+        break;
+      }
+      case '.': {
+        std::size_t end = i;
+        while (at(end) == '.') ++end;
+        if (end - i > 1) {
+          emit(std::string(chunk.substr(i, end - i)));
+        } else if (is_ascii_alnum(at(i + 1))) {
+          word += c;  // 3.5, u.s
+        } else {
+          // A period ending a word stays on abbreviations (u.s. a.m. b. mr.), except after the
+          // caption's last word, where only dotted abbreviations keep it.
+          const bool dotted = word.find('.') != std::string::npos &&
+                              std::all_of(word.begin(), word.end(), [](char w) { return w == '.' || (w >= 'a' && w <= 'z'); });
+          const bool short_form = word.size() == 1 || kAbbreviations.count(word) > 0;
+          if (!word.empty() && (dotted || (!last && short_form))) word += c;
+          else emit(".");
+        }
+        i = end - 1;
+        break;
+      }
+      case '\'': {
+        if (const std::size_t n = clitic_at(i); n > 0) {
+          emit(std::string(chunk.substr(i, n)));
+          i += n - 1;
+        } else if (at(i + 1) == 't' && !is_ascii_alnum(at(i + 2)) && word.size() > 1 && word.back() == 'n') {
+          word.pop_back();  // n't
+          emit("n't");
+          ++i;
+        } else if (!word.empty() && is_ascii_alnum(word.back()) && is_ascii_alnum(at(i + 1))) {
+          word += c;  // o'clock
+        } else {
+          emit(word.empty() ? "`" : "'");
+        }
+        break;
+      }
+      default: word += c;
+    }
+  }
+  flush();
+}
+
+}  // namespace detail
+
+inline std::vector<std::string> split_tokens(std::string_view text) {
+  std::vector<std::string> tokens;
+  std::size_t i = 0, start = 0;
+  while (i < text.size()) {
+    if (const std::size_t n = detail::space_length(text, i)) {
+      if (i > start) tokens.emplace_back(text.substr(start, i - start));
+      i += n;
+      start = i;
+    } else {
+      ++i;
+    }
+  }
+  if (i > start) tokens.emplace_back(text.substr(start, i - start));
+  return tokens;
+}
+
+inline BleuScores bleu(const std::vector<std::string>& candidates, const std::vector<std::vector<std::string>>& references) {
+  return detail::bleu(detail::cook_all("bleu", candidates, references));
+}
+
+inline CiderScores cider_d(const std::vector<std::string>& candidates, const std::vector<std::vector<std::string>>& references,
+                           double sigma) {
+  return detail::cider_d(detail::cook_all("cider_d", candidates, references), sigma);
+}
+
+inline CaptionScores score_captions(const std::vector<std::string>& candidates,
+                                    const std::vector<std::vector<std::string>>& references) {
+  const auto images = detail::cook_all("score_captions", candidates, references);
+  CiderScores cider = detail::cider_d(images, 6.0);
+  return {detail::bleu(images).corpus, cider.corpus, std::move(cider.per_image)};
+}
+
+inline std::string coco_tokenize(std::string_view caption) {
+  static const std::unordered_set<std::string> kDropped = {"''", "'", "``", "`", ".", "?", "!", ",", ":", "-", "--", "...", ";"};
+  const std::vector<std::string> chunks = split_tokens(detail::normalise_characters(caption));
+  std::vector<std::string> tokens;
+  for (std::size_t i = 0; i < chunks.size(); ++i) detail::ptb_chunk(chunks[i], i + 1 == chunks.size(), tokens);
+  std::string out;
+  for (const auto& token : tokens) {
+    if (kDropped.count(token)) continue;
+    if (!out.empty()) out += ' ';
+    out += token;
+  }
+  return out;
+}
+
+}  // namespace blip2::eval
+// ---- end blip2/eval/caption_metrics.hpp ----
+// ---- begin blip2/eval/retrieval_metrics.hpp ----
+// Image-text retrieval recall as LAVIS's RetrievalTask._report_metrics (lavis/tasks/retrieval.py)
+// computes it, from score matrices with several texts per image. Recalls here are fractions in
+// [0, 1]; LAVIS reports the same numbers times 100.
+//
+// A query's candidates are ordered as LAVIS's np.argsort(score)[::-1] orders them: by score,
+// highest first, and among equal scores the higher index first (the reversed order of a stable
+// sort; numpy's default quicksort leaves ties in rows longer than 16 unspecified). Ties matter only
+// in LAVIS's -100 fill outside the re-scored top k, which lies beyond rank 10 when k >= 10.
+
+
+namespace blip2::eval {
+
+struct RetrievalRecall {
+  double txt_r1 = 0, txt_r5 = 0, txt_r10 = 0;  // image -> text: an image is a hit when any of its texts is in the top k
+  double txt_r_mean = 0;                       // (txt_r1 + txt_r5 + txt_r10) / 3, also LAVIS's agg_metrics
+  double img_r1 = 0, img_r5 = 0, img_r10 = 0;  // text -> image
+  double img_r_mean = 0;
+  double r_mean = 0;                           // (txt_r_mean + img_r_mean) / 2
+};
+
+namespace detail {
+
+// Position (0 = first) of column `target` in row `row` of a [rows x cols] row-major matrix ordered
+// as described above: the entries scored higher, plus the equal ones at higher columns.
+template <class T>
+std::size_t rank_in_row(const std::vector<T>& scores, std::size_t row, std::size_t cols, std::size_t target) {
+  const T* s = scores.data() + row * cols;
+  std::size_t rank = 0;
+  for (std::size_t c = 0; c < cols; ++c) rank += s[c] > s[target] || (s[c] == s[target] && c > target);
+  return rank;
+}
+
+template <class T>
+void check_scores(const char* what, const std::vector<T>& scores, std::size_t rows, std::size_t cols) {
+  static_assert(std::is_floating_point_v<T>, "retrieval scores must be float or double");
+  BLIP2_CHECK(rows > 0 && cols > 0, ValueError, what, ": empty score matrix [", rows, " x ", cols, "]");
+  BLIP2_CHECK(scores.size() == rows * cols, ValueError, what, ": ", scores.size(), " scores for a [", rows, " x ",
+              cols, "] matrix");
+  for (std::size_t i = 0; i < scores.size(); ++i)
+    BLIP2_CHECK(!std::isnan(scores[i]), ValueError, what, ": score [", i / cols, ", ", i % cols, "] is NaN");
+}
+
+}  // namespace detail
+
+// For each image, the best rank among its texts. scores_i2t: [num_images x num_texts], row-major;
+// img2txt[i]: the texts of image i (at least one).
+template <class T>
+std::vector<std::size_t> image_to_text_ranks(const std::vector<T>& scores_i2t, std::size_t num_images, std::size_t num_texts,
+                                             const std::vector<std::vector<std::size_t>>& img2txt) {
+  detail::check_scores("image_to_text_ranks", scores_i2t, num_images, num_texts);
+  BLIP2_CHECK(img2txt.size() == num_images, ValueError, "image_to_text_ranks: img2txt lists ", img2txt.size(),
+              " images, the scores ", num_images);
+  std::vector<std::size_t> ranks(num_images);
+  for (std::size_t i = 0; i < num_images; ++i) {
+    BLIP2_CHECK(!img2txt[i].empty(), ValueError, "image_to_text_ranks: image ", i, " has no texts");
+    // The image's text that comes first in the order; its rank is the best.
+    const T* s = scores_i2t.data() + i * num_texts;
+    std::size_t best = img2txt[i].front();
+    for (std::size_t t : img2txt[i]) {
+      BLIP2_CHECK(t < num_texts, ValueError, "image_to_text_ranks: text ", t, " of image ", i, " is out of range for ",
+                  num_texts, " texts");
+      if (s[t] > s[best] || (s[t] == s[best] && t > best)) best = t;
+    }
+    ranks[i] = detail::rank_in_row(scores_i2t, i, num_texts, best);
+  }
+  return ranks;
+}
+
+// For each text, the rank of its image. scores_t2i: [num_texts x num_images], row-major;
+// txt2img[t]: the image of text t.
+template <class T>
+std::vector<std::size_t> text_to_image_ranks(const std::vector<T>& scores_t2i, std::size_t num_texts, std::size_t num_images,
+                                             const std::vector<std::size_t>& txt2img) {
+  detail::check_scores("text_to_image_ranks", scores_t2i, num_texts, num_images);
+  BLIP2_CHECK(txt2img.size() == num_texts, ValueError, "text_to_image_ranks: txt2img lists ", txt2img.size(),
+              " texts, the scores ", num_texts);
+  std::vector<std::size_t> ranks(num_texts);
+  for (std::size_t t = 0; t < num_texts; ++t) {
+    BLIP2_CHECK(txt2img[t] < num_images, ValueError, "text_to_image_ranks: image ", txt2img[t], " of text ", t,
+                " is out of range for ", num_images, " images");
+    ranks[t] = detail::rank_in_row(scores_t2i, t, num_images, txt2img[t]);
+  }
+  return ranks;
+}
+
+// The fraction of queries whose rank is below k (recall@k).
+inline double recall_at(const std::vector<std::size_t>& ranks, std::size_t k) {
+  BLIP2_CHECK(!ranks.empty(), ValueError, "recall_at: no ranks");
+  std::size_t hits = 0;
+  for (std::size_t r : ranks) hits += r < k;
+  return double(hits) / double(ranks.size());
+}
+
+// LAVIS's metrics from its two matrices: scores_i2t [num_images x num_texts] and scores_t2i
+// [num_texts x num_images] (each direction re-scored by ITM separately), both row-major.
+template <class T>
+RetrievalRecall retrieval_recall(const std::vector<T>& scores_i2t, const std::vector<T>& scores_t2i, std::size_t num_images,
+                                 std::size_t num_texts, const std::vector<std::vector<std::size_t>>& img2txt,
+                                 const std::vector<std::size_t>& txt2img) {
+  const auto i2t = image_to_text_ranks(scores_i2t, num_images, num_texts, img2txt);
+  const auto t2i = text_to_image_ranks(scores_t2i, num_texts, num_images, txt2img);
+  RetrievalRecall r;
+  r.txt_r1 = recall_at(i2t, 1), r.txt_r5 = recall_at(i2t, 5), r.txt_r10 = recall_at(i2t, 10);
+  r.img_r1 = recall_at(t2i, 1), r.img_r5 = recall_at(t2i, 5), r.img_r10 = recall_at(t2i, 10);
+  r.txt_r_mean = (r.txt_r1 + r.txt_r5 + r.txt_r10) / 3;
+  r.img_r_mean = (r.img_r1 + r.img_r5 + r.img_r10) / 3;
+  r.r_mean = (r.txt_r_mean + r.img_r_mean) / 2;
+  return r;
+}
+
+// The same from one matrix [num_images x num_texts] (e.g. ITC similarities); text -> image ranks
+// read its transpose.
+template <class T>
+RetrievalRecall retrieval_recall(const std::vector<T>& scores, std::size_t num_images, std::size_t num_texts,
+                                 const std::vector<std::vector<std::size_t>>& img2txt, const std::vector<std::size_t>& txt2img) {
+  detail::check_scores("retrieval_recall", scores, num_images, num_texts);
+  std::vector<T> transposed(scores.size());
+  for (std::size_t i = 0; i < num_images; ++i)
+    for (std::size_t t = 0; t < num_texts; ++t) transposed[t * num_images + i] = scores[i * num_texts + t];
+  return retrieval_recall(scores, transposed, num_images, num_texts, img2txt, txt2img);
+}
+
+}  // namespace blip2::eval
+// ---- end blip2/eval/retrieval_metrics.hpp ----
+// ---- begin blip2/eval/evaluate_captioning.hpp ----
+// Captioning evaluated as LAVIS's CaptionTask evaluates a BLIP-2 model (lavis/tasks/captioning.py
+// with the COCO caption evaluation): a caption generated for every image of the split (the optional
+// prompt in front, as the model was trained; beam search with the run's num_beams, max_len and
+// min_len new tokens), then BLEU-1..4 and CIDEr-D of the generated captions against the split's
+// reference captions, both tokenized as pycocoevalcap tokenizes them (caption_metrics.hpp).
+
+namespace blip2::eval {
+
+struct CaptionEvalOptions {
+  std::string prompt;           // LAVIS's prompt (OPT), e.g. "a photo of"; generation continues it
+  GenerationOptions generation;  // unset special tokens come from the model's config
+  index_t batch_size = 16;      // images per generate call (LAVIS's batch_size_eval)
+};
+
+struct CaptionEvaluation {
+  std::vector<std::string> captions;  // generated, one per image, without the prompt
+  CaptionScores scores;
+};
+
+namespace detail {
+
+// The language model's prompt ids for `rows` images: OPT's tokenizer puts its BOS in front; T5's
+// encoder reads the prompt and </s>.
+template <class T, class D, class W>
+std::vector<std::int64_t> caption_prompt(const Blip2OPT<T, D, W>& m, const tokenizers::Tokenizer& tok, const std::string& p) {
+  std::vector<std::int64_t> ids{tok.bos_id() != tokenizers::kNoId ? tok.bos_id() : m.config.opt.bos_token_id};
+  const auto text = tok.encode(p, false);
+  ids.insert(ids.end(), text.begin(), text.end());
+  return ids;
+}
+template <class T, class D, class W>
+std::vector<std::int64_t> caption_prompt(const Blip2T5<T, D, W>& m, const tokenizers::Tokenizer& tok, const std::string& p) {
+  auto ids = tok.encode(p, false);
+  ids.push_back(tok.eos_id() != tokenizers::kNoId ? tok.eos_id() : m.config.t5.eos_token_id);
+  return ids;
+}
+
+// LAVIS trains OPT on "caption\n" and stops its generation at "\n" (Blip2OPT.eos_token_id); the
+// model's </s> ends it too.
+template <class T, class D, class W>
+GenerationOptions caption_stops(const Blip2OPT<T, D, W>& m, const tokenizers::Tokenizer& tok, GenerationOptions o) {
+  if (o.eos_token_id.empty()) {
+    const auto newline = tok.encode("\n", false);
+    if (newline.size() == 1) o.eos_token_id.push_back(newline[0]);
+    o.eos_token_id.push_back(m.config.opt.eos_token_id);
+  }
+  return o;
+}
+template <class T, class D, class W>
+GenerationOptions caption_stops(const Blip2T5<T, D, W>&, const tokenizers::Tokenizer&, GenerationOptions o) {
+  return o;
+}
+
+}  // namespace detail
+
+// `model`: a Blip2OPT or Blip2T5; `tokenizer`: its language model's.
+template <class Model>
+CaptionEvaluation evaluate_captioning(const Model& model, const data::EvalSet& set, const tokenizers::Tokenizer& tokenizer,
+                                      const CaptionEvalOptions& o = {}) {
+  BLIP2_CHECK(set.size() > 0, ValueError, set.name(), ": no images to evaluate captioning on");
+  BLIP2_CHECK(o.batch_size >= 1, ValueError, "evaluate_captioning: batch_size must be >= 1, got ", o.batch_size);
+  NoGrad no_grad;
+  using D = typename std::decay_t<decltype(model.query_tokens)>::device_type;
+  const auto prompt = detail::caption_prompt(model, tokenizer, o.prompt);
+  const GenerationOptions options = detail::caption_stops(model, tokenizer, o.generation);
+  CaptionEvaluation e;
+  std::vector<std::vector<std::string>> references;
+  for (std::size_t i = 0; i < set.size(); i += std::size_t(o.batch_size)) {
+    const std::size_t end = std::min(set.size(), i + std::size_t(o.batch_size));
+    const auto pixels = set.pixel_values(i, end, model.config.vision.image_size).template to<D>();
+    std::vector<std::int64_t> ids;
+    for (std::size_t b = i; b < end; ++b) ids.insert(ids.end(), prompt.begin(), prompt.end());
+    const Shape shape{index_t(end - i), index_t(prompt.size())};
+    const auto out = generate(model, pixels, Tensor<std::int64_t>::from_vector(shape, ids).template to<D>(),
+                              Tensor<std::int64_t>::ones(shape).template to<D>(), options);
+    for (const auto& row : out.rows()) {
+      std::string text = tokenizer.decode({row.begin() + out.prompt_length, row.end()}, true);
+      const auto first = text.find_first_not_of(" \n"), last = text.find_last_not_of(" \n");
+      e.captions.push_back(first == std::string::npos ? "" : text.substr(first, last - first + 1));
+    }
+  }
+  std::vector<std::string> candidates;
+  for (std::size_t i = 0; i < set.size(); ++i) {
+    candidates.push_back(coco_tokenize(e.captions[i]));
+    references.emplace_back();
+    for (const auto& c : set[i].captions) references.back().push_back(coco_tokenize(c));
+  }
+  e.scores = score_captions(candidates, references);
+  return e;
+}
+
+// COCO caption evaluation's names ("Bleu_4", "CIDEr"), as LAVIS logs them.
+inline nlohmann::json to_json(const CaptionScores& s) {
+  return {{"Bleu_1", s.bleu[0]}, {"Bleu_2", s.bleu[1]}, {"Bleu_3", s.bleu[2]}, {"Bleu_4", s.bleu[3]},
+          {"CIDEr", s.cider},    {"agg_metrics", s.cider + s.bleu[3]}};
+}
+
+}  // namespace blip2::eval
+// ---- end blip2/eval/evaluate_captioning.hpp ----
+// ---- begin blip2/eval/evaluate_retrieval.hpp ----
+// Image-text retrieval evaluated as LAVIS's RetrievalTask evaluates a stage-1 model
+// (lavis/tasks/retrieval.py, compute_sim_matrix in lavis/models/blip2_models/blip2.py): the image
+// encoder's features of every image of the split, every caption cleaned by the evaluation text
+// processor (pre_caption) and tokenized [CLS] text [SEP] within max_txt_len, ITC similarities of all
+// pairs, each query's top k_test candidates re-scored by ITM (score = ITM match logit + ITC), every
+// other entry -100, and recall@1/5/10 both ways from the two matrices (retrieval_metrics.hpp).
+//
+// Cost: the features of every image are held at once, and ITM runs k_test x (images + texts)
+// times; on a CPU keep the split small (EvalSet's max_images) and k_test modest.
+
+namespace blip2::eval {
+
+struct RetrievalEvalOptions {
+  index_t k_test = 128;     // candidates re-scored by ITM per query (LAVIS's k_test)
+  index_t batch_size = 16;  // images per image-encoder batch (LAVIS's batch_size_eval)
+  long max_txt_len = 35;    // compute_sim_matrix tokenizes with max_length 35
+};
+
+// `model`: a Blip2Retrieval or Blip2Stage1; `tokenizer`: its Q-Former WordPiece.
+template <class T, class D, class W>
+RetrievalRecall evaluate_retrieval(const Blip2Retrieval<T, D, W>& model, const data::EvalSet& set, const tokenizers::Tokenizer& tokenizer,
+                                   const RetrievalEvalOptions& o = {}) {
+  BLIP2_CHECK(set.size() > 0, ValueError, set.name(), ": no images to evaluate retrieval on");
+  BLIP2_CHECK(o.k_test >= 1 && o.batch_size >= 1 && o.max_txt_len >= 2, ValueError,
+              "evaluate_retrieval: k_test (", o.k_test, ") and batch_size (", o.batch_size, ") must be >= 1, max_txt_len (",
+              o.max_txt_len, ") >= 2");
+  NoGrad no_grad;
+  const auto& special = tokenizer.special_ids();
+  std::vector<std::vector<tokenizers::Id>> rows;
+  for (const auto& text : set.texts())
+    rows.push_back(tokenizers::framed({special.cls}, tokenizer.encode(data::pre_caption(text), false), {special.sep},
+                                      o.max_txt_len));
+  const auto [ids, mask] = tokenizers::pad_right(rows, model.config.qformer.pad_token_id);
+
+  std::vector<Tensor<T, D>> parts;
+  const int size = model.config.vision.image_size;
+  for (std::size_t i = 0; i < set.size(); i += std::size_t(o.batch_size)) {
+    const auto pixels = set.pixel_values(i, std::min(set.size(), i + std::size_t(o.batch_size)), size);
+    parts.push_back((*model.vision_model)(pixels.template to<D>()).last_hidden_state);
+  }
+  const auto ranking = rank_image_text(model, concat(parts, 0), ids.template to<D>(), mask.template to<D>(), o.k_test);
+
+  const std::size_t images = set.size(), texts = rows.size();
+  std::vector<float> i2t(images * texts, -100.0f), t2i(texts * images, -100.0f);
+  for (const auto& matches : ranking.per_image)
+    for (const auto& m : matches) i2t[std::size_t(m.image) * texts + std::size_t(m.text)] = m.score;
+  for (const auto& matches : ranking.per_text)
+    for (const auto& m : matches) t2i[std::size_t(m.text) * images + std::size_t(m.image)] = m.score;
+  return retrieval_recall(i2t, t2i, images, texts, set.img2txt(), set.txt2img());
+}
+
+// LAVIS's names and scale (percentages), as its evaluate.txt holds them.
+inline nlohmann::json to_json(const RetrievalRecall& r) {
+  return {{"txt_r1", 100 * r.txt_r1},         {"txt_r5", 100 * r.txt_r5},         {"txt_r10", 100 * r.txt_r10},
+          {"txt_r_mean", 100 * r.txt_r_mean}, {"img_r1", 100 * r.img_r1},         {"img_r5", 100 * r.img_r5},
+          {"img_r10", 100 * r.img_r10},       {"img_r_mean", 100 * r.img_r_mean}, {"r_mean", 100 * r.r_mean},
+          {"agg_metrics", 100 * r.txt_r_mean}};
+}
+
+}  // namespace blip2::eval
+// ---- end blip2/eval/evaluate_retrieval.hpp ----

@@ -158,9 +158,45 @@ elseif(CASE STREQUAL "stage1")
   endif()
   # Continuing from the trained model: it loads as a stage-1 model (now with its ITG head).
   file(REMOVE_RECURSE ${WORK}/stage1-again)
+  # It evaluates retrieval on a validation split after each epoch (recall in LAVIS's percentages).
   blip2_run(0 train --stage 1 --model ${OUT}/final --output_dir ${WORK}/stage1-again --annotations ${DATA}/captions.json
-            --iters-per-epoch 1 ${SHORT_RUN})
-  message(STATUS "stage 1: 8 steps, loss_itg ${itg}; retrieve runs on final/; resume is bit-exact")
+            --iters-per-epoch 1 --max_epoch 2 --eval-annotations ${DATA}/captions.json --eval-max-images 6 --k_test 3
+            ${SHORT_RUN})
+  expect_in("${err}" "eval epoch 1 \\([0-9.]+ s\\): {\"agg_metrics\"" "the evaluation's progress line")
+  last_json_line()
+  string(JSON r1 GET "${summary}" eval txt_r1)
+  string(JSON r10 GET "${summary}" eval img_r10)
+  if(r1 LESS 0 OR r1 GREATER 100 OR NOT r10 EQUAL 100)
+    message(FATAL_ERROR "recall out of range (image->text R@1 ${r1}; text->image R@10 must be 100 for 6 images): ${summary}")
+  endif()
+  file(STRINGS ${WORK}/stage1-again/metrics.jsonl eval_lines REGEX "\"eval\":")
+  list(LENGTH eval_lines n)
+  if(NOT n EQUAL 2)
+    message(FATAL_ERROR "expected 2 evaluation lines in metrics.jsonl, got ${n}")
+  endif()
+  # Cached image features: the first run encodes each of the 8 images once into the cache, a second
+  # run reads them back and trains to the same weights bit for bit; a cache made with another image
+  # encoder is refused, naming what differs.
+  file(REMOVE_RECURSE ${WORK}/features ${WORK}/cached-a ${WORK}/cached-b ${WORK}/cached-opt)
+  set(cached train --stage 1 --model ${MODELS}/itm --annotations ${DATA}/captions.json --cache-image-features
+      ${WORK}/features --max_epoch 2 ${SHORT_RUN})
+  blip2_run(0 ${cached} --output_dir ${WORK}/cached-a)
+  expect_in("${err}" "cached the image features of 8 images" "building the feature cache")
+  blip2_run(0 ${cached} --output_dir ${WORK}/cached-b)
+  expect_in("${err}" "image features of 8 images from" "reading the feature cache")
+  if(err MATCHES "cached the image features")
+    message(FATAL_ERROR "the second run encoded the images again:\n${err}")
+  endif()
+  execute_process(COMMAND ${CMAKE_COMMAND} -E compare_files ${WORK}/cached-a/final/model.safetensors
+                          ${WORK}/cached-b/final/model.safetensors RESULT_VARIABLE differ)
+  if(differ)
+    message(FATAL_ERROR "two runs on the same feature cache trained different weights")
+  endif()
+  blip2_run(1 train --stage 2 --model ${MODELS}/opt --output_dir ${WORK}/cached-opt --annotations ${DATA}/captions.json
+            --cache-image-features ${WORK}/features ${SHORT_RUN})
+  expect_in("${err}" "features were cached for another (vision_config|weights)" "a cache of another image encoder")
+  message(STATUS "stage 1: 8 steps, loss_itg ${itg}; retrieve runs on final/; resume is bit-exact; eval R@1 ${r1}; "
+                 "feature cache reused bit-exactly")
 
 elseif(CASE STREQUAL "stage2_opt")
   # Stage 2 through the frozen OPT (bf16), the Q-Former from the stage-1 run, with a prompt.
@@ -168,6 +204,7 @@ elseif(CASE STREQUAL "stage2_opt")
   file(REMOVE_RECURSE ${OUT})
   blip2_run(0 train --stage 2 --model ${MODELS}/opt --output_dir ${OUT} --annotations ${DATA}/captions.json
             --init-qformer ${WORK}/stage1/final --prompt "a photo of " --frozen-dtype bf16 --max_epoch 1 --init_lr 1e-3
+            --eval-annotations ${DATA}/captions.json --eval-max-images 3 --num_beams 2 --max_len 4 --min_len 1
             ${SHORT_RUN})
   expect_in("${err}" "tensors from the stage-1 model" "--init-qformer")
   last_json_line()
@@ -176,10 +213,18 @@ elseif(CASE STREQUAL "stage2_opt")
     message(FATAL_ERROR "expected 3 steps (13 captions / 4), got ${steps}")
   endif()
   expect_files(${OUT}/final/config.json ${OUT}/final/model.safetensors ${OUT}/final/vocab.json
-               ${OUT}/final/generation_config.json ${OUT}/loss_curves.svg)
+               ${OUT}/final/generation_config.json ${OUT}/loss_curves.svg ${OUT}/eval/captions_epoch0.json)
+  # The captions of the validation split, scored as the COCO caption evaluation scores them.
+  string(JSON cider GET "${summary}" eval CIDEr)
+  string(JSON bleu4 GET "${summary}" eval Bleu_4)
+  file(READ ${OUT}/eval/captions_epoch0.json results)
+  string(JSON n_results LENGTH "${results}")
+  if(NOT n_results EQUAL 3)
+    message(FATAL_ERROR "expected 3 captions in eval/captions_epoch0.json: ${results}")
+  endif()
   blip2_run(0 caption --model ${OUT}/final --image ${DATA}/images/chelsea.png --max-new-tokens 3
             --min-new-tokens 1 --num-beams 1)
-  message(STATUS "stage 2 (OPT): 3 steps; caption runs on final/")
+  message(STATUS "stage 2 (OPT): 3 steps; caption runs on final/; eval CIDEr ${cider}, BLEU-4 ${bleu4}")
 
 elseif(CASE STREQUAL "stage2_t5")
   set(OUT ${WORK}/stage2-t5)
@@ -241,6 +286,10 @@ elseif(CASE STREQUAL "errors")
   expect_error("--output_dir .*captions.json/out: .*captions.json is not a folder" train --stage 1 --model ${MODELS}/itm
                --output_dir ${DATA}/captions.json/out --annotations ${DATA}/captions.json)
   expect_error("no such checkpoint directory" ${base} --annotations ${DATA}/captions.json --resume ${WORK}/nowhere)
+  expect_error("--eval-images and --eval-max-images need --eval-annotations" ${base} --annotations ${DATA}/captions.json
+               --eval-images ${DATA}/images)
+  expect_error("missing_image.jsonl: evaluation image .*missing.png is not there" ${base} --annotations
+               ${DATA}/captions.json --eval-annotations ${DATA}/missing_image.jsonl)
   message(STATUS "bad input: every error named before the model load")
 else()
   message(FATAL_ERROR "unknown CASE '${CASE}'")

@@ -336,10 +336,14 @@ struct LoaderOptions {
   int prefetch_batches = 2;                // how far the workers may run ahead
   OnBadImage bad_image = OnBadImage::skip;
   std::function<void(const std::string&)> warn;  // skipped images; null: written to std::cerr
+  // Without decoding (cached image features, feature_cache.hpp): batches carry the image names and
+  // captions, no pixels; an image `has_image` denies is a bad image (skipped, or an error).
+  bool decode_images = true;
+  std::function<bool(const std::string& image)> has_image;
 };
 
 struct Batch {
-  Tensor<float> pixel_values;         // [B, 3, S, S], CLIP-normalised
+  Tensor<float> pixel_values;         // [B, 3, S, S], CLIP-normalised (undefined without decode_images)
   std::vector<std::string> captions;  // processed: prompt + pre_caption
   std::vector<std::string> images;    // image paths, or "<shard>:<member>"
   std::size_t source = 0;             // the LoaderSource all of them came from
@@ -450,11 +454,12 @@ class Loader {
     if (done) return false;
 
     const index_t size = opt_.image_size, per = 3 * size * size;
-    batch.pixel_values = Tensor<float>::empty({index_t(taken.size()), 3, size, size});
+    batch.pixel_values = opt_.decode_images ? Tensor<float>::empty({index_t(taken.size()), 3, size, size}) : Tensor<float>();
     batch.captions.clear();
     batch.images.clear();
     for (std::size_t i = 0; i < taken.size(); ++i) {
-      std::copy(taken[i].pixels.data(), taken[i].pixels.data() + per, batch.pixel_values.data() + index_t(i) * per);
+      if (opt_.decode_images)
+        std::copy(taken[i].pixels.data(), taken[i].pixels.data() + per, batch.pixel_values.data() + index_t(i) * per);
       batch.captions.push_back(std::move(taken[i].caption));
       batch.images.push_back(std::move(taken[i].name));
     }
@@ -635,6 +640,20 @@ class Loader {
     slot.ready = true;
     slot.name = task.sample.name;
     slot.pass = task.pass;
+    if (!opt_.decode_images) {
+      if (opt_.has_image && !opt_.has_image(task.sample.name)) {
+        slot.error = std::make_exception_ptr(IoError(task.sample.name + ": not in the image feature cache"));
+        slot.bad_image = true;
+        slot.message = task.sample.name + ": not in the image feature cache";
+        return slot;
+      }
+      try {
+        slot.caption = sources_[task.source].captions(task.sample.caption);
+      } catch (...) {
+        slot.error = std::current_exception();
+      }
+      return slot;
+    }
     image::Image img;
     try {
       img = task.sample.bytes.empty() ? image::load_image(task.sample.name)

@@ -30,6 +30,9 @@ struct RunConfig {
   std::string frozen_dtype = "f32";     // storage of the frozen image encoder / language model
   double bucket_cap_mb = 25;            // data parallel: gradients exchanged in buckets of this size (PyTorch DDP's name)
   std::string grad_exchange_thread = "auto";  // buckets sent from a thread during backward: auto (ranks on several machines), on, off
+  // Evaluation (LAVIS's evaluation run keys): retrieval re-scores each query's k_test best by ITM;
+  // captioning generates with num_beams beams, min_len to max_len new tokens.
+  long k_test = 128, num_beams = 5, max_len = 30, min_len = 8;
 
   // Reads `j` (a LAVIS project with a "run" section, or the run section itself) over the defaults.
   static RunConfig from_json(const nlohmann::json& j, const std::string& where = "run config") {
@@ -74,7 +77,8 @@ struct RunConfig {
             {"num_workers", num_workers}, {"output_dir", output_dir}, {"max_grad_norm", max_grad_norm},
             {"checkpoint_every", checkpoint_every}, {"log_every", log_every},
             {"gradient_checkpointing", gradient_checkpointing}, {"frozen_dtype", frozen_dtype},
-            {"bucket_cap_mb", bucket_cap_mb}, {"grad_exchange_thread", grad_exchange_thread}};
+            {"bucket_cap_mb", bucket_cap_mb}, {"grad_exchange_thread", grad_exchange_thread},
+            {"k_test", k_test}, {"num_beams", num_beams}, {"max_len", max_len}, {"min_len", min_len}};
   }
 
   // The settings that change the numbers a run computes: a resumed run must keep them.
@@ -89,7 +93,7 @@ struct RunConfig {
   void set_json(const std::string& key, const nlohmann::json& v, const std::string& where) {
     static const std::set<std::string> lavis_only{
         "task", "amp", "device", "world_size", "dist_url", "distributed", "evaluate", "train_splits", "valid_splits",
-        "test_splits", "resume_ckpt_path", "max_len", "min_len", "num_beams", "k_test", "use_dist_eval_sampler",
+        "test_splits", "resume_ckpt_path", "use_dist_eval_sampler",
         "report_metric", "prompt", "lr_layer_decay", "iters_per_inner_epoch", "max_iters", "inference_method",
         "num_ans_candidates", "answer_list"};
     auto get = [&](auto& field) {
@@ -134,6 +138,10 @@ struct RunConfig {
     else if (key == "frozen_dtype") get(frozen_dtype);
     else if (key == "bucket_cap_mb") get(bucket_cap_mb);
     else if (key == "grad_exchange_thread") get(grad_exchange_thread);
+    else if (key == "k_test") get(k_test);
+    else if (key == "num_beams") get(num_beams);
+    else if (key == "max_len") get(max_len);
+    else if (key == "min_len") get(min_len);
     else BLIP2_CHECK(lavis_only.count(key), IoError, where, ": unknown run setting '", key, "'");
   }
 
@@ -143,7 +151,7 @@ struct RunConfig {
     BLIP2_CHECK(init_lr > 0 && min_lr >= 0 && weight_decay >= 0 && warmup_steps >= 0 && max_epoch >= 1 &&
                     batch_size_train >= 1 && batch_size_eval >= 1 && accum_grad_iters >= 1 && max_txt_len >= 2 &&
                     num_workers >= 0 && max_grad_norm >= 0 && checkpoint_every >= 0 && log_every >= 1 &&
-                    bucket_cap_mb > 0,
+                    bucket_cap_mb > 0 && k_test >= 1 && num_beams >= 1 && max_len >= 1 && min_len >= 0,
                 IoError, where, ": a setting is out of range: ", to_json().dump());
     BLIP2_CHECK(frozen_dtype == "f32" || frozen_dtype == "bf16" || frozen_dtype == "f16", IoError, where,
                 ": frozen_dtype '", frozen_dtype, "' (f32, bf16 or f16)");

@@ -70,7 +70,9 @@ inline std::vector<StepRecord> read_metrics_jsonl(const std::string& path) {
   for (long n = 1; std::getline(in, line); ++n) {
     if (line.empty()) continue;
     try {
-      history.push_back(record_from_json(nlohmann::json::parse(line)));
+      const nlohmann::json j = nlohmann::json::parse(line);
+      if (j.contains("eval")) continue;  // an evaluation's line (Trainer::evaluate_after_each_epoch)
+      history.push_back(record_from_json(j));
     } catch (const nlohmann::json::exception& e) {
       throw IoError(path + ":" + std::to_string(n) + ": not a metrics record: " + e.what());
     }
@@ -104,6 +106,15 @@ class Trainer {
 
   // A generator whose position is saved in checkpoints and restored by resume().
   void track_generator(const std::string& name, Generator& g) { generators_[name] = &g; }
+
+  // Evaluation after every epoch, as LAVIS's runner evaluates its valid_splits: `evaluate(epoch)`
+  // runs on every rank once the epoch's last step and checkpoint are done (rank 0's result is kept;
+  // other ranks may return null). Rank 0 appends {"epoch", "step", "seconds", "eval": result} to
+  // metrics.jsonl and prints it with the progress.
+  using EvalFn = std::function<nlohmann::json(long epoch)>;
+  void evaluate_after_each_epoch(EvalFn evaluate) { evaluate_ = std::move(evaluate); }
+  // The evaluations of this run so far (rank 0), as written to metrics.jsonl.
+  const std::vector<nlohmann::json>& evaluations() const { return evaluations_; }
 
   // Continues from a checkpoint directory (or a run directory's latest checkpoint). A checkpoint of
   // another model or of a run with other math settings is refused, naming the field that differs.
@@ -195,7 +206,7 @@ class Trainer {
         const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         r.seconds = elapsed;
         history_.push_back(r);
-        append_metrics(r);
+        append_metrics(record_to_json(r));
         const bool last = global_step_ == total_steps;
         if (progress && (global_step_ % run_.log_every == 0 || last))
           report(progress, tty, r, elapsed, global_step_ - first_step, total_steps);
@@ -203,6 +214,7 @@ class Trainer {
             (run_.checkpoint_every == 0 && batch_ == batches_) || last)
           save_checkpoint();
       }
+      if (evaluate_) run_evaluation(progress, tty);
     }
     if (progress && tty) std::fputc('\n', progress);
   }
@@ -258,11 +270,26 @@ class Trainer {
     for (auto& kv : values) kv.second = *it++ / double(comm_->world_size());
   }
 
-  void append_metrics(const StepRecord& r) const {
+  void append_metrics(const nlohmann::json& line) const {
     if (comm_->rank() != 0) return;
     std::filesystem::create_directories(run_.output_dir);
     std::ofstream out(std::filesystem::path(run_.output_dir) / "metrics.jsonl", std::ios::app);
-    out << record_to_json(r).dump() << "\n";
+    out << line.dump() << "\n";
+  }
+
+  void run_evaluation(std::FILE* progress, bool tty) {
+    const auto start = std::chrono::steady_clock::now();
+    nlohmann::json result = evaluate_(epoch_);
+    comm_->barrier();
+    if (comm_->rank() != 0) return;
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    nlohmann::json line = {{"epoch", epoch_}, {"step", global_step_}, {"seconds", seconds}, {"eval", std::move(result)}};
+    append_metrics(line);
+    if (progress) {
+      std::fprintf(progress, "%seval epoch %ld (%.1f s): %s\n", tty ? "\n" : "", epoch_, seconds, line["eval"].dump().c_str());
+      std::fflush(progress);
+    }
+    evaluations_.push_back(std::move(line));
   }
 
   void report(std::FILE* f, bool tty, const StepRecord& r, double elapsed, long done, long total) const {
@@ -288,6 +315,8 @@ class Trainer {
   std::vector<std::string> names_;  // the trainable parameters' names, in the optimizer's order
   std::map<std::string, Generator*> generators_;
   std::vector<StepRecord> history_;
+  EvalFn evaluate_;
+  std::vector<nlohmann::json> evaluations_;
   long epoch_ = 0, batch_ = 0, global_step_ = 0;
 };
 
