@@ -9,6 +9,4 @@ scripts/install-deps.sh
 build=${BLIP2_BUILD_DIR:-build}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release
 cmake --build "$build" -j"$(nproc)" --target bootstrap_blip2 blip2_cli
-# Idle OpenMP threads sleep instead of spinning: the run shares its cores with the data work.
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 "$build"/examples/bootstrap_blip2 "$@"

@@ -78,3 +78,25 @@ TEST_CASE("tensor conversion between element types") {
   CHECK(i.to_vector()[1] == -2);
   CHECK(dtype_name<bf16> == "bfloat16");
 }
+
+TEST_CASE("float to integer conversion saturates instead of being undefined; sizes that overflow are refused") {
+  constexpr auto i64max = std::numeric_limits<std::int64_t>::max(), i64min = std::numeric_limits<std::int64_t>::min();
+  CHECK(convert_scalar<std::int64_t>(4e40f) == i64max);
+  CHECK(convert_scalar<std::int64_t>(-4e40) == i64min);
+  CHECK(convert_scalar<std::int64_t>(9.3e18f) == i64max);  // just past 2^63
+  CHECK(convert_scalar<std::int64_t>(std::numeric_limits<float>::quiet_NaN()) == 0);
+  CHECK(convert_scalar<std::int32_t>(std::numeric_limits<double>::infinity()) == std::numeric_limits<std::int32_t>::max());
+  CHECK(convert_scalar<std::uint8_t>(-3.0f) == 0);
+  CHECK(convert_scalar<std::uint8_t>(300.0f) == 255);
+  CHECK(convert_scalar<std::int64_t>(-7.9) == -7);  // in range: truncation, as a cast
+  CHECK(convert_scalar<std::int32_t>(bf16(1e20f)) == std::numeric_limits<std::int32_t>::max());
+  const auto t = Tensor<float>::from_vector({3}, {1e30f, -2.5f, std::numeric_limits<float>::quiet_NaN()}).to<std::int64_t>();
+  CHECK(t.to_vector() == std::vector<std::int64_t>{i64max, -2, 0});
+
+  CHECK(numel({3, 4}) == 12);
+  CHECK_THROWS_WITH_AS(numel({std::int64_t(1) << 40, std::int64_t(1) << 40}), doctest::Contains("more than 2^63 elements"),
+                       ShapeError);
+  CHECK_THROWS_WITH_AS(numel({2, -3}), doctest::Contains("[2,-3] has a negative dimension"), ShapeError);
+  CHECK_THROWS_AS(Tensor<float>::empty({std::int64_t(1) << 62, 4}), ShapeError);
+  CHECK_THROWS_WITH_AS(Tensor<double>::empty({std::int64_t(1) << 62}), doctest::Contains("overflow the address space"), Error);
+}

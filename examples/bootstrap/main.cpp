@@ -7,6 +7,7 @@
 // line of stdout is one JSON object.
 //
 //   bootstrap_blip2 [--out DIR] [--frozen-from DIR] [--seed N] [--threads N] [--quick] [--train-images N] [--heldout-images N]
+//                   [--image-size N] [--patch N] [--queries N]
 //                   [--vit-epochs N] [--lm-epochs N] [--stage1-epochs N] [--stage2-epochs N]
 //                   [--min-caption-accuracy X] [--min-r1 X]      (exit 1 below these)
 #include <chrono>
@@ -39,6 +40,8 @@ Settings parse(int argc, char** argv) {
     else if (a == "--seed") s.seed = std::stoull(next());
     else if (a == "--queries") s.queries = std::stoi(next());
     else if (a == "--threads") s.threads = std::stoi(next());
+    else if (a == "--image-size") s.image_size = std::stoi(next());
+    else if (a == "--patch") s.patch = std::stoi(next());
     else if (a == "--train-images") s.train_images = std::stol(next());
     else if (a == "--heldout-images") s.heldout_images = std::stol(next());
     else if (a == "--vit-epochs") s.vit_epochs = std::stol(next());
@@ -51,6 +54,8 @@ Settings parse(int argc, char** argv) {
   }
   BLIP2_CHECK(s.train_images >= 64 && s.heldout_images >= 8, ValueError,
               "bootstrap_blip2: needs at least 64 training and 8 held-out images");
+  BLIP2_CHECK(s.patch >= 1 && s.image_size % s.patch == 0, ValueError, "bootstrap_blip2: --image-size ", s.image_size,
+              " is not a whole number of --patch ", s.patch, " pixel patches");
   return s;
 }
 

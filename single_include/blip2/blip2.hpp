@@ -157,13 +157,27 @@ inline std::string_view name(DType d) {
   return "?";
 }
 
-// Element conversion, through float for the half types.
+// Element conversion, through float for the half types. Floating point to an integer type
+// saturates (NaN gives 0) where a plain cast would be undefined: values read from a file, e.g. a
+// float tensor loaded as int64, may lie outside the integer's range.
 template <class To, class From>
 inline To convert_scalar(From v) {
-  if constexpr (std::is_same_v<To, From>) return v;
-  else if constexpr (is_half_v<From>) return convert_scalar<To>(float(v));
-  else if constexpr (is_half_v<To>) return To(float(v));
-  else return static_cast<To>(v);
+  if constexpr (std::is_same_v<To, From>) {
+    return v;
+  } else if constexpr (is_half_v<From>) {
+    return convert_scalar<To>(float(v));
+  } else if constexpr (is_half_v<To>) {
+    return To(float(v));
+  } else if constexpr (std::is_integral_v<To> && std::is_floating_point_v<From>) {
+    // The integer limits as From: for int64 in float the maximum rounds up to 2^63, so compare with >=.
+    constexpr From lo = From(std::numeric_limits<To>::min()), hi = From(std::numeric_limits<To>::max());
+    if (!(v == v)) return To(0);
+    if (v <= lo) return std::numeric_limits<To>::min();
+    if (v >= hi) return std::numeric_limits<To>::max();
+    return static_cast<To>(v);
+  } else {
+    return static_cast<To>(v);
+  }
 }
 
 }  // namespace blip2
@@ -247,13 +261,20 @@ inline std::string to_string(const Shape& s) {
   return out + "]";
 }
 
+// The element count of `s`; a negative dimension, or a product past 2^63 - 1, is a ShapeError
+// (shapes come from files too, and a wrapped count would size an allocation).
 inline index_t numel(const Shape& s) {
   index_t n = 1;
-  for (index_t d : s) n *= d;
+  for (index_t d : s) {
+    BLIP2_CHECK(d >= 0, ShapeError, "shape ", to_string(s), " has a negative dimension");
+    BLIP2_CHECK(!__builtin_mul_overflow(n, d, &n), ShapeError, "shape ", to_string(s), " has more than 2^63 elements");
+  }
   return n;
 }
 
+// Row-major strides of `s` (checked as numel checks them).
 inline Strides contiguous_strides(const Shape& s) {
+  numel(s);
   Strides st(s.size());
   index_t acc = 1;
   for (std::size_t i = s.size(); i-- > 0;) {
@@ -1821,7 +1842,10 @@ inline constexpr std::size_t kAlignment = 64;
 template <class T>
 std::shared_ptr<T> allocate(index_t n) {
   BLIP2_CHECK(n >= 0, ValueError, "cpu allocate: negative element count ", n);
-  const std::size_t bytes = std::max<std::size_t>(std::size_t(n) * sizeof(T), 1);
+  std::size_t bytes = 0;
+  BLIP2_CHECK(!__builtin_mul_overflow(std::size_t(n), sizeof(T), &bytes), Error, "cpu allocate: ", n, " elements of ",
+              sizeof(T), " bytes overflow the address space");
+  bytes = std::max<std::size_t>(bytes, 1);
   void* p = ::operator new(bytes, std::align_val_t(kAlignment), std::nothrow);
   BLIP2_CHECK(p, Error, "cpu allocate: out of memory allocating ", bytes, " bytes");
   return std::shared_ptr<T>(static_cast<T*>(p), [](T* q) { ::operator delete(q, std::align_val_t(kAlignment)); });

@@ -123,13 +123,27 @@ inline std::string_view name(DType d) {
   return "?";
 }
 
-// Element conversion, through float for the half types.
+// Element conversion, through float for the half types. Floating point to an integer type
+// saturates (NaN gives 0) where a plain cast would be undefined: values read from a file, e.g. a
+// float tensor loaded as int64, may lie outside the integer's range.
 template <class To, class From>
 inline To convert_scalar(From v) {
-  if constexpr (std::is_same_v<To, From>) return v;
-  else if constexpr (is_half_v<From>) return convert_scalar<To>(float(v));
-  else if constexpr (is_half_v<To>) return To(float(v));
-  else return static_cast<To>(v);
+  if constexpr (std::is_same_v<To, From>) {
+    return v;
+  } else if constexpr (is_half_v<From>) {
+    return convert_scalar<To>(float(v));
+  } else if constexpr (is_half_v<To>) {
+    return To(float(v));
+  } else if constexpr (std::is_integral_v<To> && std::is_floating_point_v<From>) {
+    // The integer limits as From: for int64 in float the maximum rounds up to 2^63, so compare with >=.
+    constexpr From lo = From(std::numeric_limits<To>::min()), hi = From(std::numeric_limits<To>::max());
+    if (!(v == v)) return To(0);
+    if (v <= lo) return std::numeric_limits<To>::min();
+    if (v >= hi) return std::numeric_limits<To>::max();
+    return static_cast<To>(v);
+  } else {
+    return static_cast<To>(v);
+  }
 }
 
 }  // namespace blip2

@@ -19,13 +19,20 @@ inline std::string to_string(const Shape& s) {
   return out + "]";
 }
 
+// The element count of `s`; a negative dimension, or a product past 2^63 - 1, is a ShapeError
+// (shapes come from files too, and a wrapped count would size an allocation).
 inline index_t numel(const Shape& s) {
   index_t n = 1;
-  for (index_t d : s) n *= d;
+  for (index_t d : s) {
+    BLIP2_CHECK(d >= 0, ShapeError, "shape ", to_string(s), " has a negative dimension");
+    BLIP2_CHECK(!__builtin_mul_overflow(n, d, &n), ShapeError, "shape ", to_string(s), " has more than 2^63 elements");
+  }
   return n;
 }
 
+// Row-major strides of `s` (checked as numel checks them).
 inline Strides contiguous_strides(const Shape& s) {
+  numel(s);
   Strides st(s.size());
   index_t acc = 1;
   for (std::size_t i = s.size(); i-- > 0;) {
