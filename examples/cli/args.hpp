@@ -1,6 +1,6 @@
 #pragma once
-// A small command-line parser: `--flag value` pairs, repeated values (`--image a.png b.png`) and
-// bare flags (`--json`). Numbers are checked; a flag the command does not know is an error.
+// A small command-line parser: `--flag value` (or `--flag=value`) pairs, repeated values
+// (`--image a.png b.png`) and bare flags (`--json`). Numbers are checked; a flag the command does not know is an error.
 #include <cerrno>
 #include <cstdlib>
 #include <map>
@@ -36,8 +36,11 @@ class Args {
     for (int i = first; i < argc; ++i) {
       const std::string a = argv[i];
       if (a.rfind("--", 0) == 0 && a.size() > 2) {
-        key = a.substr(2);
+        const std::size_t eq = a.find('=');
+        key = a.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
+        BLIP2_CHECK(!key.empty(), ValueError, "unexpected argument '", a, "' (no option name before '=')");
         values_[key];  // a flag without values is present but empty
+        if (eq != std::string::npos) values_[key].push_back(a.substr(eq + 1));  // --flag=value
       } else {
         BLIP2_CHECK(!key.empty(), ValueError, "unexpected argument '", a, "' (options start with --)");
         values_[key].push_back(a);

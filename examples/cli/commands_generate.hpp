@@ -56,7 +56,7 @@ inline int caption(const Args& a) {
       for (std::size_t i = 0; i < images.size(); ++i)
         out.push_back({{"image", images[i]},
                        {"captions", std::vector<std::string>(g.texts.begin() + i * per, g.texts.begin() + (i + 1) * per)}});
-      std::printf("%s\n", out.dump(2).c_str());
+      std::printf("%s\n", json_text(out, 2).c_str());
     } else {
       for (std::size_t i = 0; i < g.texts.size(); ++i) {
         if (images.size() > 1) std::printf("%s\t", images[i / per].c_str());
@@ -126,7 +126,7 @@ inline int generate(const Args& a) {
     const auto o = apply_generation_flags(pipe->default_options(), a);
     const auto out = pipe->generate_ids(in.load<float>("pixel_values"), ids, mask, o);
     report("generate", PipelineTiming().set_generation(out), out.sequences.size(0));
-    std::printf("%s\n", nlohmann::json(out.rows()).dump().c_str());
+    std::printf("%s\n", json_text(out.rows()).c_str());
     return 0;
   });
 }

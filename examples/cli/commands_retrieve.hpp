@@ -65,7 +65,7 @@ inline int retrieve(const Args& a) {
           out[side].push_back(row);
         }
       }
-      std::printf("%s\n", out.dump(2).c_str());
+      std::printf("%s\n", json_text(out, 2).c_str());
       return 0;
     }
     for (std::size_t i = 0; i < images.size(); ++i) {

@@ -32,7 +32,7 @@ inline int tokenize(const Args& a) {
   } else {
     throw ValueError("--tokenizer: expected lm or qformer, got '" + which + "'");
   }
-  std::printf("%s\n", nlohmann::json(ids).dump().c_str());
+  std::printf("%s\n", json_text(ids).c_str());
   return 0;
 }
 

@@ -682,7 +682,7 @@ inline int train_on(const Args& a, const Communicator& comm) {
   if (!r.history.empty()) summary["losses"] = r.history.back().losses;
   if (!r.evaluation.is_null()) summary["eval"] = r.evaluation;
   if (comm.world_size() > 1) summary["ranks"] = comm.world_size();
-  std::printf("%s\n", summary.dump().c_str());
+  std::printf("%s\n", json_text(summary).c_str());
   return 0;
 }
 

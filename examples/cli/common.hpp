@@ -1,10 +1,12 @@
 #pragma once
 // What every model command shares: --dtype (the storage type of the frozen weights), --threads,
-// and a stopwatch for the timings printed on stderr.
+// a stopwatch for the timings printed on stderr, and JSON output.
 #include <blip2/backend/cpu/parallel.hpp>
 #include <blip2/core/dtype.hpp>
 #include <chrono>
+#include <nlohmann/json.hpp>
 #include <set>
+#include <string>
 
 #include "args.hpp"
 
@@ -16,6 +18,12 @@ inline const char* kCommonFlags =
     "  --threads N            OpenMP threads (default: all cores)\n";
 
 inline std::set<std::string> common_flag_names() { return {"dtype", "threads"}; }
+
+// `j` as JSON text that is always valid: text that is not UTF-8 (a caption cut inside a character,
+// a file name in another encoding) has U+FFFD in place of its bad bytes, as transformers decodes.
+inline std::string json_text(const nlohmann::json& j, int indent = -1) {
+  return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
+}
 
 class Stopwatch {
  public:

@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include <blip2/version.hpp>
+
 #include "commands_generate.hpp"
 #include "commands_retrieve.hpp"
 #include "commands_tools.hpp"
@@ -12,6 +14,7 @@
 namespace {
 const char* kUsage =
     "usage: blip2 <command> [options]       (DIR: a Hugging Face BLIP-2 model directory)\n"
+    "       blip2 --version;  blip2 <command> --help;  options as --flag value or --flag=value\n"
     "  caption  --model DIR --image FILE... [--prompt TEXT] [--json]\n"
     "           captions (LAVIS settings: 5 beams, 8 to 30 new tokens)\n"
     "  vqa      --model DIR --image FILE --question TEXT\n"
@@ -57,6 +60,15 @@ int main(int argc, char** argv) {
     usage(stdout);
     return 0;
   }
+  if (command == "--version" || command == "version") {
+    std::printf("blip2 %d.%d.%d\n", BLIP2_VERSION_MAJOR, BLIP2_VERSION_MINOR, BLIP2_VERSION_PATCH);
+    return 0;
+  }
+  for (int i = 2; i < argc; ++i)  // `blip2 <command> --help`
+    if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
+      usage(stdout);
+      return 0;
+    }
   using Command = int (*)(const blip2::cli::Args&);
   const std::pair<const char*, Command> commands[] = {
       {"caption", blip2::cli::caption},   {"vqa", blip2::cli::vqa},           {"chat", blip2::cli::chat},
@@ -64,12 +76,22 @@ int main(int argc, char** argv) {
       {"preprocess", blip2::cli::preprocess}, {"dump", blip2::cli::dump}, {"train", blip2::cli::train}};
   for (const auto& [name, run] : commands) {
     if (command != name) continue;
+    int rc = 1;
     try {
-      return run(blip2::cli::Args(argc, argv, 2));
+      rc = run(blip2::cli::Args(argc, argv, 2));
     } catch (const blip2::Error& e) {
       std::fprintf(stderr, "blip2 %s: error: %s\n", command.c_str(), e.what());
       return 1;
+    } catch (const std::exception& e) {  // from the standard library or a dependency, never an abort
+      std::fprintf(stderr, "blip2 %s: error: %s\n", command.c_str(), e.what());
+      return 1;
     }
+    // Output that could not be written (a full disk, a closed pipe) is an error, not a silent success.
+    if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+      std::fprintf(stderr, "blip2 %s: error: writing the output to stdout failed\n", command.c_str());
+      return 1;
+    }
+    return rc;
   }
   std::fprintf(stderr, "blip2: unknown command '%s'\n", command.c_str());
   usage(stderr);
