@@ -178,7 +178,13 @@ TEST_CASE("generate: an EOS id stops its row, which is padded while the others g
   const index_t P = f.ids().size(1);
   // Row 0's first new token (109) as EOS: row 0 stops there, rows 1 and 2 never produce it.
   auto o = f.options(greedy);
-  o.eos_token_id = {109, 500};
+  std::int64_t unused = 3;  // a second EOS no row produces
+  while (std::any_of(ref.begin(), ref.end(), [&](const auto& r) { return std::count(r.begin(), r.end(), unused) > 0; }))
+    ++unused;
+  o.eos_token_id = {500};
+  CHECK_THROWS_WITH_AS(generate(f.model, f.pixels(), f.ids(), f.mask(), o),
+                       doctest::Contains("eos_token_id 500 is not in the language model's 128 tokens"), ValueError);
+  o.eos_token_id = {109, unused};
   const Rows out = generate(f.model, f.pixels(), f.ids(), f.mask(), o).rows();
   REQUIRE(out.size() == 3);
   for (std::size_t t = 0; t < ref[0].size(); ++t)
@@ -424,6 +430,12 @@ TEST_CASE("generate: bad options are ValueErrors naming the option") {
   bad = o;
   bad.repetition_penalty = 0;
   fails(bad, "repetition_penalty");
+  bad = o;
+  bad.length_penalty = std::nan("");
+  fails(bad, "must be finite numbers");
+  bad = o;
+  bad.min_new_tokens = 5;  // above max_new_tokens 3
+  fails(bad, "min_new_tokens (5) is above max_new_tokens (3)");
   bad = o;
   bad.max_new_tokens.reset();
   bad.max_length = 1;

@@ -43,10 +43,11 @@ inline std::set<std::string> with_generation_flags(std::set<std::string> s) {
 // blip2 caption --model DIR --image FILE... [--prompt TEXT] [--json]
 inline int caption(const Args& a) {
   a.allow(with_generation_flags({"model", "image", "prompt", "json"}));
+  const auto images = existing_files(a, "image");
+  a.flag("json");
+  apply_generation_flags(presets::caption({}), a);  // the flags' values, checked before the load
   return with_weight_type(a, [&](auto w) {
     const auto pipe = load_image_to_text<decltype(w)>(a);
-    const auto images = a.all("image");
-    BLIP2_CHECK(!images.empty(), ValueError, "missing --image <file>...");
     const auto o = apply_generation_flags(presets::caption(pipe->default_options()), a);
     const auto g = pipe->caption(images, a.get("prompt", ""), o);
     report("caption", g.timing, g.output.sequences.size(0));
@@ -70,6 +71,9 @@ inline int caption(const Args& a) {
 // blip2 vqa --model DIR --image FILE --question TEXT
 inline int vqa(const Args& a) {
   a.allow(with_generation_flags({"model", "image", "question"}));
+  BLIP2_CHECK(existing_files(a, "image").size() == 1, ValueError, "--image takes one file");
+  a.get("question");
+  apply_generation_flags(presets::vqa({}), a);
   return with_weight_type(a, [&](auto w) {
     const auto pipe = load_image_to_text<decltype(w)>(a);
     const auto o = apply_generation_flags(presets::vqa(pipe->default_options()), a);
@@ -84,6 +88,8 @@ inline int vqa(const Args& a) {
 // from stdin until an empty line or end of input. Each answer is printed as it comes.
 inline int chat(const Args& a) {
   a.allow(with_generation_flags({"model", "image", "question"}));
+  BLIP2_CHECK(existing_files(a, "image").size() == 1, ValueError, "--image takes one file");
+  apply_generation_flags(presets::vqa({}), a);
   return with_weight_type(a, [&](auto w) {
     const auto pipe = load_image_to_text<decltype(w)>(a);
     const auto o = apply_generation_flags(presets::vqa(pipe->default_options()), a);

@@ -31,8 +31,7 @@ inline int retrieve(const Args& a) {
   a.allow(known);
   return with_weight_type(a, [&](auto w) {
     using W = decltype(w);
-    const auto images = a.all("images");
-    BLIP2_CHECK(!images.empty(), ValueError, "missing --images <file>...");
+    const auto images = existing_files(a, "images");
     auto texts = a.all("texts");
     if (a.has("texts-file")) {
       const auto more = read_lines(a.get("texts-file"));
@@ -40,6 +39,8 @@ inline int retrieve(const Args& a) {
     }
     BLIP2_CHECK(!texts.empty(), ValueError, "missing --texts <text>... or --texts-file <file>");
     const long long k = a.has("top-k") ? a.get_int("top-k") : 5;
+    BLIP2_CHECK(k >= 1, ValueError, "--top-k must be >= 1, got ", k);
+    a.flag("json");
     const Stopwatch load;
     const ImageTextRetrieval<cpu, W> r(a.get("model"));
     std::fprintf(stderr, "loaded %s (BLIP-2 image-text retrieval, %s weights) in %.2f s\n", a.get("model").c_str(),

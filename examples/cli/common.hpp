@@ -4,6 +4,7 @@
 #include <blip2/backend/cpu/parallel.hpp>
 #include <blip2/core/dtype.hpp>
 #include <chrono>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -25,6 +26,14 @@ inline std::string json_text(const nlohmann::json& j, int indent = -1) {
   return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+// The files of `flag`, each checked to be there before any model loads (a typo costs no load).
+inline std::vector<std::string> existing_files(const Args& a, const std::string& flag) {
+  const auto files = a.all(flag);
+  BLIP2_CHECK(!files.empty(), ValueError, "missing --", flag, " <file>...");
+  for (const auto& f : files) BLIP2_CHECK(std::filesystem::is_regular_file(f), IoError, f, ": no such file (--", flag, ")");
+  return files;
+}
+
 class Stopwatch {
  public:
   double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
@@ -38,7 +47,7 @@ template <class F>
 int with_weight_type(const Args& a, F&& f) {
   if (a.has("threads")) {
     const long long n = a.get_int("threads");
-    BLIP2_CHECK(n >= 1, ValueError, "--threads must be >= 1, got ", n);
+    BLIP2_CHECK(n >= 1 && n <= 4096, ValueError, "--threads must be in 1..4096, got ", n);
     set_num_threads(int(n));
   }
   const std::string d = a.get("dtype", "f32");

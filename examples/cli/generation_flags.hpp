@@ -36,6 +36,10 @@ inline GenerationOptions apply_generation_flags(GenerationOptions o, const Args&
   if (a.has("top-k")) o.top_k = a.get_int("top-k");
   if (a.has("top-p")) o.top_p = a.get_double("top-p");
   if (a.has("seed")) o.seed = std::uint64_t(a.get_int("seed"));
+  // A task's minimum (captioning's 8 new tokens) yields to a smaller --max-new-tokens; both given
+  // and contradicting is an error (validate).
+  if (a.has("max-new-tokens") && !a.has("min-new-tokens") && o.min_new_tokens && *o.min_new_tokens > *o.max_new_tokens)
+    o.min_new_tokens = o.max_new_tokens;
   o.validate();
   return o;
 }

@@ -13233,6 +13233,13 @@ struct GenerationOptions {
     BLIP2_CHECK(repetition_penalty > 0, ValueError, "generate: repetition_penalty must be > 0, got ", repetition_penalty);
     BLIP2_CHECK(no_repeat_ngram_size >= 0, ValueError, "generate: no_repeat_ngram_size must be >= 0, got ",
                 no_repeat_ngram_size);
+    BLIP2_CHECK(std::isfinite(length_penalty) && std::isfinite(temperature) && std::isfinite(repetition_penalty) &&
+                    std::isfinite(top_p),
+                ValueError, "generate: length_penalty (", length_penalty, "), temperature (", temperature,
+                "), repetition_penalty (", repetition_penalty, ") and top_p (", top_p, ") must be finite numbers");
+    BLIP2_CHECK(!min_new_tokens || !max_new_tokens || *min_new_tokens <= *max_new_tokens, ValueError,
+                "generate: min_new_tokens (", min_new_tokens.value_or(0), ") is above max_new_tokens (",
+                max_new_tokens.value_or(0), ")");
   }
 };
 
@@ -13965,13 +13972,18 @@ GenerateOutput generate(Step& step, const generation::Ids& prompts, const Genera
 }
 
 // Special tokens the options leave unset taken from the language model's config (what
-// transformers' generation config holds when generation_config.json does not say).
+// transformers' generation config holds when generation_config.json does not say). An eos id
+// outside the vocabulary could never end a sequence: it is an error.
 inline GenerationOptions with_model_defaults(GenerationOptions o, const Blip2Config& c) {
   const bool t5 = c.text_model_type == "t5";
   if (o.eos_token_id.empty()) o.eos_token_id = {t5 ? c.t5.eos_token_id : c.opt.eos_token_id};
   if (!o.pad_token_id) o.pad_token_id = t5 ? c.t5.pad_token_id : c.opt.pad_token_id;
   if (!o.bos_token_id && !t5) o.bos_token_id = c.opt.bos_token_id;
   if (!o.decoder_start_token_id && t5) o.decoder_start_token_id = c.t5.decoder_start_token_id;
+  const std::int64_t vocab = t5 ? c.t5.vocab_size : c.opt.vocab_size;
+  for (const auto id : o.eos_token_id)
+    BLIP2_CHECK(id >= 0 && id < vocab, ValueError, "generate: eos_token_id ", id, " is not in the language model's ",
+                vocab, " tokens");
   return o;
 }
 

@@ -252,13 +252,18 @@ GenerateOutput generate(Step& step, const generation::Ids& prompts, const Genera
 }
 
 // Special tokens the options leave unset taken from the language model's config (what
-// transformers' generation config holds when generation_config.json does not say).
+// transformers' generation config holds when generation_config.json does not say). An eos id
+// outside the vocabulary could never end a sequence: it is an error.
 inline GenerationOptions with_model_defaults(GenerationOptions o, const Blip2Config& c) {
   const bool t5 = c.text_model_type == "t5";
   if (o.eos_token_id.empty()) o.eos_token_id = {t5 ? c.t5.eos_token_id : c.opt.eos_token_id};
   if (!o.pad_token_id) o.pad_token_id = t5 ? c.t5.pad_token_id : c.opt.pad_token_id;
   if (!o.bos_token_id && !t5) o.bos_token_id = c.opt.bos_token_id;
   if (!o.decoder_start_token_id && t5) o.decoder_start_token_id = c.t5.decoder_start_token_id;
+  const std::int64_t vocab = t5 ? c.t5.vocab_size : c.opt.vocab_size;
+  for (const auto id : o.eos_token_id)
+    BLIP2_CHECK(id >= 0 && id < vocab, ValueError, "generate: eos_token_id ", id, " is not in the language model's ",
+                vocab, " tokens");
   return o;
 }
 

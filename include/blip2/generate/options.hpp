@@ -2,6 +2,7 @@
 // Generation options with Hugging Face transformers' names and defaults (GenerationConfig), read
 // from generation_config.json or set field by field, and what every search returns.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -157,6 +158,13 @@ struct GenerationOptions {
     BLIP2_CHECK(repetition_penalty > 0, ValueError, "generate: repetition_penalty must be > 0, got ", repetition_penalty);
     BLIP2_CHECK(no_repeat_ngram_size >= 0, ValueError, "generate: no_repeat_ngram_size must be >= 0, got ",
                 no_repeat_ngram_size);
+    BLIP2_CHECK(std::isfinite(length_penalty) && std::isfinite(temperature) && std::isfinite(repetition_penalty) &&
+                    std::isfinite(top_p),
+                ValueError, "generate: length_penalty (", length_penalty, "), temperature (", temperature,
+                "), repetition_penalty (", repetition_penalty, ") and top_p (", top_p, ") must be finite numbers");
+    BLIP2_CHECK(!min_new_tokens || !max_new_tokens || *min_new_tokens <= *max_new_tokens, ValueError,
+                "generate: min_new_tokens (", min_new_tokens.value_or(0), ") is above max_new_tokens (",
+                max_new_tokens.value_or(0), ")");
   }
 };
 
