@@ -79,10 +79,7 @@ int main(int argc, char** argv) {
     int rc = 1;
     try {
       rc = run(blip2::cli::Args(argc, argv, 2));
-    } catch (const blip2::Error& e) {
-      std::fprintf(stderr, "blip2 %s: error: %s\n", command.c_str(), e.what());
-      return 1;
-    } catch (const std::exception& e) {  // from the standard library or a dependency, never an abort
+    } catch (const std::exception& e) {  // blip2::Error, or one from the standard library or a dependency
       std::fprintf(stderr, "blip2 %s: error: %s\n", command.c_str(), e.what());
       return 1;
     }
