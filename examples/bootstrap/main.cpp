@@ -7,7 +7,7 @@
 // line of stdout is one JSON object.
 //
 //   bootstrap_blip2 [--out DIR] [--frozen-from DIR] [--seed N] [--threads N] [--quick] [--train-images N] [--heldout-images N]
-//                   [--image-size N] [--patch N] [--queries N]
+//                   [--image-size N] [--patch N] [--queries N] [--lm-repeat P]
 //                   [--vit-epochs N] [--lm-epochs N] [--stage1-epochs N] [--stage2-epochs N]
 //                   [--min-caption-accuracy X] [--min-r1 X]      (exit 1 below these)
 #include <chrono>
@@ -39,6 +39,7 @@ Settings parse(int argc, char** argv) {
     else if (a == "--frozen-from") s.frozen_from = next();
     else if (a == "--seed") s.seed = std::stoull(next());
     else if (a == "--queries") s.queries = std::stoi(next());
+    else if (a == "--lm-repeat") s.lm_repeat = std::stod(next());
     else if (a == "--threads") s.threads = std::stoi(next());
     else if (a == "--image-size") s.image_size = std::stoi(next());
     else if (a == "--patch") s.patch = std::stoi(next());

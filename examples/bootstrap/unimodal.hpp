@@ -14,7 +14,9 @@
 //    to ~0.6 as the model starts to copy the scene's words from the earlier texts. Stopped before
 //    the second step, the frozen LM ignored the visual prompts in stage 2 (held-out captions 2%
 //    right; 50% with the LM unfrozen, which showed the Q-Former's features were not the problem);
-//    after 30 epochs the frozen LM reads them (22%).
+//    after 30 epochs the frozen LM reads them (22%). Half of the later texts repeat an earlier
+//    one verbatim (Settings::lm_repeat): exact repeats are what teach copying at every position,
+//    the first attribute word included, which paraphrases alone never taught.
 // Both then freeze, as BLIP-2's do.
 #include "setup.hpp"
 
@@ -140,8 +142,12 @@ inline std::vector<StepRecord> pretrain_language_model(OPTForCausalLM<float>& lm
     for (auto r : rows) {
       Generator text_g(s.seed * 7919 + std::uint64_t(epoch) * 1000003 + std::uint64_t(r));
       std::vector<std::int64_t> packed;  // three texts about this scene
+      std::vector<std::vector<std::int64_t>> said;  // the texts so far, which a later one may repeat
       for (int k = 0; k < 3; ++k) {
-        const auto ids = w.opt->encode(lm_text(w, w.train[std::size_t(r)], text_g));
+        const bool repeat = k > 0 && text_g.uniform() < s.lm_repeat;
+        const auto ids = repeat ? said[std::size_t(uniform_int(text_g, 0, k - 1))]
+                                : w.opt->encode(lm_text(w, w.train[std::size_t(r)], text_g));
+        said.push_back(ids);
         packed.insert(packed.end(), ids.begin(), ids.end());
       }
       texts.push_back(std::move(packed));

@@ -67,8 +67,27 @@ void unary_contiguous(UnaryOp op, const T* x, T* y, index_t n, T a) {
 }
 
 // gx = gy * f'(x) (y is f(x), used by ops whose derivative is cheaper from the output).
+// GELU's derivative (an erf and an exp per element) runs vectorised: scalar, it was a tenth of a
+// small ViT's training step.
 template <class T>
 void unary_backward(UnaryOp op, const T* x, const T* y, const T* gy, T* gx, index_t n, T a) {
+  if constexpr (std::is_floating_point_v<T>) {
+    if (op == UnaryOp::gelu_erf) {
+      using V = simd<T>;
+      constexpr index_t W = simd_width<T>;
+      parallel_for(n, kElementGrain, [&](index_t lo, index_t hi) {
+        index_t i = lo;
+        for (; i + W <= hi; i += W) {
+          const V v = V::load_unaligned(x + i);
+          const V d = V(T(0.5)) * (V(T(1)) + xsimd::erf(v * V(T(0.7071067811865476)))) +
+                      v * V(T(0.3989422804014327)) * xsimd::exp(V(T(-0.5)) * v * v);
+          (V::load_unaligned(gy + i) * d).store_unaligned(gx + i);
+        }
+        for (; i < hi; ++i) gx[i] = gy[i] * kernel::unary_derivative(op, x[i], y[i], a);
+      });
+      return;
+    }
+  }
   parallel_for(n, kElementGrain, [&](index_t lo, index_t hi) {
     for (index_t i = lo; i < hi; ++i) gx[i] = gy[i] * kernel::unary_derivative(op, x[i], y[i], a);
   });
