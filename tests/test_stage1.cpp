@@ -106,6 +106,58 @@ TEST_CASE("stage 1: every LAVIS intermediate and loss") {
   }
 }
 
+TEST_CASE("stage 1: image_ids, LAVIS's branch for several texts of one image") {
+  Stage1Fixture f;
+  NoGrad no_grad;
+  SUBCASE("distinct ids change nothing") {
+    Stage1Options with_ids = f.injected();
+    with_ids.image_ids = {10, 11, 12, 13};
+    const auto a = f.run(f.injected()), b = f.run(with_ids);
+    CHECK(std::abs(a.loss_itc.item() - b.loss_itc.item()) <= 1e-6 * std::abs(a.loss_itc.item()));
+    CHECK(std::abs(a.loss.item() - b.loss.item()) <= 1e-6 * std::abs(a.loss.item()));
+    CHECK(max_abs(a.weights_i2t - b.weights_i2t) == 0);
+  }
+  SUBCASE("shared ids: spread ITC targets, never each other's ITM negative") {
+    const std::vector<std::int64_t> ids = {5, 5, 9, 9};
+    for (std::uint64_t seed = 0; seed < 20; ++seed) {
+      Generator g(seed);
+      Stage1Options opt;
+      opt.generator = &g;
+      opt.image_ids = ids;
+      const auto o = f.run(opt);
+      for (std::size_t i = 0; i < 4; ++i) {
+        CHECK(ids[std::size_t(o.neg_image_idx_per_text[i])] != ids[i]);
+        CHECK(ids[std::size_t(o.neg_text_idx_per_image[i])] != ids[i]);
+      }
+      if (seed > 0) continue;
+      // LAVIS: targets 0.1 / 4 + 0.9 * [same id] / 2 against log_softmax of each row.
+      auto itc = [&](const Tensor<float>& sim) {
+        const auto v = sim.to_vector();
+        double loss = 0;
+        for (int b = 0; b < 4; ++b) {
+          double m = -1e30, z = 0;
+          for (int j = 0; j < 4; ++j) m = std::max(m, double(v[std::size_t(b * 4 + j)]));
+          for (int j = 0; j < 4; ++j) z += std::exp(double(v[std::size_t(b * 4 + j)]) - m);
+          for (int j = 0; j < 4; ++j)
+            loss -= (0.1 / 4 + (ids[std::size_t(b)] == ids[std::size_t(j)] ? 0.45 : 0.0)) *
+                    (double(v[std::size_t(b * 4 + j)]) - m - std::log(z));
+        }
+        return loss / 4;
+      };
+      CHECK(std::abs(o.loss_i2t.item() - itc(o.sim_i2t)) <= 1e-5 * itc(o.sim_i2t));
+      CHECK(std::abs(o.loss_t2i.item() - itc(o.sim_t2i)) <= 1e-5 * itc(o.sim_t2i));
+      const auto w = o.weights_t2i.to_vector();
+      CHECK(w[1] == 0);  // example 0's columns 0 and 1 show its image
+      CHECK(w[4] == 0);
+    }
+  }
+  SUBCASE("one id per example of the global batch") {
+    Stage1Options opt = f.injected();
+    opt.image_ids = {1, 2, 3};
+    CHECK_THROWS_AS(f.run(opt), ShapeError);
+  }
+}
+
 TEST_CASE("stage 1: gradients of every trainable tensor and one AdamW step with LAVIS's groups") {
   Stage1Fixture f;
   auto& model = *f.model;

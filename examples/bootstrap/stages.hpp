@@ -4,6 +4,8 @@
 // language model and trains captioning (LAVIS's "caption\n" targets) mixed with prompted
 // question answering (an instruction mix, so that "Question: ... Answer:" prompts work). The
 // frozen encoder's features are computed once (no augmentation), as --cache-image-features does.
+#include <map>
+
 #include "unimodal.hpp"
 
 namespace bootstrap {
@@ -27,11 +29,21 @@ inline std::vector<StepRecord> train_stage1(Blip2Stage1<float>& model, const Ten
   trainer.track_generator("negatives", negatives);
   Stage1Options o;
   o.generator = &negatives;
+  // Scenes one caption describes (the same objects, sizes, colours and relation) are one image to
+  // the text: LAVIS's image_id keeps them from being each other's ITC and ITM negatives, which
+  // taught ITM to reject true pairs (about half the scenes hold one object: 24 descriptions).
+  std::map<std::string, std::int64_t> description_ids;
+  std::vector<std::int64_t> image_id;
+  for (const auto& sc : w.train)
+    image_id.push_back(
+        description_ids.emplace(w.shapes.canonical_caption(sc), std::int64_t(description_ids.size())).first->second);
   std::fprintf(stderr, "[3/4] stage 1: Q-Former with ITC + ITM + ITG on the frozen image encoder, %ld epochs\n", run.max_epoch);
   trainer.train([&](long epoch, long b, auto& logged) {
     const auto rows = batch_rows(epoch_order(long(w.train.size()), s.seed + 11, epoch), b, run.batch_size_train);
     std::vector<std::vector<std::int64_t>> texts;
+    o.image_ids.clear();
     for (auto r : rows) {
+      o.image_ids.push_back(image_id[std::size_t(r)]);
       Generator wording(s.seed * 104729 + std::uint64_t(epoch) * 1000003 + std::uint64_t(r));
       texts.push_back(w.bert->encode(w.shapes.caption(w.train[std::size_t(r)], wording)));
     }

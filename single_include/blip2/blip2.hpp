@@ -8160,6 +8160,11 @@ struct Stage1Options {
   // example), e.g. to replay a LAVIS run; empty: drawn from `generator` (the same draws for an
   // example at every world size).
   std::vector<std::int64_t> neg_image_idx_per_text, neg_text_idx_per_image;
+  // LAVIS's `image_id` (the branch its Q-Former takes when samples carry one, as in COCO retrieval
+  // fine-tuning): examples with the same id show the same image, so ITC spreads each row's target
+  // over all of them and ITM never draws one as another's negative. One id per example of the global
+  // batch (the same list on every rank); empty: every example is its own image.
+  std::vector<std::int64_t> image_ids;
 };
 
 template <class T, class D = cpu>
@@ -8182,12 +8187,20 @@ struct Stage1Output {
 };
 
 namespace detail {
-// Rows of softmax(sim) with each row's positive (column first + row) set to -10000 first.
+// Whether global examples i and j show the same image: the same index, or equal image_ids.
+inline bool same_image(const std::vector<std::int64_t>& image_ids, index_t i, index_t j) {
+  return i == j || (!image_ids.empty() && image_ids[std::size_t(i)] == image_ids[std::size_t(j)]);
+}
+
+// Rows of softmax(sim) with each row's positives (column first + row, and columns of the same
+// image id) set to -10000 first.
 template <class T, class D>
-Tensor<T, D> negative_weights(const Tensor<T, D>& sim, index_t first) {
+Tensor<T, D> negative_weights(const Tensor<T, D>& sim, index_t first, const std::vector<std::int64_t>& image_ids) {
   std::vector<T> v = sim.detach().template to<cpu>().to_vector();
   const index_t rows = sim.size(0), cols = sim.size(1);
-  for (index_t r = 0; r < rows; ++r) v[std::size_t(r * cols + first + r)] = T(-10000);
+  for (index_t r = 0; r < rows; ++r)
+    for (index_t c = 0; c < cols; ++c)
+      if (same_image(image_ids, first + r, c)) v[std::size_t(r * cols + c)] = T(-10000);
   NoGrad no_grad;
   return softmax(Tensor<T, cpu>::from_vector(sim.shape(), v)).template to<D>();
 }
@@ -8262,6 +8275,8 @@ Stage1Output<T, D> stage1_losses_from_features(const Blip2Stage1<T, D, W>& model
   const index_t B = input_ids.size(0), Q = model.query_tokens.size(1), GB = B * comm.world_size(), first = B * comm.rank();
   BLIP2_CHECK(!(opt.itc || opt.itm) || GB >= 2, ValueError, "stage 1: ITC and ITM need at least two image-text pairs in ",
               "the batch (a batch of one has no negatives)");
+  BLIP2_CHECK(opt.image_ids.empty() || index_t(opt.image_ids.size()) == GB, ShapeError, "stage 1: image_ids holds ",
+              opt.image_ids.size(), " ids: expected one per example of the global batch (", GB, ")");
   BLIP2_CHECK(!opt.itg || model.has_itg_head(), ValueError,
               "stage 1: ITG asked for, but the model has no ITG head (cls.predictions.*: a retrieval checkpoint "
               "such as blip2-itm-vit-g lacks it)");
@@ -8295,7 +8310,23 @@ Stage1Output<T, D> stage1_losses_from_features(const Blip2Stage1<T, D, W>& model
     out.sim_i2t = max(matmul(out.image_feats, text_feat_all.transpose(0, 1)), {1}) / model.temp;
     const Tensor<T, D> t2q = matmul(image_feats_all.reshape({GB * Q, E}), out.text_feat.transpose(0, 1));  // [GB*Q, B]
     out.sim_t2i = max(t2q.reshape({GB, Q, B}), {1}).transpose(0, 1) / model.temp;
-    if (opt.itc) {
+    if (opt.itc && !opt.image_ids.empty()) {
+      // LAVIS: targets = 0.1 / GB + 0.9 * (same image) / (its count), against log_softmax.
+      std::vector<T> targets(std::size_t(B * GB));
+      for (index_t b = 0; b < B; ++b) {
+        index_t count = 0;
+        for (index_t j = 0; j < GB; ++j) count += detail::same_image(opt.image_ids, first + b, j);
+        for (index_t j = 0; j < GB; ++j)
+          targets[std::size_t(b * GB + j)] =
+              T(opt.label_smoothing / double(GB) +
+                (1 - opt.label_smoothing) * (detail::same_image(opt.image_ids, first + b, j) ? 1.0 / double(count) : 0.0));
+      }
+      const auto tgt = Tensor<T, D>::from_vector({B, GB}, targets);
+      out.loss_i2t = -sum(log_softmax(out.sim_i2t) * tgt) / T(B);
+      out.loss_t2i = -sum(log_softmax(out.sim_t2i) * tgt) / T(B);
+      out.loss_itc = (out.loss_i2t + out.loss_t2i) * T(0.5);
+      add_loss(out.loss_itc);
+    } else if (opt.itc) {
       std::vector<std::int64_t> targets(static_cast<std::size_t>(B));
       std::iota(targets.begin(), targets.end(), first);
       const auto tgt = Tensor<std::int64_t, D>::from_vector({B}, targets);
@@ -8308,8 +8339,8 @@ Stage1Output<T, D> stage1_losses_from_features(const Blip2Stage1<T, D, W>& model
   }
 
   if (opt.itm) {
-    out.weights_t2i = detail::negative_weights(out.sim_t2i, first);
-    out.weights_i2t = detail::negative_weights(out.sim_i2t, first);
+    out.weights_t2i = detail::negative_weights(out.sim_t2i, first, opt.image_ids);
+    out.weights_i2t = detail::negative_weights(out.sim_i2t, first, opt.image_ids);
     if (!opt.neg_image_idx_per_text.empty() || !opt.neg_text_idx_per_image.empty()) {
       out.neg_image_idx_per_text =
           detail::local_negatives(opt.neg_image_idx_per_text, B, GB, first, "neg_image_idx_per_text");
