@@ -477,6 +477,16 @@ inline void report_load(const TrainSetup& s, const char* what, const Stopwatch& 
                  s.run.batch_size_train);
 }
 
+// LAVIS's image_id for a batch: one per image file (an FNV-1a hash of its name), gathered over the
+// ranks in global-batch order, so two captions of one image are not each other's negatives.
+inline std::vector<std::int64_t> global_image_ids(const std::vector<std::string>& images, const Communicator& comm) {
+  std::vector<std::int64_t> local;
+  for (const auto& name : images) local.push_back(std::int64_t(data::detail::fnv1a(name)));
+  std::vector<std::int64_t> global(local.size() * std::size_t(comm.world_size()));
+  comm.all_gather_bytes(local.data(), global.data(), local.size() * sizeof(std::int64_t));
+  return global;
+}
+
 inline TrainResult train_stage1(const TrainSetup& s) {
   const Stopwatch load;
   auto model = Blip2Stage1<float>::load(s.model_dir);
@@ -511,6 +521,7 @@ inline TrainResult train_stage1(const TrainSetup& s) {
     for (const auto& caption : batch.captions)
       rows.push_back(framed({special.cls}, s.tokenizer->encode(caption, false), {special.sep}, s.run.max_txt_len));
     const auto [ids, mask] = pad_right(rows, s.config.qformer.pad_token_id, std::size_t(s.run.max_txt_len));
+    options.image_ids = global_image_ids(batch.images, *s.comm);
     const auto out =
         stage1_losses_from_features(*model, batch_features(batch, cache.get(), *model->vision_model), ids, mask, options);
     logged["loss_itc"] = out.loss_itc.item();

@@ -8310,7 +8310,13 @@ Stage1Output<T, D> stage1_losses_from_features(const Blip2Stage1<T, D, W>& model
     out.sim_i2t = max(matmul(out.image_feats, text_feat_all.transpose(0, 1)), {1}) / model.temp;
     const Tensor<T, D> t2q = matmul(image_feats_all.reshape({GB * Q, E}), out.text_feat.transpose(0, 1));  // [GB*Q, B]
     out.sim_t2i = max(t2q.reshape({GB, Q, B}), {1}).transpose(0, 1) / model.temp;
-    if (opt.itc && !opt.image_ids.empty()) {
+    // With every id distinct the targets are the one-hot ones below (the same arithmetic).
+    const bool shared_images = [&] {
+      std::vector<std::int64_t> ids = opt.image_ids;
+      std::sort(ids.begin(), ids.end());
+      return std::adjacent_find(ids.begin(), ids.end()) != ids.end();
+    }();
+    if (opt.itc && shared_images) {
       // LAVIS: targets = 0.1 / GB + 0.9 * (same image) / (its count), against log_softmax.
       std::vector<T> targets(std::size_t(B * GB));
       for (index_t b = 0; b < B; ++b) {
