@@ -67,6 +67,12 @@ inline bool same_image(const std::vector<std::int64_t>& image_ids, index_t i, in
   return i == j || (!image_ids.empty() && image_ids[std::size_t(i)] == image_ids[std::size_t(j)]);
 }
 
+// Whether two examples share an image id (distinct ids train exactly as no ids).
+inline bool shares_an_image(std::vector<std::int64_t> image_ids) {
+  std::sort(image_ids.begin(), image_ids.end());
+  return std::adjacent_find(image_ids.begin(), image_ids.end()) != image_ids.end();
+}
+
 // Rows of softmax(sim) with each row's positives (column first + row, and columns of the same
 // image id) set to -10000 first.
 template <class T, class D>
@@ -185,35 +191,28 @@ Stage1Output<T, D> stage1_losses_from_features(const Blip2Stage1<T, D, W>& model
     out.sim_i2t = max(matmul(out.image_feats, text_feat_all.transpose(0, 1)), {1}) / model.temp;
     const Tensor<T, D> t2q = matmul(image_feats_all.reshape({GB * Q, E}), out.text_feat.transpose(0, 1));  // [GB*Q, B]
     out.sim_t2i = max(t2q.reshape({GB, Q, B}), {1}).transpose(0, 1) / model.temp;
-    // With every id distinct the targets are the one-hot ones below (the same arithmetic).
-    const bool shared_images = [&] {
-      std::vector<std::int64_t> ids = opt.image_ids;
-      std::sort(ids.begin(), ids.end());
-      return std::adjacent_find(ids.begin(), ids.end()) != ids.end();
-    }();
-    if (opt.itc && shared_images) {
-      // LAVIS: targets = 0.1 / GB + 0.9 * (same image) / (its count), against log_softmax.
-      std::vector<T> targets(std::size_t(B * GB));
-      for (index_t b = 0; b < B; ++b) {
-        index_t count = 0;
-        for (index_t j = 0; j < GB; ++j) count += detail::same_image(opt.image_ids, first + b, j);
-        for (index_t j = 0; j < GB; ++j)
-          targets[std::size_t(b * GB + j)] =
-              T(opt.label_smoothing / double(GB) +
-                (1 - opt.label_smoothing) * (detail::same_image(opt.image_ids, first + b, j) ? 1.0 / double(count) : 0.0));
+    if (opt.itc) {
+      if (detail::shares_an_image(opt.image_ids)) {
+        // LAVIS: targets = 0.1 / GB + 0.9 * (same image) / (its count), against log_softmax.
+        std::vector<T> targets;
+        std::vector<double> same(static_cast<std::size_t>(GB));
+        for (index_t b = 0; b < B; ++b) {
+          for (index_t j = 0; j < GB; ++j) same[std::size_t(j)] = detail::same_image(opt.image_ids, first + b, j);
+          const double count = std::accumulate(same.begin(), same.end(), 0.0);
+          for (double x : same)
+            targets.push_back(T(opt.label_smoothing / double(GB) + (1 - opt.label_smoothing) * x / count));
+        }
+        const auto tgt = Tensor<T, D>::from_vector({B, GB}, targets);
+        out.loss_i2t = -sum(log_softmax(out.sim_i2t) * tgt) / T(B);
+        out.loss_t2i = -sum(log_softmax(out.sim_t2i) * tgt) / T(B);
+      } else {  // one image per example: one-hot targets
+        std::vector<std::int64_t> targets(static_cast<std::size_t>(B));
+        std::iota(targets.begin(), targets.end(), first);
+        const auto tgt = Tensor<std::int64_t, D>::from_vector({B}, targets);
+        const CrossEntropyOptions smooth{-100, opt.label_smoothing};
+        out.loss_i2t = cross_entropy(out.sim_i2t, tgt, smooth);
+        out.loss_t2i = cross_entropy(out.sim_t2i, tgt, smooth);
       }
-      const auto tgt = Tensor<T, D>::from_vector({B, GB}, targets);
-      out.loss_i2t = -sum(log_softmax(out.sim_i2t) * tgt) / T(B);
-      out.loss_t2i = -sum(log_softmax(out.sim_t2i) * tgt) / T(B);
-      out.loss_itc = (out.loss_i2t + out.loss_t2i) * T(0.5);
-      add_loss(out.loss_itc);
-    } else if (opt.itc) {
-      std::vector<std::int64_t> targets(static_cast<std::size_t>(B));
-      std::iota(targets.begin(), targets.end(), first);
-      const auto tgt = Tensor<std::int64_t, D>::from_vector({B}, targets);
-      const CrossEntropyOptions smooth{-100, opt.label_smoothing};
-      out.loss_i2t = cross_entropy(out.sim_i2t, tgt, smooth);
-      out.loss_t2i = cross_entropy(out.sim_t2i, tgt, smooth);
       out.loss_itc = (out.loss_i2t + out.loss_t2i) * T(0.5);
       add_loss(out.loss_itc);
     }
